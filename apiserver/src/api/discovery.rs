@@ -1,0 +1,241 @@
+//! Discovery (`/api`, `/apis`, `/api/v1`, `/apis/{group}/{version}`), `/version`, and the
+//! OpenAPI v3 documents kubectl reads before `create -f`/`apply -f`: every path and verb
+//! served, with the `fieldValidation` parameter on PATCH so kubectl leaves validation to us.
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::value_response;
+use crate::registry::{self, RESOURCES, Resource, Sub};
+use crate::status::{ApiError, ApiResult};
+
+/// The Kubernetes version this apiserver speaks.
+pub const KUBERNETES_VERSION: (&str, &str) = ("1", "32");
+
+/// `/version`.
+pub fn version() -> Response {
+    let (major, minor) = KUBERNETES_VERSION;
+    value_response(
+        StatusCode::OK,
+        &json!({
+            "major": major,
+            "minor": minor,
+            "gitVersion": format!("v{major}.{minor}.0"),
+            "gitCommit": env!("CARGO_PKG_VERSION"),
+            "gitTreeState": "clean",
+            "buildDate": "1970-01-01T00:00:00Z",
+            "goVersion": "rust",
+            "compiler": "rustc",
+            "platform": format!("{}/{}", std::env::consts::OS, if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),
+        }),
+        &[],
+    )
+}
+
+/// `/api`.
+pub fn api_versions(headers: &HeaderMap) -> Response {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1:6443");
+    value_response(
+        StatusCode::OK,
+        &json!({
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{ "clientCIDR": "0.0.0.0/0", "serverAddress": host }],
+        }),
+        &[],
+    )
+}
+
+fn group_entry(group: &str) -> Value {
+    let versions: Vec<Value> = registry::group_versions()
+        .into_iter()
+        .filter(|(g, _)| *g == group)
+        .map(|(g, v)| json!({ "groupVersion": format!("{g}/{v}"), "version": v }))
+        .collect();
+    json!({ "name": group, "versions": versions, "preferredVersion": versions.first() })
+}
+
+/// `/apis`.
+pub fn api_groups() -> Response {
+    let mut groups: Vec<&str> = Vec::new();
+    for (g, _) in registry::group_versions() {
+        if !g.is_empty() && !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    let groups: Vec<Value> = groups.into_iter().map(group_entry).collect();
+    value_response(StatusCode::OK, &json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups }), &[])
+}
+
+/// `/apis/{group}`.
+pub fn group(group: &str) -> ApiResult<Response> {
+    if !registry::group_versions().iter().any(|(g, _)| *g == group) {
+        return Err(ApiError::no_route(&format!("/apis/{group}")));
+    }
+    let mut entry = group_entry(group);
+    entry["kind"] = json!("APIGroup");
+    entry["apiVersion"] = json!("v1");
+    Ok(value_response(StatusCode::OK, &entry, &[]))
+}
+
+const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+
+fn resource_entries(r: &Resource) -> Vec<Value> {
+    let mut entries = vec![json!({
+        "name": r.resource,
+        "singularName": r.singular,
+        "namespaced": r.namespaced,
+        "kind": r.kind,
+        "verbs": VERBS,
+        "shortNames": r.short_names,
+        "categories": r.categories,
+    })];
+    for sub in r.subresources {
+        let mut e = json!({
+            "name": format!("{}/{}", r.resource, sub.name()),
+            "singularName": "",
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": ["get", "patch", "update"],
+        });
+        match sub {
+            Sub::Scale => {
+                e["group"] = json!("autoscaling");
+                e["version"] = json!("v1");
+                e["kind"] = json!("Scale");
+            }
+            Sub::Binding => {
+                e["kind"] = json!("Binding");
+                e["verbs"] = json!(["create"]);
+            }
+            Sub::Status => {}
+        }
+        entries.push(e);
+    }
+    for e in &mut entries {
+        let empty = |k: &str| e.get(k).and_then(Value::as_array).is_some_and(Vec::is_empty);
+        let (no_short, no_cat) = (empty("shortNames"), empty("categories"));
+        if let Some(o) = e.as_object_mut() {
+            if no_short {
+                o.remove("shortNames");
+            }
+            if no_cat {
+                o.remove("categories");
+            }
+        }
+    }
+    entries
+}
+
+/// `/api/v1` and `/apis/{group}/{version}`.
+pub fn resource_list(group: &str, version: &str) -> Response {
+    let resources: Vec<Value> =
+        RESOURCES.iter().filter(|r| r.group == group && r.version == version).flat_map(resource_entries).collect();
+    let gv = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
+    value_response(
+        StatusCode::OK,
+        &json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources }),
+        &[],
+    )
+}
+
+fn gv_path(group: &str, version: &str) -> String {
+    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
+}
+
+/// A stable hash of a document, so kubectl's cache notices changes.
+fn hash(doc: &Value) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    doc.to_string().hash(&mut h);
+    format!("{:016X}", h.finish())
+}
+
+/// `/openapi/v3`: the root listing each group-version's document.
+pub fn openapi_root() -> Response {
+    let mut paths = serde_json::Map::new();
+    for (g, v) in registry::group_versions() {
+        let path = gv_path(g, v);
+        let doc = openapi_document(g, v);
+        paths.insert(path.clone(), json!({ "serverRelativeURL": format!("/openapi/v3/{path}?hash={}", hash(&doc)) }));
+    }
+    value_response(StatusCode::OK, &json!({ "paths": paths }), &[])
+}
+
+fn param(name: &str, location: &str, required: bool) -> Value {
+    json!({ "name": name, "in": location, "required": required, "schema": { "type": "string" }, "uniqueItems": true })
+}
+
+fn operation(r: &Resource, verb: &str, action: &str, params: &[&str]) -> Value {
+    let mut op = json!({
+        "operationId": format!("{verb}{}", r.kind),
+        "x-kubernetes-action": action,
+        "x-kubernetes-group-version-kind": { "group": r.group, "version": r.version, "kind": r.kind },
+        "responses": { "200": { "description": "OK" }, "401": { "description": "Unauthorized" } },
+    });
+    if !params.is_empty() {
+        op["parameters"] = params.iter().map(|p| param(p, "query", false)).collect();
+    }
+    op
+}
+
+fn openapi_document(group: &str, version: &str) -> Value {
+    let mut paths = serde_json::Map::new();
+    let base = format!("/{}", gv_path(group, version));
+    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+        let scope = if r.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}", r.resource)
+        } else {
+            format!("{base}/{}", r.resource)
+        };
+        let mut path_params = vec![param("name", "path", true)];
+        if r.namespaced {
+            path_params.push(param("namespace", "path", true));
+        }
+        let write_params = ["dryRun", "fieldManager", "fieldValidation", "pretty"];
+        paths.insert(scope.clone(), json!({
+            "get": operation(r, "list", "list", &["labelSelector", "fieldSelector", "limit", "continue", "resourceVersion", "resourceVersionMatch", "watch", "allowWatchBookmarks", "sendInitialEvents", "timeoutSeconds"]),
+            "post": operation(r, "create", "post", &write_params),
+            "delete": operation(r, "deletecollection", "deletecollection", &["labelSelector", "fieldSelector", "gracePeriodSeconds", "propagationPolicy", "dryRun"]),
+            "parameters": if r.namespaced { json!([param("namespace", "path", true)]) } else { json!([]) },
+        }));
+        paths.insert(format!("{scope}/{{name}}"), json!({
+            "get": operation(r, "read", "get", &[]),
+            "put": operation(r, "replace", "put", &write_params),
+            "patch": operation(r, "patch", "patch", &["dryRun", "fieldManager", "fieldValidation", "force", "pretty"]),
+            "delete": operation(r, "delete", "delete", &["gracePeriodSeconds", "propagationPolicy", "dryRun"]),
+            "parameters": path_params,
+        }));
+        for sub in r.subresources {
+            let ops = match sub {
+                Sub::Binding => json!({ "post": operation(r, "createBinding", "post", &["dryRun", "fieldManager"]) }),
+                _ => json!({
+                    "get": operation(r, &format!("read{}", sub.name()), "get", &[]),
+                    "put": operation(r, &format!("replace{}", sub.name()), "put", &write_params),
+                }),
+            };
+            paths.insert(format!("{scope}/{{name}}/{}", sub.name()), ops);
+        }
+    }
+    json!({
+        "openapi": "3.0.0",
+        "info": { "title": "Kubernetes", "version": format!("v{}.{}.0", KUBERNETES_VERSION.0, KUBERNETES_VERSION.1) },
+        "paths": paths,
+        "components": { "schemas": {} },
+    })
+}
+
+/// `/openapi/v3/{api/v1 | apis/group/version}`.
+pub fn openapi_group_version(path: &str) -> Response {
+    let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let gv = match parts.as_slice() {
+        ["api", v] => Some(("", *v)),
+        ["apis", g, v] => Some((*g, *v)),
+        _ => None,
+    };
+    match gv.and_then(|(g, v)| registry::group_versions().into_iter().find(|gv| *gv == (g, v))) {
+        Some((g, v)) => value_response(StatusCode::OK, &openapi_document(g, v), &[]),
+        None => ApiError::no_route(&format!("/openapi/v3/{path}")).into_response(),
+    }
+}

@@ -1,0 +1,275 @@
+//! The HTTP API: one dispatcher parses `/api/v1/...` and `/apis/{group}/{version}/...`
+//! URLs into a registry row, a namespace, a name and a subresource, and hands them to the
+//! generic verb handlers. No handler is specific to one resource.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::cache::WatchCache;
+use crate::metrics::Metrics;
+use crate::object::MAX_BODY;
+use crate::registry::{self, Resource, Sub};
+use crate::status::{ApiError, ApiResult};
+use crate::store::{self, Store};
+
+mod delete;
+pub mod discovery;
+mod namespaces;
+mod objects;
+mod read;
+mod subresource;
+mod watch;
+mod write;
+
+pub use namespaces::finalize_namespaces;
+
+/// What every handler shares.
+pub struct App {
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// One watch cache per storage prefix (`pods`, `events`, ...).
+    pub caches: HashMap<&'static str, Arc<WatchCache>>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Woken when a namespace starts terminating.
+    pub namespace_wake: tokio::sync::Notify,
+}
+
+impl App {
+    /// The cache of a resource.
+    pub fn cache(&self, resource: &Resource) -> ApiResult<&Arc<WatchCache>> {
+        self.caches
+            .get(resource.storage)
+            .ok_or_else(|| ApiError::internal(format!("no watch cache for {}", resource.qualified())))
+    }
+}
+
+/// The object (or collection) a request names.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The registry row.
+    pub resource: &'static Resource,
+    /// The namespace in the URL, if any.
+    pub namespace: Option<String>,
+    /// The object name, if any.
+    pub name: Option<String>,
+    /// The subresource, if any.
+    pub sub: Option<Sub>,
+}
+
+impl Target {
+    /// The storage key of the named object.
+    pub fn key(&self) -> String {
+        self.resource.key(self.namespace.as_deref(), self.name.as_deref().unwrap_or_default())
+    }
+
+    /// The object name (empty for collections).
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or_default()
+    }
+
+    /// 404 for the named object, in upstream's words.
+    pub fn not_found(&self) -> ApiError {
+        ApiError::not_found(&self.resource.qualified(), self.resource.group, self.resource.resource, self.name())
+    }
+
+    /// 409 for a lost optimistic-concurrency race.
+    pub fn conflict(&self) -> ApiError {
+        ApiError::conflict(
+            &self.resource.qualified(),
+            self.resource.group,
+            self.resource.resource,
+            self.name(),
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
+    }
+
+    /// Maps a storage error about this target to an API error.
+    pub fn storage_error(&self, e: store::Error) -> ApiError {
+        match e {
+            store::Error::NotFound { .. } => self.not_found(),
+            store::Error::AlreadyExists { .. } => ApiError::already_exists(
+                &self.resource.qualified(),
+                self.resource.group,
+                self.resource.resource,
+                self.name(),
+            ),
+            store::Error::Conflict { .. } => self.conflict(),
+            store::Error::Compacted { requested, .. } => {
+                ApiError::expired(format!("too old resource version: {requested}"))
+            }
+            store::Error::FutureRevision { requested, .. } => {
+                ApiError::timeout(format!("Too large resource version: {requested}"))
+            }
+            store::Error::Backend(msg) => ApiError::internal(msg),
+        }
+    }
+}
+
+/// Query parameters, as upstream reads them (the last value wins).
+pub type Params = HashMap<String, String>;
+
+/// Parses a resource URL. `segments` follow `/api/v1` or `/apis/{g}/{v}`.
+fn parse_target(group: &str, version: &str, segments: &[&str]) -> ApiResult<Option<Target>> {
+    let namespaced_form = segments.len() >= 3
+        && segments[0] == "namespaces"
+        && registry::find(group, version, segments[2]).is_some_and(|r| r.namespaced);
+    let (namespace, rest) =
+        if namespaced_form { (Some(segments[1].to_owned()), &segments[2..]) } else { (None, segments) };
+    let Some(resource) = rest.first().and_then(|r| registry::find(group, version, r)) else {
+        return Ok(None);
+    };
+    let name = rest.get(1).map(|s| (*s).to_owned());
+    let sub = match rest.get(2) {
+        None => None,
+        Some(s) => match resource.subresources.iter().find(|sub| sub.name() == *s) {
+            Some(sub) => Some(*sub),
+            None => return Ok(None),
+        },
+    };
+    if rest.len() > 3 || name.as_deref() == Some("") {
+        return Ok(None);
+    }
+    if namespace.is_some() && !resource.namespaced {
+        return Ok(None);
+    }
+    Ok(Some(Target { resource, namespace, name, sub }))
+}
+
+fn verb_of(method: &Method, target: &Target, params: &Params) -> &'static str {
+    let watching = params.get("watch").is_some_and(|w| w == "true" || w == "1");
+    match (method, target.name.is_some()) {
+        (&Method::GET, false) if watching => "WATCH",
+        (&Method::GET, false) => "LIST",
+        (&Method::GET, true) => "GET",
+        (&Method::POST, _) => "CREATE",
+        (&Method::PUT, _) => "UPDATE",
+        (&Method::PATCH, _) => "PATCH",
+        (&Method::DELETE, false) => "DELETECOLLECTION",
+        (&Method::DELETE, true) => "DELETE",
+        _ => "UNKNOWN",
+    }
+}
+
+/// A JSON response.
+pub fn json_response(code: StatusCode, body: impl Into<Body>, warnings: &[String]) -> Response {
+    let mut resp = Response::builder().status(code).header(header::CONTENT_TYPE, "application/json");
+    for w in warnings {
+        let text = w.replace(['\r', '\n'], " ");
+        resp = resp.header("Warning", format!("299 - \"{}\"", text.replace('"', "\\\"")));
+    }
+    resp.body(body.into()).unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// A JSON response of a value.
+pub fn value_response(code: StatusCode, value: &Value, warnings: &[String]) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => json_response(code, body, warnings),
+        Err(e) => ApiError::internal(format!("encoding the response: {e}")).into_response(),
+    }
+}
+
+async fn read_body(body: Body) -> ApiResult<Bytes> {
+    axum::body::to_bytes(body, MAX_BODY + 1).await.map_err(|_| ApiError::too_large(MAX_BODY))
+}
+
+/// The entry point for every `/api` and `/apis` request.
+pub async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Response {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().trim_end_matches('/').to_owned();
+    let params: Params = Query::<Params>::try_from_uri(&parts.uri).map(|q| q.0).unwrap_or_default();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+
+    let (group, version, rest) = match segments.as_slice() {
+        ["api"] => return discovery::api_versions(&parts.headers),
+        ["apis"] => return discovery::api_groups(),
+        ["api", "v1"] => return discovery::resource_list("", "v1"),
+        ["apis", group, version] if registry::group_versions().contains(&(group, version)) => {
+            return discovery::resource_list(group, version);
+        }
+        ["apis", group] => return discovery::group(group).unwrap_or_else(|e| e.into_response()),
+        ["api", "v1", rest @ ..] => ("", "v1", rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return ApiError::no_route(&path).into_response(),
+    };
+    // The legacy `/watch/` prefix means `?watch=true`.
+    let (rest, mut params) = match rest {
+        ["watch", rest @ ..] => {
+            let mut p = params;
+            p.insert("watch".into(), "true".into());
+            (rest, p)
+        }
+        _ => (rest, params),
+    };
+    let target = match parse_target(group, version, rest) {
+        Ok(Some(t)) => t,
+        Ok(None) => return ApiError::no_route(&path).into_response(),
+        Err(e) => return e.into_response(),
+    };
+    let verb = verb_of(&parts.method, &target, &params);
+    if verb == "WATCH" {
+        params.remove("watch");
+    }
+    let response = handle(&app, &parts.method, &parts.headers, target.clone(), params, body, verb)
+        .await
+        .unwrap_or_else(|e| e.into_response());
+    app.metrics.observe_request(
+        verb,
+        target.resource.resource,
+        target.sub.map(Sub::name).unwrap_or_default(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+}
+
+async fn handle(
+    app: &Arc<App>,
+    method: &Method,
+    headers: &HeaderMap,
+    target: Target,
+    params: Params,
+    body: Body,
+    verb: &'static str,
+) -> ApiResult<Response> {
+    let ct = content_type(headers);
+    match (verb, target.sub) {
+        ("WATCH", None) => watch::watch(app, &target, &params).await,
+        ("LIST", None) => read::list(app, &target, &params).await,
+        ("GET", None | Some(Sub::Status)) => read::get(app, &target).await,
+        ("GET", Some(Sub::Scale)) => subresource::get_scale(app, &target).await,
+        ("CREATE", None) if target.name.is_none() => {
+            write::create(app, &target, &params, &ct, &read_body(body).await?).await
+        }
+        ("CREATE", Some(Sub::Binding)) => subresource::bind(app, &target, &ct, &read_body(body).await?).await,
+        ("UPDATE", None | Some(Sub::Status)) => {
+            write::update(app, &target, &params, &ct, &read_body(body).await?).await
+        }
+        ("PATCH", None | Some(Sub::Status)) => write::patch(app, &target, &params, &ct, &read_body(body).await?).await,
+        ("UPDATE", Some(Sub::Scale)) => subresource::update_scale(app, &target, &ct, &read_body(body).await?).await,
+        ("PATCH", Some(Sub::Scale)) => subresource::patch_scale(app, &target, &ct, &read_body(body).await?).await,
+        ("DELETE", None) => delete::delete(app, &target, &params, &ct, &read_body(body).await?).await,
+        ("DELETECOLLECTION", None) => {
+            delete::delete_collection(app, &target, &params, &ct, &read_body(body).await?).await
+        }
+        _ => Err(ApiError::method_not_allowed(format!(
+            "{} is not supported on {}{}",
+            method,
+            target.resource.qualified(),
+            target.sub.map(|s| format!("/{}", s.name())).unwrap_or_default()
+        ))),
+    }
+}

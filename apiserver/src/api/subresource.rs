@@ -1,0 +1,167 @@
+//! The scale subresource (an `autoscaling/v1` Scale view of `spec.replicas`) and pod binding.
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::objects::{self, body_precondition};
+use super::write::modify;
+use super::{App, Target, value_response};
+use crate::object::{self, decode_body, meta_str};
+use crate::patch::{self, PatchType};
+use crate::selector::{LabelSelector, Requirement};
+use crate::status::{ApiError, ApiResult, Cause, success};
+
+/// `matchLabels`/`matchExpressions` as the string form `kubectl` and HPAs read.
+fn selector_string(selector: Option<&Value>) -> String {
+    let Some(sel) = selector.and_then(|s| LabelSelector::from_object(s).ok()) else { return String::new() };
+    sel.0
+        .iter()
+        .map(|r| match r {
+            Requirement::Equals(k, v) => format!("{k}={v}"),
+            Requirement::NotEquals(k, v) => format!("{k}!={v}"),
+            Requirement::In(k, vs) => format!("{k} in ({})", vs.join(",")),
+            Requirement::NotIn(k, vs) => format!("{k} notin ({})", vs.join(",")),
+            Requirement::Exists(k) => k.clone(),
+            Requirement::DoesNotExist(k) => format!("!{k}"),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The Scale view of a deployment or replica set.
+fn scale_of(obj: &Value) -> Value {
+    let meta = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+            "creationTimestamp": meta.get("creationTimestamp"),
+        },
+        "spec": { "replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0) },
+        "status": {
+            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
+            "selector": selector_string(obj.pointer("/spec/selector")),
+        },
+    })
+}
+
+/// GET .../scale.
+pub async fn get_scale(app: &Arc<App>, target: &Target) -> ApiResult<Response> {
+    let (obj, _) = objects::get_current(app, target).await?;
+    Ok(value_response(StatusCode::OK, &scale_of(&obj), &[]))
+}
+
+fn replicas_of(scale: &Value, target: &Target) -> ApiResult<i64> {
+    let replicas = match scale.pointer("/spec/replicas") {
+        None | Some(Value::Null) => 0,
+        Some(v) => {
+            v.as_i64().ok_or_else(|| ApiError::bad_request(format!("spec.replicas must be an integer, not {v}")))?
+        }
+    };
+    if replicas < 0 {
+        return Err(ApiError::invalid(
+            "Scale",
+            "autoscaling",
+            target.name(),
+            vec![Cause::invalid("spec.replicas", &replicas.to_string(), "must be greater than or equal to 0")],
+        ));
+    }
+    Ok(replicas)
+}
+
+/// Sets `spec.replicas` (bumping `generation`), unless it is already `replicas`.
+async fn set_replicas(app: &App, target: &Target, precondition: Option<i64>, replicas: i64) -> ApiResult<Value> {
+    modify(app, target, precondition, |old| {
+        if old.pointer("/spec/replicas").and_then(Value::as_i64) == Some(replicas) {
+            return Ok(None);
+        }
+        let mut next = old.clone();
+        next["spec"]["replicas"] = json!(replicas);
+        Ok(Some(objects::prepare_update(target.resource, old, next, false)?))
+    })
+    .await
+}
+
+/// PUT .../scale.
+pub async fn update_scale(app: &Arc<App>, target: &Target, ct: &str, body: &[u8]) -> ApiResult<Response> {
+    let scale = decode_body(ct, body)?;
+    if meta_str(&scale, "name").is_some_and(|n| n != target.name()) {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({}) does not match the name on the URL ({})",
+            meta_str(&scale, "name").unwrap_or_default(),
+            target.name()
+        )));
+    }
+    let replicas = replicas_of(&scale, target)?;
+    let updated = set_replicas(app, target, body_precondition(&scale)?, replicas).await?;
+    Ok(value_response(StatusCode::OK, &scale_of(&updated), &[]))
+}
+
+/// PATCH .../scale: the patch applies to the Scale view.
+pub async fn patch_scale(app: &Arc<App>, target: &Target, ct: &str, body: &[u8]) -> ApiResult<Response> {
+    let kind = PatchType::from_content_type(ct)?;
+    let (current, _) = objects::get_current(app, target).await?;
+    let mut scale = scale_of(&current);
+    patch::apply(kind, &mut scale, body)?;
+    let replicas = replicas_of(&scale, target)?;
+    let precondition = match meta_str(&scale, "resourceVersion") {
+        Some(rv) if Some(rv) != meta_str(&current, "resourceVersion") => Some(objects::parse_revision(rv)?),
+        _ => None,
+    };
+    let updated = set_replicas(app, target, precondition, replicas).await?;
+    Ok(value_response(StatusCode::OK, &scale_of(&updated), &[]))
+}
+
+/// POST pods/NAME/binding: assigns the pod to a node, once.
+pub async fn bind(app: &Arc<App>, target: &Target, ct: &str, body: &[u8]) -> ApiResult<Response> {
+    let binding = decode_body(ct, body)?;
+    let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+    if node.is_empty() {
+        return Err(ApiError::invalid("Binding", "", target.name(), vec![Cause::required("target.name")]));
+    }
+    if meta_str(&binding, "name").is_some_and(|n| n != target.name()) {
+        return Err(ApiError::bad_request("the binding's metadata.name must be the pod's name"));
+    }
+    let uid = binding.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_owned);
+    modify(app, target, None, |pod| {
+        if uid.as_deref().is_some_and(|u| Some(u) != meta_str(pod, "uid")) {
+            return Err(target.conflict());
+        }
+        if pod.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
+            return Err(ApiError::conflict("pods", "", "pods", target.name(), "the pod is being deleted"));
+        }
+        match pod.pointer("/spec/nodeName").and_then(Value::as_str) {
+            Some(current) if !current.is_empty() => {
+                return Err(ApiError::conflict(
+                    "pods",
+                    "",
+                    "pods",
+                    target.name(),
+                    &format!("pod {} is already assigned to node {current:?}", target.name()),
+                ));
+            }
+            _ => {}
+        }
+        let mut next = pod.clone();
+        next["spec"]["nodeName"] = json!(node);
+        let condition = json!({
+            "type": "PodScheduled", "status": "True", "lastProbeTime": null,
+            "lastTransitionTime": object::now_rfc3339(),
+        });
+        let conditions = next["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        let mut conditions: Vec<Value> =
+            conditions.into_iter().filter(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled")).collect();
+        conditions.push(condition);
+        next["status"]["conditions"] = Value::Array(conditions);
+        Ok(Some(next))
+    })
+    .await?;
+    Ok(value_response(StatusCode::CREATED, &success(201), &[]))
+}

@@ -1,0 +1,362 @@
+//! The watch cache: one storage watch per stored resource, kept as an in-memory map plus a
+//! window of recent events, fanned out to every client watch and serving lists at
+//! `resourceVersion=0`. Each object is decoded once when its event arrives; lists and
+//! watches then send the cached JSON bytes as they are.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use parking_lot::RwLock;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::object;
+use crate::registry::{Resource, SelectableField};
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::store::{self, Event, ListRequest, Store};
+
+/// One object as the cache holds it.
+#[derive(Debug)]
+pub struct Cached {
+    /// The storage key.
+    pub key: String,
+    /// The revision of its last change (its `resourceVersion`).
+    pub revision: i64,
+    /// The stored form as JSON, `resourceVersion` included.
+    pub json: Bytes,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its selectable fields.
+    pub fields: Vec<(&'static str, String)>,
+}
+
+impl Cached {
+    fn build(key: String, revision: i64, value: &[u8], fields: &[SelectableField]) -> Option<Cached> {
+        let mut obj: Value = serde_json::from_slice(value).ok()?;
+        object::set_resource_version(&mut obj, revision);
+        let json = Bytes::from(serde_json::to_vec(&obj).ok()?);
+        let mut selectable = Vec::with_capacity(fields.len() + 2);
+        selectable.push(("metadata.name", object::meta_str(&obj, "name").unwrap_or_default().to_owned()));
+        selectable.push(("metadata.namespace", object::meta_str(&obj, "namespace").unwrap_or_default().to_owned()));
+        for (name, path, default) in fields {
+            selectable.push((*name, object::field_value(&obj, path).unwrap_or_else(|| (*default).to_owned())));
+        }
+        Some(Cached { key, revision, json, labels: object::labels(&obj), fields: selectable })
+    }
+
+    /// Decodes a stored object, with the selectable fields of `resource`.
+    pub fn from_stored(key: String, revision: i64, value: &[u8], resource: &Resource) -> Option<Cached> {
+        Cached::build(key, revision, value, resource.fields)
+    }
+
+    /// The value of a selectable field.
+    pub fn field(&self, name: &str) -> Option<String> {
+        self.fields.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())
+    }
+
+    /// The object decoded.
+    pub fn value(&self) -> Option<Value> {
+        serde_json::from_slice(&self.json).ok()
+    }
+}
+
+/// What happened to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Created.
+    Added,
+    /// Changed.
+    Modified,
+    /// Removed.
+    Deleted,
+}
+
+impl Kind {
+    /// The watch event type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Added => "ADDED",
+            Kind::Modified => "MODIFIED",
+            Kind::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, with the object before it.
+#[derive(Debug)]
+pub struct CacheEvent {
+    /// What happened.
+    pub kind: Kind,
+    /// The object after (for a deletion: the last state, at the deletion's revision).
+    pub object: Arc<Cached>,
+    /// The object before, if it existed.
+    pub prev: Option<Arc<Cached>>,
+}
+
+impl CacheEvent {
+    /// The revision of the change.
+    pub fn revision(&self) -> i64 {
+        self.object.revision
+    }
+}
+
+/// Which objects a list or watch wants.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this namespace's objects.
+    pub namespace: Option<String>,
+    /// Label selector.
+    pub labels: LabelSelector,
+    /// Field selector.
+    pub fields: FieldSelector,
+}
+
+impl Filter {
+    /// Whether an object passes.
+    pub fn matches(&self, obj: &Cached) -> bool {
+        if let Some(ns) = &self.namespace
+            && obj.field("metadata.namespace").as_deref() != Some(ns.as_str())
+        {
+            return false;
+        }
+        self.labels.matches(&obj.labels) && self.fields.matches(&|f| obj.field(f))
+    }
+
+    /// What a watcher with this filter sees of an event, if anything: an object that
+    /// starts matching is ADDED to it, one that stops matching is DELETED for it.
+    pub fn view(&self, ev: &CacheEvent) -> Option<Kind> {
+        let now = ev.kind != Kind::Deleted && self.matches(&ev.object);
+        let before = match ev.kind {
+            Kind::Deleted => self.matches(&ev.object),
+            _ => ev.prev.as_ref().is_some_and(|p| self.matches(p)),
+        };
+        match (before, now) {
+            (false, true) => Some(Kind::Added),
+            (true, true) => Some(Kind::Modified),
+            (true, false) => Some(Kind::Deleted),
+            (false, false) => None,
+        }
+    }
+}
+
+/// Why a cache read could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The requested revision is older than the cache's window of events.
+    #[error("too old resource version: {requested} ({oldest})")]
+    Expired {
+        /// The revision asked for.
+        requested: i64,
+        /// The oldest revision the window can replay from.
+        oldest: i64,
+    },
+    /// The cache has not finished its first list yet.
+    #[error("the watch cache is not ready yet")]
+    NotReady,
+}
+
+struct State {
+    objects: BTreeMap<String, Arc<Cached>>,
+    revision: i64,
+    history: VecDeque<Arc<CacheEvent>>,
+    /// Watches from this revision or later can be replayed from `history`.
+    floor: i64,
+    tx: broadcast::Sender<Arc<CacheEvent>>,
+    ready: bool,
+}
+
+/// The start of a client watch: events to send first, then the live receiver.
+pub struct Subscription {
+    /// Events (or current objects, as ADDED) to send before the live ones.
+    pub initial: Vec<Arc<CacheEvent>>,
+    /// Live events.
+    pub live: broadcast::Receiver<Arc<CacheEvent>>,
+    /// The cache's revision when the watch started.
+    pub revision: i64,
+}
+
+/// The cache of one stored resource.
+pub struct WatchCache {
+    prefix: String,
+    fields: Vec<SelectableField>,
+    capacity: usize,
+    state: RwLock<State>,
+    ready: tokio::sync::watch::Sender<bool>,
+}
+
+impl WatchCache {
+    /// A cache for every resource stored under `resource.storage`; `fields` is the union of
+    /// what their field selectors may name. Call [`WatchCache::run`] to fill it.
+    pub fn new(resource: &Resource, fields: Vec<SelectableField>, capacity: usize) -> Arc<WatchCache> {
+        let (tx, _) = broadcast::channel(capacity.max(16));
+        Arc::new(WatchCache {
+            prefix: resource.prefix(),
+            fields,
+            capacity,
+            state: RwLock::new(State {
+                objects: BTreeMap::new(),
+                revision: 0,
+                history: VecDeque::new(),
+                floor: 0,
+                tx,
+                ready: false,
+            }),
+            ready: tokio::sync::watch::channel(false).0,
+        })
+    }
+
+    /// Keeps the cache in step with storage forever: list, then watch; after any watch
+    /// failure, list again (client watches are closed and resume from their revision).
+    pub async fn run(self: Arc<Self>, store: Arc<dyn Store>) {
+        loop {
+            if let Err(e) = self.sync(store.as_ref()).await {
+                tracing::warn!(prefix = %self.prefix, error = %e, "watch cache lost its storage watch; listing again");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn sync(&self, store: &dyn Store) -> Result<(), store::Error> {
+        let mut objects = BTreeMap::new();
+        let mut start = String::new();
+        let mut revision = 0;
+        loop {
+            let page = store
+                .list(ListRequest { prefix: self.prefix.clone(), start: start.clone(), limit: 10_000, revision })
+                .await?;
+            revision = page.revision;
+            for kv in &page.items {
+                if let Some(c) = Cached::build(kv.key.clone(), kv.mod_revision, &kv.value, &self.fields) {
+                    objects.insert(kv.key.clone(), Arc::new(c));
+                }
+            }
+            match page.items.last() {
+                Some(last) if page.more => start = format!("{}\0", last.key),
+                _ => break,
+            }
+        }
+        let mut watch = store.watch(&self.prefix, revision + 1).await?;
+        {
+            let mut state = self.state.write();
+            let (tx, _) = broadcast::channel(self.capacity.max(16));
+            // Replacing the sender ends every client watch on the old state.
+            *state = State { objects, revision, history: VecDeque::new(), floor: revision, tx, ready: true };
+        }
+        self.ready.send_replace(true);
+        while let Some(event) = watch.next().await {
+            self.apply(event?);
+        }
+        Err(store::Error::Backend("storage watch ended".into()))
+    }
+
+    fn apply(&self, event: Event) {
+        let revision = event.revision();
+        let built = match &event {
+            Event::Put { kv } => Cached::build(kv.key.clone(), revision, &kv.value, &self.fields),
+            Event::Delete { .. } => None,
+        };
+        let mut state = self.state.write();
+        let ev = match (event, built) {
+            (Event::Put { kv }, Some(obj)) => {
+                let obj = Arc::new(obj);
+                let prev = state.objects.insert(kv.key, obj.clone());
+                let kind = if prev.is_some() { Kind::Modified } else { Kind::Added };
+                CacheEvent { kind, object: obj, prev }
+            }
+            (Event::Put { kv }, None) => {
+                tracing::error!(key = %kv.key, "stored object is not valid JSON; the cache skips it");
+                state.revision = revision;
+                return;
+            }
+            (Event::Delete { key, .. }, _) => {
+                let Some(prev) = state.objects.remove(&key) else {
+                    state.revision = revision;
+                    return;
+                };
+                let last = Cached::build(key.clone(), revision, &prev.json, &self.fields).unwrap_or_else(|| Cached {
+                    key,
+                    revision,
+                    json: prev.json.clone(),
+                    labels: prev.labels.clone(),
+                    fields: prev.fields.clone(),
+                });
+                CacheEvent { kind: Kind::Deleted, object: Arc::new(last), prev: Some(prev) }
+            }
+        };
+        let ev = Arc::new(ev);
+        state.revision = revision;
+        state.history.push_back(ev.clone());
+        while state.history.len() > self.capacity {
+            if let Some(old) = state.history.pop_front() {
+                state.floor = old.revision();
+            }
+        }
+        let _ = state.tx.send(ev);
+    }
+
+    /// Waits until the first list has filled the cache.
+    pub async fn wait_ready(&self) {
+        let mut rx = self.ready.subscribe();
+        let _ = rx.wait_for(|ready| *ready).await;
+    }
+
+    /// The revision the cache has seen up to.
+    pub fn revision(&self) -> i64 {
+        self.state.read().revision
+    }
+
+    /// How many objects it holds.
+    pub fn len(&self) -> usize {
+        self.state.read().objects.len()
+    }
+
+    /// Whether it holds no objects.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The objects that pass `filter`, in key order, and the revision they are at.
+    pub fn list(&self, filter: &Filter) -> Result<(Vec<Arc<Cached>>, i64), Error> {
+        let state = self.state.read();
+        if !state.ready {
+            return Err(Error::NotReady);
+        }
+        let range_start = match &filter.namespace {
+            Some(ns) => format!("{}{ns}/", self.prefix),
+            None => self.prefix.clone(),
+        };
+        let items = state
+            .objects
+            .range(range_start.clone()..)
+            .take_while(|(k, _)| k.starts_with(&range_start))
+            .filter(|(_, o)| filter.matches(o))
+            .map(|(_, o)| o.clone())
+            .collect();
+        Ok((items, state.revision))
+    }
+
+    /// Starts a client watch: from `from` (replaying the events after it), or with the
+    /// current objects as ADDED events when `from` is `None`.
+    pub fn subscribe(&self, from: Option<i64>) -> Result<Subscription, Error> {
+        let state = self.state.read();
+        if !state.ready {
+            return Err(Error::NotReady);
+        }
+        let initial = match from {
+            None => state
+                .objects
+                .values()
+                .map(|o| Arc::new(CacheEvent { kind: Kind::Added, object: o.clone(), prev: None }))
+                .collect(),
+            Some(rv) if rv < state.floor => return Err(Error::Expired { requested: rv, oldest: state.floor }),
+            Some(rv) => {
+                let skip = state.history.partition_point(|e| e.revision() <= rv);
+                state.history.iter().skip(skip).cloned().collect()
+            }
+        };
+        Ok(Subscription { initial, live: state.tx.subscribe(), revision: state.revision })
+    }
+}

@@ -1,0 +1,22 @@
+//! kube-apiserver: the Kubernetes REST and watch API over etcd or an embedded store.
+//!
+//! Layers, from the wire in: [`api`] parses URLs into [`registry`] rows and runs the
+//! generic verb handlers; reads come from the [`cache`] or [`store`]; objects are checked by
+//! [`object`], [`defaults`] and [`validation`]; [`patch`] applies the patch formats;
+//! [`server`] wires it together.
+
+pub mod api;
+pub mod cache;
+pub mod convert;
+pub mod defaults;
+pub mod metrics;
+pub mod object;
+pub mod patch;
+pub mod registry;
+pub mod selector;
+pub mod server;
+pub mod status;
+pub mod store;
+pub mod validation;
+
+pub use server::{Config, Server, start};

@@ -1,0 +1,57 @@
+//! The `kube-apiserver` binary.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+
+/// Serves the Kubernetes API over etcd, or over an embedded store when no etcd is given.
+#[derive(Parser, Debug)]
+#[command(name = "kube-apiserver", version)]
+struct Args {
+    /// etcd endpoints, comma-separated (http://127.0.0.1:2379). Without it the embedded
+    /// store in --data-dir is used.
+    #[arg(long, value_delimiter = ',')]
+    etcd_servers: Vec<String>,
+    /// Directory of the embedded store.
+    #[arg(long, default_value = ".cluster/apiserver")]
+    data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_address: IpAddr,
+    /// Port to listen on (plain HTTP).
+    #[arg(long, alias = "secure-port", default_value_t = 6443)]
+    port: u16,
+    /// Events kept per resource for watches that resume.
+    #[arg(long, default_value_t = 20_000)]
+    watch_cache_size: usize,
+    /// A prefix put before every etcd key, so several clusters can share one etcd.
+    #[arg(long, default_value = "")]
+    etcd_prefix: String,
+    /// Seconds between storage compactions (0 disables).
+    #[arg(long, default_value_t = 300)]
+    etcd_compaction_interval: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let args = Args::parse();
+    let config = apiserver::Config {
+        etcd_servers: args.etcd_servers,
+        data_dir: args.data_dir,
+        listen: SocketAddr::new(args.bind_address, args.port),
+        watch_cache_size: args.watch_cache_size,
+        compaction_interval: Duration::from_secs(args.etcd_compaction_interval),
+        etcd_prefix: args.etcd_prefix,
+    };
+    let server = apiserver::start(config).await.context("starting kube-apiserver")?;
+    println!("kube-apiserver listening on {}", server.url());
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    server.shutdown();
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! Prometheus metrics with upstream's names: request counts and latencies, stored object
+//! counts, registered watchers, and storage operation latency.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of `apiserver_request_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// LIST, GET, WATCH, CREATE, UPDATE, PATCH, DELETE, DELETECOLLECTION.
+    pub verb: String,
+    /// Plural resource name.
+    pub resource: String,
+    /// Subresource, empty when none.
+    pub subresource: String,
+    /// HTTP status code.
+    pub code: String,
+}
+
+/// Labels of `apiserver_request_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DurationLabels {
+    /// The verb.
+    pub verb: String,
+    /// Plural resource name.
+    pub resource: String,
+}
+
+/// A `resource` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabel {
+    /// Plural resource name (or storage prefix).
+    pub resource: String,
+}
+
+/// Labels of `etcd_request_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StorageLabels {
+    /// get, list, create, update, delete, watch, compact.
+    pub operation: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// Every metric the apiserver exports.
+pub struct Metrics {
+    registry: Registry,
+    /// `apiserver_request_total`.
+    pub requests: Family<RequestLabels, Counter>,
+    /// `apiserver_request_duration_seconds`.
+    pub request_duration: HistogramFamily<DurationLabels>,
+    /// `apiserver_storage_objects`.
+    pub storage_objects: Family<ResourceLabel, Gauge>,
+    /// `apiserver_registered_watchers`.
+    pub watchers: Family<ResourceLabel, Gauge>,
+    /// `etcd_request_duration_seconds` (for either backend).
+    pub storage_duration: HistogramFamily<StorageLabels>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "apiserver_request",
+            "Counter of apiserver requests broken out for each verb, resource, subresource and HTTP response code",
+            requests.clone(),
+        );
+        let request_duration: HistogramFamily<DurationLabels> = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "apiserver_request_duration_seconds",
+            "Response latency distribution in seconds for each verb and resource (watches excluded)",
+            request_duration.clone(),
+        );
+        let storage_objects = Family::<ResourceLabel, Gauge>::default();
+        registry.register(
+            "apiserver_storage_objects",
+            "Number of stored objects at the time of last check split by kind",
+            storage_objects.clone(),
+        );
+        let watchers = Family::<ResourceLabel, Gauge>::default();
+        registry.register(
+            "apiserver_registered_watchers",
+            "Number of currently registered watchers for a given resource",
+            watchers.clone(),
+        );
+        let storage_duration: HistogramFamily<StorageLabels> = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "etcd_request_duration_seconds",
+            "Storage request latency in seconds for each operation (etcd or the embedded store)",
+            storage_duration.clone(),
+        );
+        Metrics { registry, requests, request_duration, storage_objects, watchers, storage_duration }
+    }
+}
+
+impl Metrics {
+    /// Counts one finished request.
+    pub fn observe_request(&self, verb: &str, resource: &str, subresource: &str, code: u16, took: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                verb: verb.to_owned(),
+                resource: resource.to_owned(),
+                subresource: subresource.to_owned(),
+                code: code.to_string(),
+            })
+            .inc();
+        if verb != "WATCH" {
+            self.request_duration
+                .get_or_create(&DurationLabels { verb: verb.to_owned(), resource: resource.to_owned() })
+                .observe(took.as_secs_f64());
+        }
+    }
+
+    /// Records one storage operation's latency.
+    pub fn observe_storage(&self, operation: &str, took: Duration) {
+        self.storage_duration
+            .get_or_create(&StorageLabels { operation: operation.to_owned() })
+            .observe(took.as_secs_f64());
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,229 @@
+//! Objects as the handlers see them: request bodies decoded from JSON or YAML, checked
+//! against the typed schema (unknown fields found by difference), and the metadata fields
+//! the server owns.
+
+use serde_json::{Map, Value};
+
+use crate::registry::Resource;
+use crate::status::{ApiError, ApiResult};
+
+/// The largest request body accepted, as upstream (3 MiB).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// How unknown fields are treated (`fieldValidation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Reject the request.
+    Strict,
+    /// Accept it, drop the fields, and say so in a `Warning` header.
+    Warn,
+    /// Drop the fields silently.
+    Ignore,
+}
+
+impl FieldValidation {
+    /// Parses the query parameter; upstream's default is `Warn`.
+    pub fn parse(value: Option<&str>) -> ApiResult<FieldValidation> {
+        match value.unwrap_or("Warn") {
+            "Strict" => Ok(FieldValidation::Strict),
+            "Warn" | "" => Ok(FieldValidation::Warn),
+            "Ignore" => Ok(FieldValidation::Ignore),
+            other => Err(ApiError::bad_request(format!(
+                "fieldValidation must be one of Ignore, Warn or Strict, not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Decodes a request body by its content type into a JSON object.
+pub fn decode_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
+    if body.len() > MAX_BODY {
+        return Err(ApiError::too_large(MAX_BODY));
+    }
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    let value: Value = match media {
+        "application/json" | "" | "*/*" => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?,
+        "application/yaml" | "application/x-yaml" | "text/yaml" => {
+            let text = std::str::from_utf8(body)
+                .map_err(|_| ApiError::bad_request("the request body is not valid UTF-8 YAML"))?;
+            serde_saphyr::from_str(text)
+                .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))?
+        }
+        "application/vnd.kubernetes.protobuf" => {
+            return Err(ApiError::unsupported_media_type(
+                "protobuf request bodies are not supported yet; send application/json",
+            ));
+        }
+        other => {
+            return Err(ApiError::unsupported_media_type(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other:?})"
+            )));
+        }
+    };
+    if !value.is_object() {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    }
+    Ok(value)
+}
+
+/// Field paths present in `input` but not in `typed` (the same object decoded through its
+/// schema): the unknown fields.
+pub fn unknown_fields(input: &Value, typed: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    diff(input, typed, String::new(), &mut out);
+    out
+}
+
+fn diff(input: &Value, typed: &Value, path: String, out: &mut Vec<String>) {
+    match (input, typed) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                match b.get(k) {
+                    Some(tv) => diff(v, tv, p, out),
+                    None if v.is_null() => {}
+                    None => out.push(p),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (v, tv)) in a.iter().zip(b).enumerate() {
+                diff(v, tv, format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Decodes `value` through the resource's typed schema: the canonical object, with type
+/// errors as 400 and unknown fields handled per `validation`. Returns the warnings to send.
+pub fn canonicalize(resource: &Resource, value: Value, validation: FieldValidation) -> ApiResult<(Value, Vec<String>)> {
+    let typed = (resource.schema)(&value)
+        .map_err(|e| ApiError::bad_request(format!("error decoding {} body: {e}", resource.kind)))?;
+    if validation == FieldValidation::Ignore {
+        return Ok((typed, Vec::new()));
+    }
+    let unknown = unknown_fields(&value, &typed);
+    if unknown.is_empty() {
+        return Ok((typed, Vec::new()));
+    }
+    let messages: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    if validation == FieldValidation::Strict {
+        return Err(ApiError::bad_request(format!("strict decoding error: {}", messages.join(", "))));
+    }
+    Ok((typed, messages))
+}
+
+/// `metadata` of an object, created when missing.
+pub fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = Value::Object(Map::new());
+    }
+    match obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        Some(m) => m,
+        None => unreachable!("metadata was just made an object"),
+    }
+}
+
+/// A string field of `metadata`.
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj.get("metadata")?.get(field)?.as_str()
+}
+
+/// Sets `metadata.resourceVersion`.
+pub fn set_resource_version(obj: &mut Value, revision: i64) {
+    meta_mut(obj).insert("resourceVersion".into(), Value::String(revision.to_string()));
+}
+
+/// The current time as upstream formats timestamps (RFC 3339, seconds).
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// A time `secs` from now, formatted as [`now_rfc3339`].
+pub fn rfc3339_in(secs: i64) -> String {
+    let t = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(secs);
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Five characters from upstream's alphabet for `generateName` suffixes.
+pub fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    bytes[..5].iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+}
+
+/// The labels of an object as a map.
+pub fn labels(obj: &Value) -> std::collections::BTreeMap<String, String> {
+    obj.pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+        .unwrap_or_default()
+}
+
+/// The value at a dotted path (`spec.nodeName`), as a field selector compares it.
+pub fn field_value(obj: &Value, path: &str) -> Option<String> {
+    let v = path.split('.').try_fold(obj, |v, p| v.get(p))?;
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The selectable fields of an object of `resource`: `metadata.name`, `metadata.namespace`
+/// and the resource's own.
+pub fn selectable_fields(resource: &Resource, obj: &Value) -> Vec<(&'static str, String)> {
+    let mut fields = Vec::with_capacity(2 + resource.fields.len());
+    fields.push(("metadata.name", meta_str(obj, "name").unwrap_or_default().to_owned()));
+    fields.push(("metadata.namespace", meta_str(obj, "namespace").unwrap_or_default().to_owned()));
+    for (name, path, default) in resource.fields {
+        fields.push((name, field_value(obj, path).unwrap_or_else(|| (*default).to_owned())));
+    }
+    fields
+}
+
+/// Whether `field` is selectable on `resource`.
+pub fn is_selectable(resource: &Resource, field: &str) -> bool {
+    field == "metadata.name" || field == "metadata.namespace" || resource.fields.iter().any(|(n, _, _)| *n == field)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn finds_unknown_fields_by_difference() {
+        let input = json!({"a": 1, "spec": {"x": 1, "bogus": 2, "list": [{"k": 1, "nope": 3}]}, "nul": null});
+        let typed = json!({"a": 1, "spec": {"x": 1, "list": [{"k": 1}]}});
+        assert_eq!(unknown_fields(&input, &typed), vec!["spec.bogus", "spec.list[0].nope"]);
+    }
+
+    #[test]
+    fn bodies_decode_or_fail_clearly() {
+        assert!(decode_body("application/json", b"{\"a\":1}").is_ok());
+        assert_eq!(decode_body("application/json", b"{bad").unwrap_err().code, 400);
+        assert_eq!(decode_body("application/json", b"[1]").unwrap_err().code, 400);
+        assert!(decode_body("application/yaml", b"a: 1\nb: [x]\n").is_ok());
+        assert_eq!(decode_body("application/yaml", b"a: [\n").unwrap_err().code, 400);
+        assert_eq!(decode_body("application/vnd.kubernetes.protobuf", b"k8s\0").unwrap_err().code, 415);
+        assert_eq!(decode_body("text/plain", b"x").unwrap_err().code, 415);
+        assert_eq!(decode_body("application/json", &vec![b' '; MAX_BODY + 1]).unwrap_err().code, 413);
+    }
+
+    #[test]
+    fn typed_decoding_rejects_wrong_types_and_reports_unknown_fields() {
+        let pods = crate::registry::find("", "v1", "pods").expect("pods");
+        let bad = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": "no"}});
+        assert_eq!(canonicalize(pods, bad, FieldValidation::Strict).unwrap_err().code, 400);
+        let extra = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [], "colour": "red"}});
+        let err = canonicalize(pods, extra.clone(), FieldValidation::Strict).unwrap_err();
+        assert!(err.message.contains("unknown field \"spec.colour\""), "{}", err.message);
+        let (obj, warnings) = canonicalize(pods, extra, FieldValidation::Warn).expect("warn");
+        assert_eq!(warnings.len(), 1);
+        assert!(obj["spec"].get("colour").is_none());
+    }
+}

@@ -1,0 +1,260 @@
+//! Starting the apiserver: open storage, fill the watch caches, create the system
+//! namespaces, run the background loops (namespace finalization, compaction, object
+//! counts) and serve HTTP.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, App, discovery};
+use crate::cache::WatchCache;
+use crate::metrics::{Metrics, ResourceLabel};
+use crate::registry::{self, RESOURCES, SelectableField};
+use crate::status::ApiError;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::etcd::EtcdStore;
+use crate::store::metered::Metered;
+use crate::store::prefixed::Prefixed;
+use crate::store::{self, Store};
+
+/// What can stop the apiserver from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Storage could not be opened or reached.
+    #[error("opening storage: {0}")]
+    Storage(#[from] store::Error),
+    /// The listen address could not be bound.
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How to run the apiserver.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// etcd endpoints; empty means the embedded store.
+    pub etcd_servers: Vec<String>,
+    /// Where the embedded store keeps its data.
+    pub data_dir: PathBuf,
+    /// The address to listen on (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Events each watch cache keeps for watches that resume.
+    pub watch_cache_size: usize,
+    /// How often storage history is compacted (0 disables).
+    pub compaction_interval: Duration,
+    /// The prefix of every key in etcd (`--etcd-prefix`, upstream's default `/registry` is
+    /// already part of each key, so this adds to it).
+    pub etcd_prefix: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            etcd_servers: Vec::new(),
+            data_dir: PathBuf::from(".cluster/apiserver"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 6443)),
+            watch_cache_size: 20_000,
+            compaction_interval: Duration::from_secs(300),
+            etcd_prefix: String::new(),
+        }
+    }
+}
+
+/// A running apiserver.
+pub struct Server {
+    /// The address it serves on.
+    pub addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// The base URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving and every background loop.
+    pub fn shutdown(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Opens the storage the config names.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, Error> {
+    if config.etcd_servers.is_empty() {
+        Ok(Arc::new(EmbeddedStore::open(&config.data_dir)?))
+    } else {
+        let etcd: Arc<dyn Store> = Arc::new(EtcdStore::connect(&config.etcd_servers).await?);
+        if config.etcd_prefix.trim_end_matches('/').is_empty() {
+            Ok(etcd)
+        } else {
+            Ok(Arc::new(Prefixed::new(etcd, &config.etcd_prefix)))
+        }
+    }
+}
+
+/// The selectable fields of every resource stored under `storage`.
+fn fields_of(storage: &str) -> Vec<SelectableField> {
+    let mut fields: Vec<SelectableField> = Vec::new();
+    for r in RESOURCES.iter().filter(|r| r.storage == storage) {
+        for f in r.fields {
+            if !fields.iter().any(|(n, _, _)| *n == f.0) {
+                fields.push(*f);
+            }
+        }
+    }
+    fields
+}
+
+async fn ensure_namespace(app: &App, name: &str) -> Result<(), Error> {
+    let Some(namespaces) = registry::find("", "v1", "namespaces") else { return Ok(()) };
+    let mut ns = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": name, "uid": uuid::Uuid::new_v4().to_string(), "creationTimestamp": crate::object::now_rfc3339(),
+    }});
+    (namespaces.default)(&mut ns);
+    let bytes = serde_json::to_vec(&ns).unwrap_or_default();
+    match app.store.create(&namespaces.key(None, name), bytes.into()).await {
+        Ok(_) | Err(store::Error::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Starts an apiserver and returns once it serves.
+pub async fn start(config: Config) -> Result<Server, Error> {
+    let metrics = Arc::new(Metrics::default());
+    let store: Arc<dyn Store> = Arc::new(Metered::new(open_store(&config).await?, metrics.clone()));
+    let mut tasks = Vec::new();
+    let mut caches = HashMap::new();
+    for r in RESOURCES {
+        if caches.contains_key(r.storage) {
+            continue;
+        }
+        let cache = WatchCache::new(r, fields_of(r.storage), config.watch_cache_size);
+        tasks.push(tokio::spawn(cache.clone().run(store.clone())));
+        caches.insert(r.storage, cache);
+    }
+    for cache in caches.values() {
+        cache.wait_ready().await;
+    }
+    let app = Arc::new(App { store: store.clone(), caches, metrics, namespace_wake: tokio::sync::Notify::new() });
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        ensure_namespace(&app, ns).await?;
+    }
+    tasks.push(tokio::spawn(api::finalize_namespaces(app.clone())));
+    tasks.push(tokio::spawn(count_objects(app.clone())));
+    if !config.compaction_interval.is_zero() {
+        tasks.push(tokio::spawn(compact(store.clone(), config.compaction_interval)));
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Listen { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| Error::Listen { addr: config.listen, source })?;
+    let router = router(app);
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "the HTTP server stopped");
+        }
+    }));
+    tracing::info!(%addr, "kube-apiserver serving");
+    Ok(Server { addr, tasks })
+}
+
+/// The HTTP routes.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/version", get(|| async { discovery::version() }))
+        .route("/metrics", get(metrics))
+        .route("/openapi/v3", get(|| async { discovery::openapi_root() }))
+        .route(
+            "/openapi/v3/{*path}",
+            get(|Path(path): Path<String>| async move { discovery::openapi_group_version(&path) }),
+        )
+        .fallback(fallback)
+        .with_state(app)
+}
+
+async fn fallback(state: State<Arc<App>>, request: axum::extract::Request) -> Response {
+    let path = request.uri().path();
+    if path == "/api" || path.starts_with("/api/") || path == "/apis" || path.starts_with("/apis/") {
+        api::dispatch(state, request).await
+    } else {
+        ApiError::no_route(path).into_response()
+    }
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    match app.store.current_revision().await {
+        Ok(_) => (StatusCode::OK, "ok").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("storage: {e}")).into_response(),
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        app.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// Keeps `apiserver_storage_objects` current from the caches.
+async fn count_objects(app: Arc<App>) {
+    loop {
+        for r in RESOURCES {
+            if let Some(cache) = app.caches.get(r.storage) {
+                app.metrics
+                    .storage_objects
+                    .get_or_create(&ResourceLabel { resource: r.qualified() })
+                    .set(cache.len() as i64);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// Compacts storage every `interval`, keeping one interval of history (as upstream does).
+async fn compact(store: Arc<dyn Store>, interval: Duration) {
+    let mut previous = None;
+    loop {
+        tokio::time::sleep(interval).await;
+        match store.current_revision().await {
+            Ok(now) => {
+                if let Some(rev) = previous {
+                    match store.compact(rev).await {
+                        Ok(()) | Err(store::Error::Compacted { .. }) => tracing::debug!(revision = rev, "compacted"),
+                        Err(e) => tracing::warn!(error = %e, "compaction failed"),
+                    }
+                }
+                previous = Some(now);
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the revision for compaction failed"),
+        }
+    }
+}

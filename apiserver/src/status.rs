@@ -1,0 +1,198 @@
+//! API errors as Kubernetes `Status` objects: the code, reason and message stock clients
+//! read (`Error from server (NotFound): deployments.apps "web" not found`).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// One field-level problem in an `Invalid` error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    /// Upstream's cause type (`FieldValueRequired`, `FieldValueInvalid`, ...).
+    pub reason: &'static str,
+    /// The field path, as upstream spells it (`spec.containers[0].image`).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl Cause {
+    /// A required field is missing.
+    pub fn required(field: impl Into<String>) -> Cause {
+        Cause { reason: "FieldValueRequired", field: field.into(), message: "Required value".into() }
+    }
+
+    /// A field has a value that is not allowed.
+    pub fn invalid(field: impl Into<String>, value: &str, why: impl std::fmt::Display) -> Cause {
+        Cause { reason: "FieldValueInvalid", field: field.into(), message: format!("Invalid value: {value:?}: {why}") }
+    }
+
+    /// A field may not change.
+    pub fn forbidden(field: impl Into<String>, why: impl Into<String>) -> Cause {
+        Cause { reason: "FieldValueForbidden", field: field.into(), message: format!("Forbidden: {}", why.into()) }
+    }
+
+    /// A value appears twice where it must be unique.
+    pub fn duplicate(field: impl Into<String>, value: &str) -> Cause {
+        Cause { reason: "FieldValueDuplicate", field: field.into(), message: format!("Duplicate value: {value:?}") }
+    }
+
+    fn text(&self) -> String {
+        format!("{}: {}", self.field, self.message)
+    }
+}
+
+/// An error answered as a Kubernetes `Status`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status code.
+    pub code: u16,
+    /// Upstream's `StatusReason` (`NotFound`, `AlreadyExists`, `Conflict`, `Invalid`, ...).
+    pub reason: &'static str,
+    /// The sentence a person reads.
+    pub message: String,
+    /// `details.name`, `details.group`, `details.kind`.
+    pub details: Option<Box<(String, String, String)>>,
+    /// `details.causes`.
+    pub causes: Vec<Cause>,
+}
+
+/// Result of an API handler.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { code, reason, message: message.into(), details: None, causes: Vec::new() }
+    }
+
+    fn with_details(mut self, name: &str, group: &str, kind: &str) -> ApiError {
+        self.details = Some(Box::new((name.to_owned(), group.to_owned(), kind.to_owned())));
+        self
+    }
+
+    /// `pods "web" not found` (`qualified` is `pods` or `deployments.apps`).
+    pub fn not_found(qualified: &str, group: &str, resource: &str, name: &str) -> ApiError {
+        ApiError::new(404, "NotFound", format!("{qualified} {name:?} not found")).with_details(name, group, resource)
+    }
+
+    /// `pods "web" already exists`.
+    pub fn already_exists(qualified: &str, group: &str, resource: &str, name: &str) -> ApiError {
+        ApiError::new(409, "AlreadyExists", format!("{qualified} {name:?} already exists"))
+            .with_details(name, group, resource)
+    }
+
+    /// A write lost an optimistic-concurrency race or failed a precondition.
+    pub fn conflict(qualified: &str, group: &str, resource: &str, name: &str, why: &str) -> ApiError {
+        ApiError::new(409, "Conflict", format!("Operation cannot be fulfilled on {qualified} {name:?}: {why}"))
+            .with_details(name, group, resource)
+    }
+
+    /// The object failed validation: 422 with one cause per field.
+    pub fn invalid(kind: &str, group: &str, name: &str, causes: Vec<Cause>) -> ApiError {
+        let list = causes.iter().map(Cause::text).collect::<Vec<_>>();
+        let summary = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
+        let mut err = ApiError::new(422, "Invalid", format!("{kind} {name:?} is invalid: {summary}"))
+            .with_details(name, group, kind);
+        err.causes = causes;
+        err
+    }
+
+    /// The request itself is malformed.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, "BadRequest", message)
+    }
+
+    /// The request is not allowed in the object's current state.
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(403, "Forbidden", message)
+    }
+
+    /// The URL names nothing this server serves.
+    pub fn no_route(path: &str) -> ApiError {
+        ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))
+    }
+
+    /// The verb is not supported on the resource.
+    pub fn method_not_allowed(message: impl Into<String>) -> ApiError {
+        ApiError::new(405, "MethodNotAllowed", message)
+    }
+
+    /// The body's content type cannot be decoded here.
+    pub fn unsupported_media_type(message: impl Into<String>) -> ApiError {
+        ApiError::new(415, "UnsupportedMediaType", message)
+    }
+
+    /// The body is larger than the server accepts.
+    pub fn too_large(limit: usize) -> ApiError {
+        ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    /// The requested resource version or continue token is too old.
+    pub fn expired(message: impl Into<String>) -> ApiError {
+        ApiError::new(410, "Expired", message)
+    }
+
+    /// The server timed out or is not ready.
+    pub fn timeout(message: impl Into<String>) -> ApiError {
+        ApiError::new(504, "Timeout", message)
+    }
+
+    /// Something failed inside the server (storage unreachable, corrupt data).
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(500, "InternalError", message)
+    }
+
+    /// The Status object sent to clients.
+    pub fn to_status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if let Some(details) = &self.details {
+            let (name, group, kind) = details.as_ref();
+            let mut details = json!({ "name": name, "kind": kind });
+            if !group.is_empty() {
+                details["group"] = json!(group);
+            }
+            if !self.causes.is_empty() {
+                details["causes"] = self
+                    .causes
+                    .iter()
+                    .map(|c| json!({ "reason": c.reason, "message": c.message, "field": c.field }))
+                    .collect();
+            }
+            status["details"] = details;
+        }
+        status
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.code, self.reason, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
+        (code, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+/// A successful `Status`, as upstream answers some deletes and bindings.
+pub fn success(code: u16) -> Value {
+    json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code })
+}

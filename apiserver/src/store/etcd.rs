@@ -1,0 +1,190 @@
+//! The etcd backend: the [`Store`] interface over etcd's v3 API through `etcd-client`.
+//!
+//! Compare-and-swap is an etcd transaction on the key's `mod_revision` (or
+//! `create_revision == 0` for a create), exactly as upstream's storage layer does.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use etcd_client::{
+    Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse, WatchOptions,
+};
+use futures::StreamExt;
+
+use super::{Error, Event, KeyValue, ListRequest, ListResponse, Result, Store, WatchStream, prefix_end};
+
+/// A [`Store`] backed by an etcd cluster.
+#[derive(Clone)]
+pub struct EtcdStore {
+    client: Client,
+}
+
+fn backend(e: etcd_client::Error) -> Error {
+    let text = e.to_string();
+    if text.contains("required revision has been compacted") {
+        Error::Compacted { requested: 0, compacted: 0 }
+    } else if text.contains("required revision is a future revision") {
+        Error::FutureRevision { requested: 0, current: 0 }
+    } else {
+        Error::Backend(format!("etcd: {text}"))
+    }
+}
+
+fn to_kv(kv: &etcd_client::KeyValue) -> Result<KeyValue> {
+    Ok(KeyValue {
+        key: kv.key_str().map_err(|_| Error::Backend("etcd returned a key that is not UTF-8".into()))?.to_owned(),
+        value: Bytes::copy_from_slice(kv.value()),
+        create_revision: kv.create_revision(),
+        mod_revision: kv.mod_revision(),
+    })
+}
+
+fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<i64> {
+    header.map(|h| h.revision()).ok_or_else(|| Error::Backend("etcd response without a header".into()))
+}
+
+impl EtcdStore {
+    /// Connects to the given endpoints (`http://127.0.0.1:2379,...`).
+    pub async fn connect(endpoints: &[String]) -> Result<EtcdStore> {
+        let client = Client::connect(endpoints, None).await.map_err(backend)?;
+        let store = EtcdStore { client };
+        // Fail at start, not at the first request, when etcd is unreachable.
+        store.current_revision().await?;
+        Ok(store)
+    }
+
+    fn kv(&self) -> KvClient {
+        self.client.kv_client()
+    }
+
+    /// Reads the key's current mod revision, to explain why a guarded write failed.
+    async fn explain_failure(&self, key: &str, expected: i64) -> Error {
+        match self.get(key).await {
+            Ok(Some(kv)) => Error::Conflict { key: key.to_owned(), expected, actual: kv.mod_revision },
+            Ok(None) => Error::NotFound { key: key.to_owned() },
+            Err(e) => e,
+        }
+    }
+}
+
+#[async_trait]
+impl Store for EtcdStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        let resp = self.kv().get(key, None).await.map_err(backend)?;
+        resp.kvs().first().map(to_kv).transpose()
+    }
+
+    async fn list(&self, req: ListRequest) -> Result<ListResponse> {
+        let start = if req.start.as_str() > req.prefix.as_str() { req.start.clone() } else { req.prefix.clone() };
+        let mut opts = GetOptions::new().with_range(prefix_end(&req.prefix));
+        if req.limit > 0 {
+            opts = opts.with_limit(req.limit as i64);
+        }
+        if req.revision > 0 {
+            opts = opts.with_revision(req.revision);
+        }
+        let resp = self.kv().get(start, Some(opts)).await.map_err(|e| match backend(e) {
+            Error::Compacted { .. } => Error::Compacted { requested: req.revision, compacted: 0 },
+            Error::FutureRevision { .. } => Error::FutureRevision { requested: req.revision, current: 0 },
+            other => other,
+        })?;
+        let items = resp.kvs().iter().map(to_kv).collect::<Result<Vec<_>>>()?;
+        let revision = if req.revision > 0 { req.revision } else { header_revision(resp.header())? };
+        Ok(ListResponse { items, revision, more: resp.more() })
+    }
+
+    async fn create(&self, key: &str, value: Bytes) -> Result<i64> {
+        let txn = Txn::new().when(vec![Compare::create_revision(key, CompareOp::Equal, 0)]).and_then(vec![TxnOp::put(
+            key,
+            value.to_vec(),
+            None,
+        )]);
+        let resp = self.kv().txn(txn).await.map_err(backend)?;
+        if !resp.succeeded() {
+            return Err(Error::AlreadyExists { key: key.to_owned() });
+        }
+        header_revision(resp.header())
+    }
+
+    async fn update(&self, key: &str, value: Bytes, expected: i64) -> Result<i64> {
+        let txn = Txn::new()
+            .when(vec![Compare::mod_revision(key, CompareOp::Equal, expected)])
+            .and_then(vec![TxnOp::put(key, value.to_vec(), None)]);
+        let resp = self.kv().txn(txn).await.map_err(backend)?;
+        if !resp.succeeded() {
+            return Err(self.explain_failure(key, expected).await);
+        }
+        header_revision(resp.header())
+    }
+
+    async fn delete(&self, key: &str, expected: Option<i64>) -> Result<(i64, KeyValue)> {
+        let guard = match expected {
+            Some(rev) => Compare::mod_revision(key, CompareOp::Equal, rev),
+            None => Compare::create_revision(key, CompareOp::Greater, 0),
+        };
+        let txn =
+            Txn::new().when(vec![guard]).and_then(vec![TxnOp::delete(key, Some(DeleteOptions::new().with_prev_key()))]);
+        let resp = self.kv().txn(txn).await.map_err(backend)?;
+        if !resp.succeeded() {
+            return Err(self.explain_failure(key, expected.unwrap_or_default()).await);
+        }
+        let revision = header_revision(resp.header())?;
+        for op in resp.op_responses() {
+            if let TxnOpResponse::Delete(del) = op
+                && let Some(prev) = del.prev_kvs().first()
+            {
+                return Ok((revision, to_kv(prev)?));
+            }
+        }
+        Err(Error::NotFound { key: key.to_owned() })
+    }
+
+    async fn watch(&self, prefix: &str, from: i64) -> Result<WatchStream> {
+        let opts = WatchOptions::new().with_range(prefix_end(prefix)).with_start_revision(from.max(1));
+        let stream = self.client.watch_client().watch(prefix, Some(opts)).await.map_err(backend)?;
+        let (sender, responses) = stream.split();
+        let events =
+            futures::stream::unfold((responses, sender, false), move |(mut responses, sender, done)| async move {
+                if done {
+                    return None;
+                }
+                let batch: Vec<Result<Event>> = match responses.message().await {
+                    Ok(Some(resp)) if resp.compact_revision() > 0 => {
+                        vec![Err(Error::Compacted { requested: from, compacted: resp.compact_revision() })]
+                    }
+                    Ok(Some(resp)) if resp.canceled() => {
+                        vec![Err(Error::Backend(format!("etcd cancelled the watch: {}", resp.cancel_reason())))]
+                    }
+                    Ok(Some(resp)) => resp
+                        .events()
+                        .iter()
+                        .filter_map(|ev| {
+                            let kv = ev.kv()?;
+                            Some(match ev.event_type() {
+                                EventType::Put => to_kv(kv).map(|kv| Event::Put { kv }),
+                                EventType::Delete => match kv.key_str() {
+                                    Ok(key) => Ok(Event::Delete { key: key.to_owned(), revision: kv.mod_revision() }),
+                                    Err(_) => Err(Error::Backend("etcd returned a key that is not UTF-8".into())),
+                                },
+                            })
+                        })
+                        .collect(),
+                    Ok(None) => vec![Err(Error::Backend("etcd closed the watch".into()))],
+                    Err(e) => vec![Err(backend(e))],
+                };
+                let failed = batch.iter().any(|e| e.is_err());
+                Some((futures::stream::iter(batch), (responses, sender, failed)))
+            })
+            .flatten();
+        Ok(events.boxed())
+    }
+
+    async fn compact(&self, revision: i64) -> Result<()> {
+        self.kv().compact(revision, None).await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn current_revision(&self) -> Result<i64> {
+        let resp = self.kv().get("/", Some(GetOptions::new().with_count_only())).await.map_err(backend)?;
+        header_revision(resp.header())
+    }
+}

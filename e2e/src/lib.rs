@@ -1,0 +1,163 @@
+//! Helpers for the end-to-end tests and benchmarks: clusters in-process or as real
+//! processes, on the embedded store or on etcd, and clients pointed at them.
+//!
+//! etcd comes from `ETCD_ENDPOINTS` (the test command starts one). Without it the etcd
+//! variants skip with a message, except under `CI=true`, where that is a failure.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// Which storage a test cluster uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded store in a temp dir.
+    Embedded,
+    /// The etcd named by `ETCD_ENDPOINTS`, under a prefix of the test's own.
+    Etcd,
+}
+
+/// The etcd endpoints the test command started, or `None` (after saying why) when a test
+/// may skip; panics under `CI=true`, where skipping is not allowed.
+pub fn etcd_endpoints(test: &str) -> Option<Vec<String>> {
+    match std::env::var("ETCD_ENDPOINTS") {
+        Ok(e) if !e.is_empty() => Some(e.split(',').map(str::to_owned).collect()),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{test}: CI=true but ETCD_ENDPOINTS is not set; the test command must start etcd")
+        }
+        _ => {
+            eprintln!("skipping the etcd variant of {test}: ETCD_ENDPOINTS is not set (./test.sh starts etcd)");
+            None
+        }
+    }
+}
+
+/// An apiserver running inside the test process.
+pub struct InProcess {
+    /// The server.
+    pub server: apiserver::Server,
+    /// A kube-rs client for it.
+    pub client: kube::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl InProcess {
+    /// The base URL.
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+}
+
+/// Starts an apiserver in this process on a free port; `None` when the backend is not
+/// available here (see [`etcd_endpoints`]).
+pub async fn in_process(backend: Backend, test: &str, tune: impl FnOnce(&mut apiserver::Config)) -> Option<InProcess> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = apiserver::Config {
+        data_dir: dir.path().join("data"),
+        listen: "127.0.0.1:0".parse().expect("address"),
+        compaction_interval: Duration::ZERO,
+        ..Default::default()
+    };
+    if backend == Backend::Etcd {
+        config.etcd_servers = etcd_endpoints(test)?;
+        config.etcd_prefix = format!("/test-{test}-{}", uuid::Uuid::new_v4());
+    }
+    tune(&mut config);
+    let server = apiserver::start(config).await.expect("start apiserver");
+    let client = client(&server.url()).expect("client");
+    Some(InProcess { server, client, _dir: dir })
+}
+
+/// A kube-rs client for a plain-HTTP apiserver.
+pub fn client(url: &str) -> Result<kube::Client> {
+    let config = kube::Config::new(url.parse().context("apiserver URL")?);
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// The path of one of the workspace's binaries, built beside the test executable.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is not built: run `cargo build --workspace` first", path.display());
+    path
+}
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct Process {
+    /// The child.
+    pub child: Child,
+}
+
+impl Process {
+    /// Starts `binary` with `args`, its output in `log`.
+    pub fn spawn(binary: &str, args: &[String], log: &std::path::Path) -> Result<Process> {
+        let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new(self::binary(binary))
+            .args(args)
+            .stdout(Stdio::from(out.try_clone()?))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .with_context(|| format!("starting {binary}"))?;
+        Ok(Process { child })
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `url` until it answers 200, for at most `within`.
+pub async fn wait_healthy(url: &str, within: Duration) -> Result<()> {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(r) = http.get(format!("{url}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{url} did not become ready within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Starts the `kube-apiserver` binary on a free port.
+pub async fn apiserver_process(args: &[String], log: &std::path::Path) -> Result<(Process, String)> {
+    let port = free_port();
+    let mut all = vec!["--port".to_owned(), port.to_string()];
+    all.extend(args.iter().cloned());
+    let process = Process::spawn("kube-apiserver", &all, log)?;
+    let url = format!("http://127.0.0.1:{port}");
+    wait_healthy(&url, Duration::from_secs(30)).await?;
+    Ok((process, url))
+}
+
+/// A kubeconfig file for `url`.
+pub fn kubeconfig(url: &str, path: &std::path::Path) -> Result<()> {
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: {url}\n  name: local\ncontexts:\n- context:\n    cluster: local\n    user: local\n  name: local\ncurrent-context: local\nusers:\n- name: local\n  user: {{}}\n"
+    );
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
