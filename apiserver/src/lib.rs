@@ -19,4 +19,7 @@ pub mod status;
 pub mod store;
 pub mod validation;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use server::{Config, Server, start};

@@ -1,0 +1,220 @@
+//! The stock kubectl (1.32) against a fresh apiserver process: discovery, create -f, get
+//! (-o yaml/json/name/jsonpath), get -w, apply, scale, label, patch, delete -f, and errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use e2e::{apiserver_process, kubeconfig};
+
+struct Kubectl {
+    kubeconfig: PathBuf,
+    cache: PathBuf,
+}
+
+impl Kubectl {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    }
+
+    /// Runs and expects success with nothing on stderr (no warnings about discovery,
+    /// OpenAPI or validation).
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "kubectl {args:?} failed: {stderr}");
+        assert!(stderr.trim().is_empty(), "kubectl {args:?} printed to stderr: {stderr}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+fn kubectl_available() -> bool {
+    let found = Command::new("kubectl").arg("version").arg("--client").stdout(Stdio::null()).status().is_ok();
+    if !found {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true but kubectl is not on PATH");
+        }
+        eprintln!("skipping: kubectl is not on PATH");
+    }
+    found
+}
+
+const MANIFEST: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: demo
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: demo
+data:
+  colour: blue
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: demo
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: web:1
+        ports: [{containerPort: 80}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: solo
+  namespace: demo
+  labels: {app: solo}
+spec:
+  containers:
+  - name: c
+    image: busybox:1
+"#;
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write manifest");
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_kubectl_works_end_to_end() {
+    if !kubectl_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let args = vec!["--data-dir".to_owned(), dir.path().join("data").display().to_string()];
+    let (_apiserver, url) = apiserver_process(&args, &dir.path().join("apiserver.log")).await.expect("apiserver");
+    let k = Kubectl { kubeconfig: dir.path().join("kubeconfig"), cache: dir.path().join("cache") };
+    kubeconfig(&url, &k.kubeconfig).expect("kubeconfig");
+
+    let resources = k.ok(&["api-resources"]);
+    for needle in ["deployments", "deploy", "apps/v1", "pods", "po", "leases", "coordination.k8s.io/v1"] {
+        assert!(resources.contains(needle), "api-resources lacks {needle}:\n{resources}");
+    }
+    let manifest = write(dir.path(), "app.yaml", MANIFEST);
+    let created = k.ok(&["create", "-f", &manifest]);
+    assert!(created.contains("deployment.apps/web created"), "{created}");
+    assert!(created.contains("namespace/demo created"), "{created}");
+
+    let names = k.ok(&["get", "deployments,pods,configmaps", "-n", "demo", "-o", "name"]);
+    for n in ["deployment.apps/web", "pod/solo", "configmap/settings"] {
+        assert!(names.contains(n), "{names}");
+    }
+    let yaml = k.ok(&["get", "deployment", "web", "-n", "demo", "-o", "yaml"]);
+    assert!(yaml.contains("replicas: 2") && yaml.contains("maxSurge: 25%"), "{yaml}");
+    let json = k.ok(&["get", "pod", "solo", "-n", "demo", "-o", "json"]);
+    let pod: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(pod["spec"]["restartPolicy"], "Always");
+    let image =
+        k.ok(&["get", "deploy", "web", "-n", "demo", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]);
+    assert_eq!(image, "web:1");
+
+    // get -w sees a pod created after it starts.
+    let mut watcher = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&k.kubeconfig)
+        .arg("--cache-dir")
+        .arg(&k.cache)
+        .args(["get", "pods", "-n", "demo", "-w", "-o", "name"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("watch");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    k.ok(&["run", "late", "-n", "demo", "--image", "busybox:1", "--restart", "Never"]);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let _ = watcher.kill();
+    let out = watcher.wait_with_output().expect("watch output");
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(seen.contains("pod/solo") && seen.contains("pod/late"), "get -w printed: {seen}");
+
+    // apply twice: the second changes the image, an env var and a port (strategic merge).
+    let api_manifest = MANIFEST
+        .split("---")
+        .nth(2)
+        .expect("deployment document")
+        .replace("name: web\n  namespace", "name: api\n  namespace");
+    let applied = write(dir.path(), "applied.yaml", &api_manifest);
+    let out = k.ok(&["apply", "-f", &applied]);
+    assert!(out.contains("deployment.apps/api created"), "{out}");
+    let changed = api_manifest
+        .replace("image: web:1", "image: web:2\n        env: [{name: MODE, value: fast}]")
+        .replace("containerPort: 80", "containerPort: 8080");
+    let applied2 = write(dir.path(), "applied2.yaml", &changed);
+    let out = k.ok(&["apply", "-f", &applied2]);
+    assert!(out.contains("deployment.apps/api configured"), "{out}");
+    let api = k.ok(&["get", "deploy", "api", "-n", "demo", "-o", "json"]);
+    let api: serde_json::Value = serde_json::from_str(&api).expect("json");
+    let c = &api["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["image"], "web:2");
+    assert_eq!(c["env"][0]["value"], "fast");
+    assert_eq!(c["ports"].as_array().map(Vec::len), Some(1), "the old port is gone: {c}");
+    assert_eq!(c["ports"][0]["containerPort"], 8080);
+
+    k.ok(&["scale", "deployment/web", "-n", "demo", "--replicas=5"]);
+    assert_eq!(k.ok(&["get", "deploy", "web", "-n", "demo", "-o", "jsonpath={.spec.replicas}"]), "5");
+    k.ok(&["label", "pod", "solo", "-n", "demo", "tier=front"]);
+    k.ok(&["annotate", "pod", "solo", "-n", "demo", "note=hi"]);
+    k.ok(&["patch", "configmap", "settings", "-n", "demo", "--type", "merge", "-p", r#"{"data":{"colour":"red"}}"#]);
+    k.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "-n",
+        "demo",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/replicas","value":3}]"#,
+    ]);
+    assert_eq!(k.ok(&["get", "cm", "settings", "-n", "demo", "-o", "jsonpath={.data.colour}"]), "red");
+    assert_eq!(k.ok(&["get", "deploy", "web", "-n", "demo", "-o", "jsonpath={.spec.replicas}"]), "3");
+
+    // Errors come back in upstream's words, with a non-zero exit.
+    let missing = k.run(&["get", "deployment", "nope", "-n", "demo"]);
+    assert!(!missing.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&missing.stderr).trim(),
+        r#"Error from server (NotFound): deployments.apps "nope" not found"#
+    );
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {containers: [{name: c, image: b, colour: red}]}\n",
+    );
+    let strict = k.run(&["create", "-f", &bad]);
+    assert!(!strict.status.success(), "kubectl leaves validation to the server, which rejects unknown fields");
+    assert!(
+        String::from_utf8_lossy(&strict.stderr).contains("unknown field"),
+        "{}",
+        String::from_utf8_lossy(&strict.stderr)
+    );
+
+    k.ok(&["delete", "-f", &applied2]);
+    // The namespace comes first in the file, and deleting it deletes its content at once, so
+    // the later documents may already be gone (as on upstream Kubernetes).
+    let deleted = k.ok(&["delete", "-f", &manifest, "--ignore-not-found"]);
+    assert!(deleted.contains("namespace \"demo\" deleted"), "{deleted}");
+    let gone = k.run(&["get", "namespace", "demo"]);
+    assert!(!gone.status.success(), "kubectl delete waits until the namespace is gone");
+}
