@@ -36,8 +36,13 @@ pub struct Cached {
 impl Cached {
     fn build(key: String, revision: i64, value: &[u8], fields: &[SelectableField]) -> Option<Cached> {
         let mut obj: Value = serde_json::from_slice(value).ok()?;
-        object::set_resource_version(&mut obj, revision);
-        let json = Bytes::from(serde_json::to_vec(&obj).ok()?);
+        let json = match object::splice_resource_version(value, revision) {
+            Some(spliced) => Bytes::from(spliced),
+            None => {
+                object::set_resource_version(&mut obj, revision);
+                Bytes::from(serde_json::to_vec(&obj).ok()?)
+            }
+        };
         let mut selectable = Vec::with_capacity(fields.len() + 2);
         selectable.push(("metadata.name", object::meta_str(&obj, "name").unwrap_or_default().to_owned()));
         selectable.push(("metadata.namespace", object::meta_str(&obj, "namespace").unwrap_or_default().to_owned()));
@@ -301,6 +306,20 @@ impl WatchCache {
     pub async fn wait_ready(&self) {
         let mut rx = self.ready.subscribe();
         let _ = rx.wait_for(|ready| *ready).await;
+    }
+
+    /// The object under `key`, if the cache holds it.
+    pub fn get(&self, key: &str) -> Option<Arc<Cached>> {
+        self.state.read().objects.get(key).cloned()
+    }
+
+    /// Waits (up to `within`) until the cache has seen `revision`: a write that later
+    /// requests check against the cache (namespace state) uses this to read its own write.
+    pub async fn wait_for(&self, revision: i64, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.revision() < revision && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// The revision the cache has seen up to.

@@ -136,6 +136,34 @@ pub fn set_resource_version(obj: &mut Value, revision: i64) {
     meta_mut(obj).insert("resourceVersion".into(), Value::String(revision.to_string()));
 }
 
+/// Sets `metadata.resourceVersion` in an encoded object without decoding it: the stored
+/// form has no resourceVersion, and its top-level `metadata` follows only `apiVersion` and
+/// `kind`. Returns `None` when the bytes do not have that shape (the caller re-encodes).
+pub fn splice_resource_version(json: &[u8], revision: i64) -> Option<Vec<u8>> {
+    const NEEDLE: &[u8] = br#""metadata":{"#;
+    // apiVersion and kind come first, and are short: the needle must be within reach and no
+    // object may open before it (which would make it a nested field).
+    let window = &json[..json.len().min(256)];
+    let at = window.windows(NEEDLE.len()).position(|w| w == NEEDLE)?;
+    if json.first() != Some(&b'{') || json[1..at].contains(&b'{') || json[1..at].contains(&b'[') {
+        return None;
+    }
+    let insert_at = at + NEEDLE.len();
+    let rest = &json[insert_at..];
+    if rest.windows(18).take(4096).any(|w| w == br#""resourceVersion":"#) {
+        return None;
+    }
+    let field = format!(r#""resourceVersion":"{revision}""#);
+    let mut out = Vec::with_capacity(json.len() + field.len() + 1);
+    out.extend_from_slice(&json[..insert_at]);
+    out.extend_from_slice(field.as_bytes());
+    if rest.first() != Some(&b'}') {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
+    Some(out)
+}
+
 /// The current time as upstream formats timestamps (RFC 3339, seconds).
 pub fn now_rfc3339() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
@@ -194,6 +222,25 @@ pub fn is_selectable(resource: &Resource, field: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn splices_the_resource_version_into_encoded_objects() {
+        for obj in [
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "b"}}, "spec": {}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {}}),
+        ] {
+            let bytes = serde_json::to_vec(&obj).unwrap();
+            let spliced = splice_resource_version(&bytes, 42).expect("spliceable");
+            let mut expected = obj.clone();
+            set_resource_version(&mut expected, 42);
+            assert_eq!(serde_json::from_slice::<Value>(&spliced).unwrap(), expected);
+        }
+        // Shapes it must not touch: nested metadata first, or a resourceVersion already there.
+        let nested = br#"{"spec":{"metadata":{}},"metadata":{}}"#;
+        assert!(splice_resource_version(nested, 1).is_none());
+        let has = br#"{"metadata":{"resourceVersion":"3"}}"#;
+        assert!(splice_resource_version(has, 1).is_none());
+    }
 
     #[test]
     fn finds_unknown_fields_by_difference() {

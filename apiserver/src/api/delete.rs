@@ -154,6 +154,10 @@ fn deletion(target: &Target, opts: &DeleteOptions, obj: Value) -> ApiResult<Chan
 pub async fn delete_one(app: &App, target: &Target, opts: &DeleteOptions) -> ApiResult<Value> {
     let result = objects::guaranteed_update(app, target, None, opts.dry_run, |obj| deletion(target, opts, obj)).await?;
     if target.resource.resource == "namespaces" && target.resource.group.is_empty() {
+        // Creates check the namespace against the cache: make it see the deletion first.
+        if let Some(rv) = meta_str(&result, "resourceVersion").and_then(|rv| rv.parse().ok()) {
+            app.cache(target.resource)?.wait_for(rv, std::time::Duration::from_secs(1)).await;
+        }
         app.namespace_wake.notify_one();
     }
     Ok(result)

@@ -20,6 +20,13 @@ pub fn decode_stored(resource: &Resource, bytes: &[u8], revision: i64) -> ApiRes
 
 /// Encodes a served object into its stored form (no `resourceVersion`: the revision is).
 pub fn encode_for_storage(resource: &Resource, value: &Value) -> ApiResult<Bytes> {
+    let meta = value.get("metadata");
+    let clean = meta.is_none_or(|m| m.get("resourceVersion").is_none() && m.get("selfLink").is_none());
+    if resource.conversion.is_none() && clean {
+        return serde_json::to_vec(value)
+            .map(Bytes::from)
+            .map_err(|e| ApiError::internal(format!("encoding {}: {e}", resource.kind)));
+    }
     let mut stored = registry::to_storage(resource, value.clone());
     if let Some(meta) = stored.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
@@ -209,11 +216,18 @@ pub async fn check_namespace(app: &App, namespace: &str) -> ApiResult<()> {
     let namespaces =
         registry::find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("no namespaces resource"))?;
     let key = namespaces.key(None, namespace);
-    let kv = app.store.get(&key).await.map_err(|e| ApiError::internal(e.to_string()))?;
-    let Some(kv) = kv else {
-        return Err(ApiError::not_found("namespaces", "", "namespaces", namespace));
+    // The cache answers almost always; a namespace created a moment ago may not be in it
+    // yet, so a miss asks storage before saying 404.
+    let ns: Value = match app.cache(namespaces)?.get(&key).and_then(|c| c.value()) {
+        Some(ns) => ns,
+        None => {
+            let kv = app.store.get(&key).await.map_err(|e| ApiError::internal(e.to_string()))?;
+            let Some(kv) = kv else {
+                return Err(ApiError::not_found("namespaces", "", "namespaces", namespace));
+            };
+            serde_json::from_slice(&kv.value).unwrap_or_default()
+        }
     };
-    let ns: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
     if ns.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
         return Err(ApiError::forbidden(format!(
             "unable to create new content in namespace {namespace} because it is being terminated"

@@ -1,0 +1,258 @@
+//! The apiserver benchmark: prints, in one run on this machine,
+//! - pod creates/s through the apiserver with 64 concurrent clients on etcd, raw etcd
+//!   puts/s with the same concurrency and value size, and their ratio;
+//! - p50/p99 create latency at full load and at a steady 1,000 creates/s;
+//! - the time to LIST 10,000 pods from the watch cache;
+//! - the apiserver's RSS holding 10,000 pods;
+//! - the embedded store's creates/s beside etcd's.
+//!
+//! Run with `cargo run --release -p e2e --bin bench-apiserver` (it starts its own etcd).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use e2e::{Process, apiserver_process, free_port};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+struct Args {
+    /// Pods created in the throughput runs.
+    #[arg(long, default_value_t = 10_000)]
+    pods: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seconds of the steady 1,000 creates/s run.
+    #[arg(long, default_value_t = 5)]
+    steady_seconds: u64,
+}
+
+fn pod(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "bench", "pod-template-hash": "5d4f8c7b9"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "bench-5d4f8c7b9",
+                "uid": "8f6b6d3e-3c1e-4a1b-9f5e-0d9e6b1c2a3f", "controller": true, "blockOwnerDeletion": true}]},
+        "spec": {"containers": [{"name": "app", "image": "busybox:1.36", "command": ["sleep", "3600"],
+            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}, "ports": [{"containerPort": 8080}]}]},
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// CPU seconds (user + system) a process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the last ')'.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Creates `total` pods with `concurrency` clients; returns creates/s and sorted latencies.
+async fn create_pods(url: &str, prefix: &str, total: usize, concurrency: usize) -> Result<(f64, Vec<Duration>)> {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(total)));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (http, next, latencies) = (http.clone(), next.clone(), latencies.clone());
+        let url = format!("{url}/api/v1/namespaces/default/pods");
+        let prefix = prefix.to_owned();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let body = serde_json::to_vec(&pod(&format!("{prefix}-{i}")))?;
+                let t = Instant::now();
+                let r = http.post(&url).header("content-type", "application/json").body(body).send().await?;
+                let status = r.status();
+                r.bytes().await?;
+                anyhow::ensure!(status.as_u16() == 201, "create answered {status}");
+                latencies.lock().push(t.elapsed());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let elapsed = started.elapsed();
+    let mut lat = latencies.lock().clone();
+    lat.sort();
+    Ok((total as f64 / elapsed.as_secs_f64(), lat))
+}
+
+/// Creates pods at a steady `rate` per second for `seconds`; returns sorted latencies.
+async fn steady_creates(url: &str, rate: u64, seconds: u64) -> Result<Vec<Duration>> {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    let mut tasks = Vec::new();
+    for i in 0..rate * seconds {
+        ticker.tick().await;
+        let (http, latencies) = (http.clone(), latencies.clone());
+        let url = format!("{url}/api/v1/namespaces/default/pods");
+        tasks.push(tokio::spawn(async move {
+            let body = serde_json::to_vec(&pod(&format!("steady-{i}")))?;
+            let t = Instant::now();
+            let r = http.post(&url).header("content-type", "application/json").body(body).send().await?;
+            let status = r.status();
+            r.bytes().await?;
+            anyhow::ensure!(status.as_u16() == 201, "create answered {status}");
+            latencies.lock().push(t.elapsed());
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let mut lat = latencies.lock().clone();
+    lat.sort();
+    Ok(lat)
+}
+
+/// Raw etcd puts with the same concurrency and value size.
+async fn etcd_puts(endpoint: &str, total: usize, concurrency: usize, value: Vec<u8>) -> Result<f64> {
+    let client = etcd_client::Client::connect([endpoint], None).await?;
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let value = Arc::new(value);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (mut kv, next, value) = (client.kv_client(), next.clone(), value.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                kv.put(format!("/raw/pods/default/raw-{i}"), value.as_slice(), None).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn list_from_cache(url: &str) -> Result<(Duration, usize)> {
+    let http = reqwest::Client::new();
+    let mut times = Vec::new();
+    let mut count = 0;
+    for _ in 0..7 {
+        let t = Instant::now();
+        let body = http.get(format!("{url}/api/v1/pods?resourceVersion=0")).send().await?.bytes().await?;
+        times.push(t.elapsed());
+        let list: Value = serde_json::from_slice(&body)?;
+        count = list["items"].as_array().map_or(0, Vec::len);
+    }
+    times.sort();
+    Ok((times[times.len() / 2], count))
+}
+
+fn start_etcd(dir: &std::path::Path) -> Result<(std::process::Child, String)> {
+    let client = free_port();
+    let peer = free_port();
+    let url = format!("http://127.0.0.1:{client}");
+    let log = std::fs::File::create(dir.join("etcd.log"))?;
+    let child = std::process::Command::new("etcd")
+        .args(["--name", "bench", "--data-dir"])
+        .arg(dir.join("etcd"))
+        .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .args(["--initial-cluster", &format!("bench=http://127.0.0.1:{peer}")])
+        .arg("--quota-backend-bytes=8589934592")
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting etcd (apt-get install etcd-server)")?;
+    Ok((child, url))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::tempdir()?;
+    println!("# apiserver benchmark: {} pods, {} concurrent clients", args.pods, args.concurrency);
+    let (mut etcd, etcd_url) = start_etcd(dir.path())?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let value = serde_json::to_vec(&pod("raw-0"))?;
+    // The stored form carries defaults and server fields: measure etcd with that size.
+    let stored_size = value.len() + 700;
+    let cpu_etcd = cpu_seconds(etcd.id());
+    let raw = etcd_puts(&etcd_url, args.pods, args.concurrency, vec![b'x'; stored_size]).await?;
+    println!("raw etcd puts/s ({}-byte values, {} clients): {raw:.0}", stored_size, args.concurrency);
+    println!("  CPU per put: etcd {:.0} us", (cpu_seconds(etcd.id()) - cpu_etcd) * 1e6 / args.pods as f64);
+
+    let etcd_args =
+        vec!["--etcd-servers".to_owned(), etcd_url.clone(), "--etcd-prefix".to_owned(), "/bench".to_owned()];
+    let (process, url) = apiserver_process(&etcd_args, &dir.path().join("apiserver-etcd.log")).await?;
+    let (cpu_api, cpu_etcd) = (cpu_seconds(process.child.id()), cpu_seconds(etcd.id()));
+    let (rate, lat) = create_pods(&url, "load", args.pods, args.concurrency).await?;
+    println!("apiserver pod creates/s on etcd ({} clients): {rate:.0}", args.concurrency);
+    println!(
+        "  CPU per create: apiserver {:.0} us, etcd {:.0} us",
+        (cpu_seconds(process.child.id()) - cpu_api) * 1e6 / args.pods as f64,
+        (cpu_seconds(etcd.id()) - cpu_etcd) * 1e6 / args.pods as f64
+    );
+    println!("  ratio to raw etcd puts: {:.0}%", rate / raw * 100.0);
+    println!("  create latency at full load: p50 {} p99 {}", ms(percentile(&lat, 0.5)), ms(percentile(&lat, 0.99)));
+    let steady = steady_creates(&url, 1000, args.steady_seconds).await?;
+    println!(
+        "  create latency at 1,000 creates/s for {}s: p50 {} p99 {}",
+        args.steady_seconds,
+        ms(percentile(&steady, 0.5)),
+        ms(percentile(&steady, 0.99))
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (list, count) = list_from_cache(&url).await?;
+    println!("LIST of {count} pods from the watch cache (median of 7): {}", ms(list));
+    println!("apiserver RSS holding {count} pods: {:.0} MB", rss_mb(process.child.id()));
+    drop(process);
+
+    let embedded_args = vec!["--data-dir".to_owned(), dir.path().join("embedded").display().to_string()];
+    let (process, url) = apiserver_process(&embedded_args, &dir.path().join("apiserver-embedded.log")).await?;
+    let cpu_api = cpu_seconds(process.child.id());
+    let (rate_embedded, lat) = create_pods(&url, "load", args.pods, args.concurrency).await?;
+    println!("apiserver pod creates/s on the embedded store ({} clients): {rate_embedded:.0}", args.concurrency);
+    println!(
+        "  CPU per create: apiserver {:.0} us",
+        (cpu_seconds(process.child.id()) - cpu_api) * 1e6 / args.pods as f64
+    );
+    println!("  create latency at full load: p50 {} p99 {}", ms(percentile(&lat, 0.5)), ms(percentile(&lat, 0.99)));
+    let (list, count) = list_from_cache(&url).await?;
+    println!("  LIST of {count} pods from the watch cache: {}; RSS {:.0} MB", ms(list), rss_mb(process.child.id()));
+    drop::<Process>(process);
+    let _ = etcd.kill();
+    let _ = etcd.wait();
+    Ok(())
+}
