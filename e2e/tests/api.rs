@@ -44,6 +44,7 @@ both_backends!(
     deletecollection_and_generate_name,
     events_served_in_both_groups,
     metrics_count_requests,
+    hundreds_of_node_watchers_share_one_storage_watch,
 );
 
 async fn cluster(backend: Backend, test: &str) -> Option<InProcess> {
@@ -740,4 +741,54 @@ async fn metrics_count_requests(backend: Backend, test: &str) {
     for path in ["/healthz", "/livez", "/readyz", "/version"] {
         assert!(reqwest::get(format!("{}{path}", c.url())).await.expect("get").status().is_success(), "{path}");
     }
+}
+
+fn storage_watches(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with("etcd_request_duration_seconds_count{operation=\"watch\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn hundreds_of_node_watchers_share_one_storage_watch(backend: Backend, test: &str) {
+    let Some(c) = cluster(backend, test).await else { return };
+    let metrics =
+        || async { reqwest::get(format!("{}/metrics", c.url())).await.expect("metrics").text().await.expect("text") };
+    let before = storage_watches(&metrics().await);
+    assert!(before > 0, "the caches opened their storage watches");
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let mut watches = Vec::new();
+    for n in 0..200 {
+        let w =
+            pods.watch(&WatchParams::default().fields(&format!("spec.nodeName=node-{n}")), "0").await.expect("watch");
+        watches.push(w.boxed());
+    }
+    let http = reqwest::Client::new();
+    for n in [7, 123] {
+        let name = format!("on-{n}");
+        pods.create(&PostParams::default(), &pod(&name, json!({}))).await.expect("create");
+        http.post(format!("{}/api/v1/namespaces/default/pods/{name}/binding", c.url()))
+            .json(&json!({"metadata": {"name": name}, "target": {"kind": "Node", "name": format!("node-{n}")}}))
+            .send()
+            .await
+            .expect("bind");
+    }
+    for n in [7, 123] {
+        let ev = tokio::time::timeout(Duration::from_secs(5), watches[n].try_next())
+            .await
+            .expect("in time")
+            .expect("ok")
+            .expect("open");
+        match ev {
+            WatchEvent::Added(p) => assert_eq!(p.metadata.name.as_deref(), Some(format!("on-{n}").as_str())),
+            other => panic!("node-{n} expected its pod, got {other:?}"),
+        }
+    }
+    let quiet = tokio::time::timeout(Duration::from_millis(300), watches[8].try_next()).await;
+    assert!(quiet.is_err(), "node-8 sees nothing of the other nodes' pods");
+    let text = metrics().await;
+    assert_eq!(storage_watches(&text), before, "client watches do not open storage watches");
+    assert!(text.contains(r#"apiserver_registered_watchers{resource="pods"} 200"#), "{text}");
 }
