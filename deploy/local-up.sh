@@ -4,8 +4,8 @@
 #
 #   deploy/local-up.sh [--store embedded|etcd] [--dir DIR] [--port PORT]
 #
-# Today the cluster is the API server (the scheduler, controller-manager and kubelets join
-# as they land). It writes DIR/kubeconfig, so stock kubectl works against it:
+# Today the cluster is the API server and the scheduler (the controller-manager and kubelets
+# join as they land). It writes DIR/kubeconfig, so stock kubectl works against it:
 #   kubectl --kubeconfig .cluster/kubeconfig get namespaces
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +39,7 @@ install_missing() {
 install_missing
 
 say "building (release)"
-cargo build --release --quiet -p apiserver
+cargo build --release --quiet -p apiserver -p scheduler
 mkdir -p "$dir/logs"
 dir=$(cd "$dir" && pwd)
 
@@ -92,6 +92,10 @@ users:
 - name: local
   user: {}
 KUBECONFIG
+
+say "starting kube-scheduler (logs: $dir/logs/kube-scheduler.log)"
+./target/release/kube-scheduler --kubeconfig "$dir/kubeconfig" --secure-port 0 >"$dir/logs/kube-scheduler.log" 2>&1 &
+pids+=($!)
 
 echo "cluster ready"
 echo "  export KUBECONFIG=$dir/kubeconfig"

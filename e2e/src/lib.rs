@@ -101,10 +101,16 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `binary` with `args`, its output in `log`.
+    /// Starts the workspace's `binary` with `args`, its output in `log`.
     pub fn spawn(binary: &str, args: &[String], log: &std::path::Path) -> Result<Process> {
+        Process::spawn_path(&self::binary(binary), args, log)
+    }
+
+    /// Starts the program at `path` (or on PATH) with `args`, its output in `log`.
+    pub fn spawn_path(path: &std::path::Path, args: &[String], log: &std::path::Path) -> Result<Process> {
+        let binary = path.display().to_string();
         let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let child = Command::new(self::binary(binary))
+        let child = Command::new(path)
             .args(args)
             .stdout(Stdio::from(out.try_clone()?))
             .stderr(Stdio::from(out))
@@ -160,4 +166,41 @@ pub fn kubeconfig(url: &str, path: &std::path::Path) -> Result<()> {
         "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: {url}\n  name: local\ncontexts:\n- context:\n    cluster: local\n    user: local\n  name: local\ncurrent-context: local\nusers:\n- name: local\n  user: {{}}\n"
     );
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Starts a private etcd (Debian's `etcd-server`) on free loopback ports, its data in `dir`.
+pub async fn etcd_process(dir: &std::path::Path) -> Result<(Process, String)> {
+    let (client, peer) = (free_port(), free_port());
+    let url = format!("http://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let args: Vec<String> = [
+        "--name",
+        "bench",
+        "--data-dir",
+        &dir.join("etcd").display().to_string(),
+        "--listen-client-urls",
+        &url,
+        "--advertise-client-urls",
+        &url,
+        "--listen-peer-urls",
+        &peer_url,
+        "--initial-advertise-peer-urls",
+        &peer_url,
+        "--initial-cluster",
+        &format!("bench={peer_url}"),
+        "--quota-backend-bytes=8589934592",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let process = Process::spawn_path(std::path::Path::new("etcd"), &args, &dir.join("etcd.log"))
+        .context("starting etcd (apt-get install etcd-server)")?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", client)).is_err() {
+        if Instant::now() > deadline {
+            bail!("etcd did not start; see {}", dir.join("etcd.log").display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((process, url))
 }

@@ -11,9 +11,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
-use e2e::{Process, apiserver_process, free_port};
+use e2e::{Process, apiserver_process};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
@@ -177,52 +177,31 @@ async fn list_from_cache(url: &str) -> Result<(Duration, usize)> {
     Ok((times[times.len() / 2], count))
 }
 
-fn start_etcd(dir: &std::path::Path) -> Result<(std::process::Child, String)> {
-    let client = free_port();
-    let peer = free_port();
-    let url = format!("http://127.0.0.1:{client}");
-    let log = std::fs::File::create(dir.join("etcd.log"))?;
-    let child = std::process::Command::new("etcd")
-        .args(["--name", "bench", "--data-dir"])
-        .arg(dir.join("etcd"))
-        .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
-        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args(["--initial-cluster", &format!("bench=http://127.0.0.1:{peer}")])
-        .arg("--quota-backend-bytes=8589934592")
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("starting etcd (apt-get install etcd-server)")?;
-    Ok((child, url))
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
     println!("# apiserver benchmark: {} pods, {} concurrent clients", args.pods, args.concurrency);
-    let (mut etcd, etcd_url) = start_etcd(dir.path())?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (etcd, etcd_url) = e2e::etcd_process(dir.path()).await?;
 
     let value = serde_json::to_vec(&pod("raw-0"))?;
     // The stored form carries defaults and server fields: measure etcd with that size.
     let stored_size = value.len() + 700;
-    let cpu_etcd = cpu_seconds(etcd.id());
+    let cpu_etcd = cpu_seconds(etcd.child.id());
     let raw = etcd_puts(&etcd_url, args.pods, args.concurrency, vec![b'x'; stored_size]).await?;
     println!("raw etcd puts/s ({}-byte values, {} clients): {raw:.0}", stored_size, args.concurrency);
-    println!("  CPU per put: etcd {:.0} us", (cpu_seconds(etcd.id()) - cpu_etcd) * 1e6 / args.pods as f64);
+    println!("  CPU per put: etcd {:.0} us", (cpu_seconds(etcd.child.id()) - cpu_etcd) * 1e6 / args.pods as f64);
 
     let etcd_args =
         vec!["--etcd-servers".to_owned(), etcd_url.clone(), "--etcd-prefix".to_owned(), "/bench".to_owned()];
     let (process, url) = apiserver_process(&etcd_args, &dir.path().join("apiserver-etcd.log")).await?;
-    let (cpu_api, cpu_etcd) = (cpu_seconds(process.child.id()), cpu_seconds(etcd.id()));
+    let (cpu_api, cpu_etcd) = (cpu_seconds(process.child.id()), cpu_seconds(etcd.child.id()));
     let (rate, lat) = create_pods(&url, "load", args.pods, args.concurrency).await?;
     println!("apiserver pod creates/s on etcd ({} clients): {rate:.0}", args.concurrency);
     println!(
         "  CPU per create: apiserver {:.0} us, etcd {:.0} us",
         (cpu_seconds(process.child.id()) - cpu_api) * 1e6 / args.pods as f64,
-        (cpu_seconds(etcd.id()) - cpu_etcd) * 1e6 / args.pods as f64
+        (cpu_seconds(etcd.child.id()) - cpu_etcd) * 1e6 / args.pods as f64
     );
     println!("  ratio to raw etcd puts: {:.0}%", rate / raw * 100.0);
     println!("  create latency at full load: p50 {} p99 {}", ms(percentile(&lat, 0.5)), ms(percentile(&lat, 0.99)));
@@ -252,7 +231,6 @@ async fn main() -> Result<()> {
     let (list, count) = list_from_cache(&url).await?;
     println!("  LIST of {count} pods from the watch cache: {}; RSS {:.0} MB", ms(list), rss_mb(process.child.id()));
     drop::<Process>(process);
-    let _ = etcd.kill();
-    let _ = etcd.wait();
+    drop(etcd);
     Ok(())
 }

@@ -1,0 +1,197 @@
+//! kube-scheduler against a real apiserver (in-process): every filter and score on real
+//! objects, the unschedulable condition and event, retry when a node is added, and
+//! fail-over between two schedulers through the leader lease.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use e2e::{Backend, in_process};
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::api::{Api, ListParams, PostParams};
+use scheduler::{leader, metrics::Metrics, run};
+use serde_json::{Value, json};
+
+fn node(name: &str, cpu: &str, extra: Value) -> Node {
+    let mut n = json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "spec": {},
+        "status": {"allocatable": {"cpu": cpu, "memory": "16Gi", "pods": "110"},
+                   "capacity": {"cpu": cpu, "memory": "16Gi", "pods": "110"},
+                   "conditions": [{"type": "Ready", "status": "True"}]},
+    });
+    json_patch::merge(&mut n, &extra);
+    serde_json::from_value(n).unwrap()
+}
+
+fn pod(name: &str, cpu: &str, extra: Value) -> Pod {
+    let mut p = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": cpu}}}]},
+    });
+    json_patch::merge(&mut p, &extra);
+    serde_json::from_value(p).unwrap()
+}
+
+async fn node_of(pods: &Api<Pod>, name: &str, within: Duration) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let p = pods.get(name).await.unwrap();
+        if let Some(n) = p.spec.and_then(|s| s.node_name) {
+            return Some(n);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn start_scheduler(
+    client: kube::Client,
+    election: Option<leader::Config>,
+) -> (tokio::task::JoinHandle<()>, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::default());
+    let m = metrics.clone();
+    let config = run::Config { unschedulable_retry: Duration::from_secs(30), ..Default::default() };
+    let task = tokio::spawn(async move {
+        if let Err(e) = scheduler::start(client, config, election, m).await {
+            eprintln!("scheduler stopped: {e}");
+        }
+    });
+    (task, metrics)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_scores_and_unschedulable_pods() {
+    let c = in_process(Backend::Embedded, "scheduler_filters", |_| {}).await.unwrap();
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let pp = PostParams::default();
+    nodes.create(&pp, &node("small", "1", json!({}))).await.unwrap();
+    nodes.create(&pp, &node("big", "4", json!({}))).await.unwrap();
+    nodes.create(&pp, &node("gpu", "8", json!({"metadata": {"labels": {"gpu": "true"}}, "spec": {"taints": [{"key": "gpu", "value": "only", "effect": "NoSchedule"}]}}))).await.unwrap();
+    nodes.create(&pp, &node("cordoned", "64", json!({"spec": {"unschedulable": true}}))).await.unwrap();
+    let (_task, metrics) = start_scheduler(c.client.clone(), None);
+    let within = Duration::from_secs(10);
+
+    pods.create(&pp, &pod("needs-2-cpus", "2", json!({}))).await.unwrap();
+    assert_eq!(node_of(&pods, "needs-2-cpus", within).await.as_deref(), Some("big"), "only big has 2 free CPUs");
+    let tolerant = json!({"spec": {"nodeSelector": {"gpu": "true"}, "tolerations": [{"key": "gpu", "operator": "Equal", "value": "only", "effect": "NoSchedule"}]}});
+    pods.create(&pp, &pod("gpu-job", "1", tolerant)).await.unwrap();
+    assert_eq!(node_of(&pods, "gpu-job", within).await.as_deref(), Some("gpu"));
+    let pinned = json!({"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["small"]}]}]}}}}});
+    pods.create(&pp, &pod("pinned", "100m", pinned)).await.unwrap();
+    assert_eq!(node_of(&pods, "pinned", within).await.as_deref(), Some("small"));
+    let preferred = json!({"spec": {"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 100, "preference": {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["small"]}]}}]}}}});
+    pods.create(&pp, &pod("prefers-small", "100m", preferred)).await.unwrap();
+    assert_eq!(node_of(&pods, "prefers-small", within).await.as_deref(), Some("small"));
+    let port = json!({"spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80, "hostPort": 80}]}]}});
+    pods.create(&pp, &pod("port-a", "100m", port.clone())).await.unwrap();
+    pods.create(&pp, &pod("port-b", "100m", port.clone())).await.unwrap();
+    let a = node_of(&pods, "port-a", within).await.unwrap();
+    let b = node_of(&pods, "port-b", within).await.unwrap();
+    assert_ne!(a, b, "two pods with hostPort 80 never share a node");
+    pods.create(&pp, &pod("port-c", "100m", port)).await.unwrap();
+
+    // Nothing fits: the condition and the event say why, in upstream's words.
+    pods.create(&pp, &pod("huge", "100", json!({}))).await.unwrap();
+    let expected = "0/4 nodes are available: 1 node(s) had untolerated taint {gpu: only}, 1 node(s) were unschedulable, 2 Insufficient cpu.";
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let p = pods.get("huge").await.unwrap();
+        let cond =
+            p.status.and_then(|s| s.conditions).unwrap_or_default().into_iter().find(|c| c.type_ == "PodScheduled");
+        if let Some(c) = cond {
+            assert_eq!((c.status.as_str(), c.reason.as_deref()), ("False", Some("Unschedulable")));
+            assert_eq!(c.message.as_deref(), Some(expected));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no PodScheduled condition");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events: Api<Event> = Api::namespaced(c.client.clone(), "default");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let evs = events.list(&ListParams::default().fields("involvedObject.name=huge")).await.unwrap();
+    assert!(
+        evs.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("FailedScheduling") && e.message.as_deref() == Some(expected)),
+        "{:?}",
+        evs.items
+    );
+    assert_eq!(
+        node_of(&pods, "port-c", Duration::from_millis(200)).await,
+        None,
+        "a third hostPort 80 has no node left"
+    );
+
+    // Parked pods are not retried while nothing changes (no busy loop)...
+    let parked = unschedulable_attempts(&metrics);
+    assert!(parked >= 2, "huge and port-c were tried");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(unschedulable_attempts(&metrics), parked, "no retries without a cluster change");
+    // ...and are retried when a node arrives.
+    nodes.create(&pp, &node("huge-node", "128", json!({}))).await.unwrap();
+    assert_eq!(node_of(&pods, "huge", within).await.as_deref(), Some("huge-node"));
+    assert_eq!(node_of(&pods, "port-c", within).await.as_deref(), Some("huge-node"));
+
+    // Replicas of one owner spread across the nodes that can take them.
+    let owned = json!({"metadata": {"ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": "rs-web", "controller": true}]},
+        "spec": {"containers": [{"name": "c", "image": "i"}]}});
+    for i in 0..12 {
+        pods.create(&pp, &pod(&format!("web-{i}"), "0", owned.clone())).await.unwrap();
+    }
+    let mut per_node: HashMap<String, usize> = HashMap::new();
+    for i in 0..12 {
+        *per_node.entry(node_of(&pods, &format!("web-{i}"), within).await.unwrap()).or_default() += 1;
+    }
+    // small, big and huge-node take them (gpu is tainted, cordoned is cordoned): at most
+    // ceil(12/3)+1 each.
+    assert!(per_node.values().all(|n| *n <= 5), "{per_node:?}");
+    assert_eq!(per_node.len(), 3, "{per_node:?}");
+    assert!(!per_node.contains_key("gpu") && !per_node.contains_key("cordoned"), "{per_node:?}");
+}
+
+fn unschedulable_attempts(metrics: &Metrics) -> u64 {
+    let labels =
+        scheduler::metrics::AttemptLabels { result: "unschedulable".into(), profile: "default-scheduler".into() };
+    metrics.attempts.get_or_create(&labels).get()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_scheduler_takes_over_when_the_leader_dies() {
+    let c = in_process(Backend::Embedded, "scheduler_failover", |_| {}).await.unwrap();
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    nodes.create(&PostParams::default(), &node("n1", "4", json!({}))).await.unwrap();
+    let election = |id: &str| leader::Config {
+        namespace: "kube-system".into(),
+        name: "kube-scheduler".into(),
+        identity: id.into(),
+        lease_duration: Duration::from_secs(15),
+        renew_deadline: Duration::from_secs(10),
+        retry_period: Duration::from_secs(2),
+    };
+    let (first, first_metrics) = start_scheduler(c.client.clone(), Some(election("first")));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_second, second_metrics) = start_scheduler(c.client.clone(), Some(election("second")));
+    pods.create(&PostParams::default(), &pod("before", "100m", json!({}))).await.unwrap();
+    assert!(node_of(&pods, "before", Duration::from_secs(10)).await.is_some());
+    assert_eq!((first_metrics.leader.get(), second_metrics.leader.get()), (1, 0), "exactly one acts");
+
+    first.abort();
+    let killed = tokio::time::Instant::now();
+    pods.create(&PostParams::default(), &pod("after", "100m", json!({}))).await.unwrap();
+    assert!(node_of(&pods, "after", Duration::from_secs(20)).await.is_some(), "the standby took over");
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(20), "fail-over took {took:?}");
+    assert_eq!(second_metrics.leader.get(), 1);
+    eprintln!("fail-over took {took:?} (lease duration 15 s)");
+}

@@ -1,0 +1,38 @@
+//! kube-scheduler: watches nodes and pods through the apiserver, places each pending pod
+//! with a pure filter-and-score algorithm ([`plugins::schedule`]) over an incremental
+//! cache ([`snapshot::Cache`]), and binds it. With leader election, only the replica that
+//! holds the Lease acts.
+
+pub mod leader;
+pub mod metrics;
+pub mod plugins;
+pub mod quantity;
+pub mod queue;
+pub mod run;
+pub mod snapshot;
+
+use std::sync::Arc;
+
+/// Runs the scheduler: waits for the lease when `election` is given, then schedules until
+/// the lease is lost (an error: the process should exit, as upstream's does) or a watch
+/// ends.
+pub async fn start(
+    client: kube::Client,
+    config: run::Config,
+    election: Option<leader::Config>,
+    metrics: Arc<metrics::Metrics>,
+) -> anyhow::Result<()> {
+    let Some(election) = election else {
+        metrics.leader.set(1);
+        return run::run(client, config, metrics).await;
+    };
+    let mut elector = leader::Elector::new(client.clone(), election);
+    elector.acquire().await;
+    metrics.leader.set(1);
+    let result = tokio::select! {
+        r = run::run(client, config, metrics.clone()) => r,
+        lost = elector.hold() => Err(lost.into()),
+    };
+    metrics.leader.set(0);
+    result
+}
