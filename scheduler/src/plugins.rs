@@ -315,6 +315,40 @@ mod tests {
     }
 
     #[test]
+    fn least_allocated_and_prefer_no_schedule_and_no_execute() {
+        let mut c = cache(&[node("busy", "4", json!({})), node("idle", "4", json!({}))]);
+        c.place("busy", pod("load", "3", json!({})));
+        for turn in 0..4 {
+            assert_eq!(
+                schedule(&c, &pod("p", "100m", json!({})), turn),
+                Ok("idle".into()),
+                "the less allocated node wins"
+            );
+        }
+        let c = cache(&[
+            node("soft", "4", json!({"spec": {"taints": [{"key": "maint", "effect": "PreferNoSchedule"}]}})),
+            node("clean", "4", json!({})),
+            node("evicting", "4", json!({"spec": {"taints": [{"key": "bad", "effect": "NoExecute"}]}})),
+        ]);
+        for turn in 0..4 {
+            assert_eq!(schedule(&c, &pod("p", "100m", json!({})), turn), Ok("clean".into()));
+        }
+        let only_soft =
+            cache(&[node("soft", "4", json!({"spec": {"taints": [{"key": "maint", "effect": "PreferNoSchedule"}]}}))]);
+        assert_eq!(
+            schedule(&only_soft, &pod("p", "100m", json!({})), 0),
+            Ok("soft".into()),
+            "PreferNoSchedule only scores"
+        );
+        let tolerates_bad =
+            json!({"spec": {"tolerations": [{"key": "bad", "operator": "Exists", "effect": "NoExecute"}]}});
+        let only_evicting =
+            cache(&[node("evicting", "4", json!({"spec": {"taints": [{"key": "bad", "effect": "NoExecute"}]}}))]);
+        assert!(schedule(&only_evicting, &pod("p", "100m", json!({})), 0).is_err());
+        assert_eq!(schedule(&only_evicting, &pod("p", "100m", tolerates_bad), 0), Ok("evicting".into()));
+    }
+
+    #[test]
     fn host_ports_conflict() {
         let mut c = cache(&[node("a", "4", json!({})), node("b", "4", json!({}))]);
         let web = |n: &str| {
