@@ -3,7 +3,6 @@
 //! cache ([`snapshot::Cache`]), and binds it. With leader election, only the replica that
 //! holds the Lease acts.
 
-pub mod leader;
 pub mod metrics;
 pub mod plugins;
 pub mod quantity;
@@ -12,6 +11,8 @@ pub mod run;
 pub mod snapshot;
 
 use std::sync::Arc;
+
+pub use component_base::leader;
 
 /// Runs the scheduler: waits for the lease when `election` is given, then schedules until
 /// the lease is lost (an error: the process should exit, as upstream's does) or a watch

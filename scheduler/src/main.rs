@@ -51,47 +51,23 @@ struct Args {
     secure_port: u16,
 }
 
-/// A kube-rs client from `--kubeconfig`/`--master`, or the usual places.
-async fn client(kubeconfig: Option<&PathBuf>, master: Option<&str>) -> anyhow::Result<kube::Client> {
-    let mut config = match kubeconfig {
-        Some(path) => {
-            let kc =
-                kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?
-        }
-        None if master.is_some() => kube::Config::new("http://127.0.0.1:6443".parse()?),
-        None => {
-            kube::Config::infer().await.context("no --kubeconfig, and none found in KUBECONFIG or ~/.kube/config")?
-        }
-    };
-    if let Some(url) = master {
-        config.cluster_url = url.parse().with_context(|| format!("--master {url}"))?;
-    }
-    Ok(kube::Client::try_from(config)?)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let args = Args::parse();
-    let client = client(args.kubeconfig.as_ref(), args.master.as_deref()).await?;
+    let client = component_base::client(args.kubeconfig.as_deref(), args.master.as_deref()).await?;
     let metrics = Arc::new(metrics::Metrics::default());
-    if args.secure_port != 0 {
-        let addr = SocketAddr::new(args.bind_address, args.secure_port);
-        let m = metrics.clone();
-        tokio::spawn(async move {
-            if let Err(e) = metrics::serve(addr, m).await {
-                tracing::error!(%addr, error = %e, "the metrics endpoint stopped");
-            }
-        });
-    }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
+    let m = metrics.clone();
+    component_base::serve_health_and_metrics(
+        SocketAddr::new(args.bind_address, args.secure_port),
+        Arc::new(move || m.encode()),
+    );
     let election = args.leader_elect.then(|| leader::Config {
         namespace: args.leader_elect_resource_namespace.clone(),
         name: args.leader_elect_resource_name.clone(),
-        identity: format!("{}_{}", host.trim(), uuid::Uuid::new_v4()),
+        identity: component_base::identity(),
         lease_duration: Duration::from_secs(args.leader_elect_lease_duration),
         renew_deadline: Duration::from_secs(args.leader_elect_renew_deadline),
         retry_period: Duration::from_secs(args.leader_elect_retry_period),

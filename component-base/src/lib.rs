@@ -1,0 +1,67 @@
+//! What every control-plane component (scheduler, controller-manager, kubelet) shares:
+//! a client from `--kubeconfig`/`--master`, Lease-based leader election, and the
+//! `/healthz`, `/livez`, `/readyz` and `/metrics` endpoints.
+
+pub mod leader;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
+
+/// A kube-rs client from `--kubeconfig`/`--master`, or `$KUBECONFIG`/`~/.kube/config`.
+pub async fn client(kubeconfig: Option<&Path>, master: Option<&str>) -> anyhow::Result<kube::Client> {
+    let mut config = match kubeconfig {
+        Some(path) => {
+            let kc =
+                kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?
+        }
+        None if master.is_some() => kube::Config::new("http://127.0.0.1:6443".parse()?),
+        None => {
+            kube::Config::infer().await.context("no --kubeconfig, and none found in KUBECONFIG or ~/.kube/config")?
+        }
+    };
+    if let Some(url) = master {
+        config.cluster_url = url.parse().with_context(|| format!("--master {url}"))?;
+    }
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// A unique identity for leader election: the hostname and a random suffix.
+pub fn identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
+    format!("{}_{}", host.trim(), uuid::Uuid::new_v4())
+}
+
+/// Serves `/metrics` (whatever `encode` returns, in the Prometheus text format) and the
+/// health endpoints on `addr`, in the background. Port 0 disables it.
+pub fn serve_health_and_metrics(addr: SocketAddr, encode: Arc<dyn Fn() -> String + Send + Sync>) {
+    if addr.port() == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        let app = Router::new()
+            .route(
+                "/metrics",
+                get(move || {
+                    let encode = encode.clone();
+                    async move { encode() }
+                }),
+            )
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/livez", get(|| async { "ok" }))
+            .route("/readyz", get(|| async { "ok" }));
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(%addr, error = %e, "the metrics endpoint stopped");
+                }
+            }
+            Err(e) => tracing::error!(%addr, error = %e, "cannot serve metrics"),
+        }
+    });
+}
