@@ -204,3 +204,49 @@ pub async fn etcd_process(dir: &std::path::Path) -> Result<(Process, String)> {
     }
     Ok((process, url))
 }
+
+/// A stand-in for kubelets in controller tests and benchmarks: every pod is marked Running
+/// and Ready after `delay`, and a pod being deleted is confirmed at once.
+pub fn fake_kubelet(client: kube::Client, delay: Duration) -> tokio::task::JoinHandle<()> {
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, DeleteParams, Patch, PatchParams};
+    use kube::runtime::watcher;
+    tokio::spawn(async move {
+        let all: Api<Pod> = Api::all(client.clone());
+        let mut events = watcher::watcher(all, watcher::Config::default()).boxed();
+        while let Some(ev) = events.next().await {
+            let pod = match ev {
+                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => p,
+                _ => continue,
+            };
+            let ns = pod.metadata.namespace.clone().unwrap_or_default();
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+            if pod.metadata.deletion_timestamp.is_some() {
+                let api = api.clone();
+                tokio::spawn(async move {
+                    let _ =
+                        api.delete(&name, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await;
+                });
+                continue;
+            }
+            let ready = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready"));
+            if ready {
+                continue;
+            }
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+                let status = serde_json::json!({"status": {"phase": "Running", "conditions": [
+                    {"type": "Ready", "status": "True", "lastTransitionTime": now},
+                    {"type": "ContainersReady", "status": "True", "lastTransitionTime": now}]}});
+                let _ = api.patch_status(&name, &PatchParams::default(), &Patch::Strategic(status)).await;
+            });
+        }
+    })
+}

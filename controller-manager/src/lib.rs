@@ -1,0 +1,223 @@
+//! kube-controller-manager: the controllers that keep the cluster's state at its spec.
+//!
+//! Every controller has the kube-runtime shape: informers (watch → cache) queue keys on a
+//! deduplicating [`workqueue::WorkQueue`]; workers call `reconcile(key) -> Action`; errors
+//! come back after a back-off. Controllers: [`replicaset`], [`deployment`],
+//! [`nodelifecycle`] and the garbage collector [`gc`].
+
+pub mod deployment;
+pub mod events;
+pub mod expectations;
+pub mod gc;
+pub mod informer;
+pub mod metrics;
+pub mod nodelifecycle;
+pub mod replicaset;
+pub mod rollout;
+pub mod workqueue;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::Api;
+
+pub use component_base::leader;
+
+use crate::informer::{Informer, controller_of, key_of};
+use crate::workqueue::WorkQueue;
+
+/// Settings of the controllers.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How long a node's Lease may go unrenewed before the node is NotReady/Unknown.
+    pub node_monitor_grace_period: Duration,
+    /// The longest a pod stays on an unreachable node before it is evicted.
+    pub pod_eviction_timeout: Duration,
+    /// Pods created or deleted at once by one ReplicaSet reconcile, at most.
+    pub burst: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_monitor_grace_period: Duration::from_secs(40),
+            pod_eviction_timeout: Duration::from_secs(300),
+            burst: 500,
+        }
+    }
+}
+
+/// What every controller reads and writes through.
+pub struct Context {
+    /// The API client.
+    pub client: kube::Client,
+    /// Settings.
+    pub config: Config,
+    /// Pods.
+    pub pods: Arc<Informer<Pod>>,
+    /// ReplicaSets.
+    pub replica_sets: Arc<Informer<ReplicaSet>>,
+    /// Deployments.
+    pub deployments: Arc<Informer<Deployment>>,
+    /// Nodes.
+    pub nodes: Arc<Informer<Node>>,
+    /// Node leases (kube-node-lease).
+    pub leases: Arc<Informer<Lease>>,
+    /// Outstanding pod creates and deletes of ReplicaSets.
+    pub expectations: expectations::Expectations,
+    /// Metrics.
+    pub metrics: Arc<metrics::Metrics>,
+    /// Queues, for controllers that wake each other.
+    pub queues: Queues,
+}
+
+/// The work queues.
+pub struct Queues {
+    /// ReplicaSet keys.
+    pub replica_sets: Arc<WorkQueue>,
+    /// Deployment keys.
+    pub deployments: Arc<WorkQueue>,
+    /// Anything the garbage collector should look at (its key is a uid).
+    pub gc: Arc<WorkQueue>,
+}
+
+/// Starts the informers and every controller; returns once the caches are filled. The
+/// controllers run until the process ends.
+pub async fn start(client: kube::Client, config: Config, metrics: Arc<metrics::Metrics>) -> Arc<Context> {
+    let queues = Queues {
+        replica_sets: WorkQueue::new("replicaset", metrics.clone()),
+        deployments: WorkQueue::new("deployment", metrics.clone()),
+        gc: WorkQueue::new("garbagecollector", metrics.clone()),
+    };
+    let (rsq, dq, gcq) = (queues.replica_sets.clone(), queues.deployments.clone(), queues.gc.clone());
+
+    // Pod changes wake their ReplicaSet, and the collector when owners are involved.
+    let (rsq1, gcq1) = (rsq.clone(), gcq.clone());
+    let pods = Informer::start(
+        Api::<Pod>::all(client.clone()),
+        vec![Box::new(move |c| {
+            if let Some(owner) = controller_of(c.object).filter(|o| o.kind == "ReplicaSet") {
+                rsq1.add(format!("{}/{}", c.object.metadata.namespace.as_deref().unwrap_or_default(), owner.name));
+            } else if !c.deleted {
+                // An orphan may be adopted by a ReplicaSet whose selector matches.
+                rsq1.add(format!("adopt:{}", key_of(c.object)));
+            }
+            gc_interest(&gcq1, &c.object.metadata, c.old.is_none() || c.deleted);
+        })],
+    );
+    let (dq1, rsq2, gcq2) = (dq.clone(), rsq.clone(), gcq.clone());
+    let replica_sets = Informer::start(
+        Api::<ReplicaSet>::all(client.clone()),
+        vec![Box::new(move |c| {
+            rsq2.add(key_of(c.object));
+            if let Some(owner) = controller_of(c.object).filter(|o| o.kind == "Deployment") {
+                dq1.add(format!("{}/{}", c.object.metadata.namespace.as_deref().unwrap_or_default(), owner.name));
+            }
+            gc_interest(&gcq2, &c.object.metadata, c.old.is_none() || c.deleted);
+            if c.deleted
+                && let Some(uid) = &c.object.metadata.uid
+            {
+                gcq2.add(uid.clone());
+            }
+        })],
+    );
+    let (dq2, gcq3) = (dq.clone(), gcq.clone());
+    let deployments = Informer::start(
+        Api::<Deployment>::all(client.clone()),
+        vec![Box::new(move |c| {
+            dq2.add(key_of(c.object));
+            gc_interest(&gcq3, &c.object.metadata, false);
+            if c.deleted
+                && let Some(uid) = &c.object.metadata.uid
+            {
+                gcq3.add(uid.clone());
+            }
+        })],
+    );
+    let nodes = Informer::start(Api::<Node>::all(client.clone()), vec![]);
+    let leases = Informer::start(Api::<Lease>::namespaced(client.clone(), "kube-node-lease"), vec![]);
+    pods.wait_synced().await;
+    replica_sets.wait_synced().await;
+    deployments.wait_synced().await;
+    nodes.wait_synced().await;
+    leases.wait_synced().await;
+
+    let ctx = Arc::new(Context {
+        client,
+        config,
+        pods,
+        replica_sets,
+        deployments,
+        nodes,
+        leases,
+        expectations: expectations::Expectations::default(),
+        metrics,
+        queues,
+    });
+    let c = ctx.clone();
+    rsq.run(8, move |key| replicaset::reconcile(c.clone(), key));
+    let c = ctx.clone();
+    dq.run(4, move |key| deployment::reconcile(c.clone(), key));
+    let c = ctx.clone();
+    gcq.run(4, move |uid| gc::reconcile(c.clone(), uid));
+    tokio::spawn(nodelifecycle::run(ctx.clone()));
+    tokio::spawn(gc::resync(ctx.clone()));
+    ctx
+}
+
+/// Success, or one of the API error codes that mean "already done" (404 gone, 409 changed).
+pub fn tolerate<T>(result: Result<T, kube::Error>, codes: &[u16]) -> Result<(), kube::Error> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if codes.contains(&s.code) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Queues what the garbage collector should look at: the owners of an object that appeared
+/// or went (`arrived_or_left`), and the object itself while a finalizer of the collector's
+/// (`orphan`, `foregroundDeletion`) holds its deletion.
+fn gc_interest(
+    gc: &Arc<WorkQueue>,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    arrived_or_left: bool,
+) {
+    if arrived_or_left {
+        for o in meta.owner_references.iter().flatten() {
+            gc.add(o.uid.clone());
+        }
+    }
+    let ours = meta.finalizers.iter().flatten().any(|f| f == "orphan" || f == "foregroundDeletion");
+    if meta.deletion_timestamp.is_some()
+        && ours
+        && let Some(uid) = &meta.uid
+    {
+        gc.add(uid.clone());
+    }
+}
+
+/// Runs the controllers; with `election`, only once this replica holds the lease, and
+/// returns an error when the lease is lost (the process should exit, as upstream's does).
+pub async fn run(
+    client: kube::Client,
+    config: Config,
+    election: Option<leader::Config>,
+    metrics: Arc<metrics::Metrics>,
+) -> anyhow::Result<()> {
+    let Some(election) = election else {
+        metrics.leader.set(1);
+        start(client, config, metrics).await;
+        std::future::pending::<()>().await;
+        return Ok(());
+    };
+    let mut elector = leader::Elector::new(client.clone(), election);
+    elector.acquire().await;
+    metrics.leader.set(1);
+    start(client, config, metrics.clone()).await;
+    let lost = elector.hold().await;
+    metrics.leader.set(0);
+    Err(lost.into())
+}

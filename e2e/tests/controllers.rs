@@ -1,0 +1,572 @@
+//! kube-controller-manager against a real apiserver (in-process), with a fake kubelet that
+//! marks pods Ready: replica counts held, rolling updates within their bounds at every step,
+//! rollback, pause/resume, node loss, cascading deletes, and restarts without duplicates.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use controller_manager::{Config, metrics::Metrics};
+use e2e::{Backend, InProcess, fake_kubelet, in_process};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+
+async fn cluster(test: &str) -> InProcess {
+    in_process(Backend::Embedded, test, |_| {}).await.unwrap()
+}
+
+fn start_cm(client: kube::Client, config: Config) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let _ = controller_manager::run(client, config, None, Arc::new(Metrics::default())).await;
+    })
+}
+
+fn deployment(name: &str, replicas: i32, image: &str, strategy: Value) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}}, "strategy": strategy,
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": image}]}}},
+    }))
+    .unwrap()
+}
+
+async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn live_pods(pods: &Api<Pod>, selector: &str) -> Vec<Pod> {
+    pods.list(&ListParams::default().labels(selector))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicasets_keep_their_replica_count() {
+    let c = cluster("cm_replicas").await;
+    let _kubelet = fake_kubelet(c.client.clone(), Duration::from_millis(10));
+    let _cm = start_cm(c.client.clone(), Config::default());
+    let rss: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let rs: ReplicaSet = serde_json::from_value(
+        json!({"metadata": {"name": "web"}, "spec": {"replicas": 5, "selector": {"matchLabels": {"app": "web"}},
+        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}),
+    )
+    .unwrap();
+    rss.create(&PostParams::default(), &rs).await.unwrap();
+    eventually("5 pods", Duration::from_secs(10), || async { live_pods(&pods, "app=web").await.len() == 5 }).await;
+    let first = live_pods(&pods, "app=web").await;
+    assert!(
+        first.iter().all(|p| p.owner_references().iter().any(|o| o.kind == "ReplicaSet" && o.controller == Some(true)))
+    );
+    for p in first.iter().take(2) {
+        pods.delete(&p.name_any(), &DeleteParams::default()).await.unwrap();
+    }
+    eventually("replacements", Duration::from_secs(10), || async { live_pods(&pods, "app=web").await.len() == 5 })
+        .await;
+    eventually("ready status", Duration::from_secs(10), || async {
+        rss.get("web")
+            .await
+            .unwrap()
+            .status
+            .is_some_and(|s| s.replicas == 5 && s.ready_replicas == Some(5) && s.available_replicas == Some(5))
+    })
+    .await;
+    rss.patch_scale("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 2}}))).await.unwrap();
+    eventually("scale down to 2", Duration::from_secs(10), || async { live_pods(&pods, "app=web").await.len() == 2 })
+        .await;
+    // An orphan that matches is adopted, and counts.
+    let orphan: Pod = serde_json::from_value(json!({"metadata": {"name": "stray", "labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}})).unwrap();
+    pods.create(&PostParams::default(), &orphan).await.unwrap();
+    eventually("adoption and scale down", Duration::from_secs(10), || async {
+        let live = live_pods(&pods, "app=web").await;
+        live.len() == 2 && live.iter().all(|p| !p.owner_references().is_empty())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(live_pods(&pods, "app=web").await.len(), 2, "the count holds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_manager_makes_no_duplicates() {
+    let c = cluster("cm_restart").await;
+    let _kubelet = fake_kubelet(c.client.clone(), Duration::from_millis(10));
+    let rss: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let rs: ReplicaSet = serde_json::from_value(
+        json!({"metadata": {"name": "big"}, "spec": {"replicas": 300, "selector": {"matchLabels": {"app": "big"}},
+        "template": {"metadata": {"labels": {"app": "big"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}),
+    )
+    .unwrap();
+    rss.create(&PostParams::default(), &rs).await.unwrap();
+    let cm = start_cm(c.client.clone(), Config::default());
+    eventually("some pods", Duration::from_secs(10), || async { !live_pods(&pods, "app=big").await.is_empty() }).await;
+    cm.abort();
+    let _cm2 = start_cm(c.client.clone(), Config::default());
+    eventually("300 pods", Duration::from_secs(20), || async { live_pods(&pods, "app=big").await.len() == 300 }).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(live_pods(&pods, "app=big").await.len(), 300, "exactly 300, none duplicated");
+}
+
+/// Watches pods during a rollout and asserts the bounds after every change.
+async fn rollout_within_bounds(
+    deploys: &Api<Deployment>,
+    pods: &Api<Pod>,
+    name: &str,
+    replicas: i32,
+    surge: i32,
+    unavailable: i32,
+    image: &str,
+) {
+    let mut stream = watcher::watcher(pods.clone(), watcher::Config::default().labels(&format!("app={name}"))).boxed();
+    let mut state: HashMap<String, Pod> = HashMap::new();
+    // Fill the current state first.
+    loop {
+        match stream.try_next().await.unwrap().unwrap() {
+            watcher::Event::InitApply(p) => {
+                state.insert(p.name_any(), p);
+            }
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    deploys
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": image}]}}}})),
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut steps = 0;
+    loop {
+        let ev = tokio::time::timeout_at(deadline, stream.try_next())
+            .await
+            .expect("rollout finished in time")
+            .unwrap()
+            .unwrap();
+        match ev {
+            watcher::Event::Apply(p) => {
+                state.insert(p.name_any(), p);
+            }
+            watcher::Event::Delete(p) => {
+                state.remove(&p.name_any());
+            }
+            _ => continue,
+        }
+        steps += 1;
+        let live: Vec<&Pod> = state.values().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+        let ready = |p: &&&Pod| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        };
+        let total = live.len() as i32;
+        let ready_count = live.iter().filter(ready).count() as i32;
+        assert!(total <= replicas + surge, "step {steps}: {total} pods > {replicas} + {surge}");
+        assert!(
+            ready_count >= replicas - unavailable || total < replicas,
+            "step {steps}: {ready_count} ready < {replicas} - {unavailable}"
+        );
+        let all_new = live.iter().all(|p| p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some(image));
+        if live.len() as i32 == replicas && ready_count == replicas && all_new {
+            break;
+        }
+    }
+    eventually("rollout status", Duration::from_secs(20), || async {
+        let d = deploys.get(name).await.unwrap();
+        let s = d.status.unwrap_or_default();
+        s.updated_replicas == Some(replicas)
+            && s.available_replicas == Some(replicas)
+            && s.replicas == Some(replicas)
+            && s.observed_generation == d.metadata.generation
+            && s.conditions
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("NewReplicaSetAvailable"))
+    })
+    .await;
+}
+
+fn template_of(rs: &ReplicaSet) -> Value {
+    let mut t = serde_json::to_value(rs.spec.as_ref().unwrap().template.as_ref().unwrap()).unwrap();
+    t["metadata"]["labels"].as_object_mut().unwrap().remove("pod-template-hash");
+    t
+}
+
+async fn replica_sets_by_revision(rss: &Api<ReplicaSet>, app: &str) -> Vec<(i64, ReplicaSet)> {
+    let mut out: Vec<(i64, ReplicaSet)> = rss
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|rs| {
+            (rs.annotations().get("deployment.kubernetes.io/revision").and_then(|r| r.parse().ok()).unwrap_or(0), rs)
+        })
+        .collect();
+    out.sort_by_key(|(r, _)| *r);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_update_rollback_and_pause() {
+    let c = cluster("cm_rollout").await;
+    let _kubelet = fake_kubelet(c.client.clone(), Duration::from_millis(30));
+    let _cm = start_cm(c.client.clone(), Config::default());
+    let deploys: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let rss: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
+    let strategy = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 2, "maxUnavailable": 1}});
+    deploys.create(&PostParams::default(), &deployment("web", 10, "web:1", strategy)).await.unwrap();
+    eventually("10 ready pods", Duration::from_secs(20), || async {
+        deploys.get("web").await.unwrap().status.is_some_and(|s| s.available_replicas == Some(10))
+    })
+    .await;
+    let first = replica_sets_by_revision(&rss, "web").await;
+    assert_eq!(first.len(), 1);
+    assert!(first[0].1.name_any().starts_with("web-"));
+
+    rollout_within_bounds(&deploys, &pods, "web", 10, 2, 1, "web:2").await;
+    let revisions = replica_sets_by_revision(&rss, "web").await;
+    assert_eq!(
+        revisions.iter().map(|(r, rs)| (*r, rs.spec.as_ref().unwrap().replicas)).collect::<Vec<_>>(),
+        vec![(1, Some(0)), (2, Some(10))]
+    );
+    assert_eq!(
+        deploys.get("web").await.unwrap().annotations().get("deployment.kubernetes.io/revision").map(String::as_str),
+        Some("2")
+    );
+
+    // Percent bounds, the defaults: 25% surge, 25% unavailable of 10 is 3 and 2.
+    deploys
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"strategy": {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    rollout_within_bounds(&deploys, &pods, "web", 10, 3, 2, "web:3").await;
+
+    // Rollback as `kubectl rollout undo` does it: the previous template, through a JSON patch.
+    let revisions = replica_sets_by_revision(&rss, "web").await;
+    let previous = template_of(&revisions[revisions.len() - 2].1);
+    let previous_name = revisions[revisions.len() - 2].1.name_any();
+    let undo = json!([{"op": "replace", "path": "/spec/template", "value": previous}]);
+    deploys
+        .patch("web", &PatchParams::default(), &Patch::Json::<()>(serde_json::from_value(undo).unwrap()))
+        .await
+        .unwrap();
+    eventually("rollback to web:2", Duration::from_secs(30), || async {
+        let live = live_pods(&pods, "app=web").await;
+        live.len() == 10
+            && live.iter().all(|p| p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("web:2"))
+    })
+    .await;
+    let revisions = replica_sets_by_revision(&rss, "web").await;
+    let (newest_revision, newest) = revisions.last().unwrap();
+    assert_eq!(
+        (newest.name_any(), *newest_revision),
+        (previous_name, 4),
+        "the old ReplicaSet is the newest revision again"
+    );
+
+    // Rollback to a named revision: revision 1's template.
+    let first_template = template_of(&revisions.iter().find(|(r, _)| *r == 1).unwrap().1);
+    let undo = json!([{"op": "replace", "path": "/spec/template", "value": first_template}]);
+    deploys
+        .patch("web", &PatchParams::default(), &Patch::Json::<()>(serde_json::from_value(undo).unwrap()))
+        .await
+        .unwrap();
+    eventually("rollback to web:1", Duration::from_secs(30), || async {
+        let live = live_pods(&pods, "app=web").await;
+        live.len() == 10
+            && live.iter().all(|p| p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("web:1"))
+    })
+    .await;
+
+    // Pause: template changes wait; resume: they roll.
+    deploys.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": true}}))).await.unwrap();
+    deploys
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(
+                json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "web:9"}]}}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        live_pods(&pods, "app=web")
+            .await
+            .iter()
+            .all(|p| p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("web:1")),
+        "paused: nothing rolls"
+    );
+    let paused = deploys.get("web").await.unwrap();
+    assert!(paused.status.unwrap().conditions.unwrap().iter().any(|c| c.reason.as_deref() == Some("DeploymentPaused")));
+    deploys.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": false}}))).await.unwrap();
+    eventually("resumed rollout", Duration::from_secs(30), || async {
+        let live = live_pods(&pods, "app=web").await;
+        live.len() == 10
+            && live.iter().all(|p| p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("web:9"))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_mid_rollout_is_proportional_and_recreate_has_no_overlap() {
+    let c = cluster("cm_scale").await;
+    // Slow readiness keeps the rollout in flight while it is scaled.
+    let _kubelet = fake_kubelet(c.client.clone(), Duration::from_millis(1500));
+    let _cm = start_cm(c.client.clone(), Config::default());
+    let deploys: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
+    let rss: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let strategy = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 3, "maxUnavailable": 2}});
+    deploys.create(&PostParams::default(), &deployment("api", 10, "api:1", strategy)).await.unwrap();
+    eventually("10 available", Duration::from_secs(20), || async {
+        deploys.get("api").await.unwrap().status.is_some_and(|s| s.available_replicas == Some(10))
+    })
+    .await;
+    deploys
+        .patch(
+            "api",
+            &PatchParams::default(),
+            &Patch::Strategic(
+                json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "api:2"}]}}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    eventually("two active replica sets", Duration::from_secs(10), || async {
+        replica_sets_by_revision(&rss, "api")
+            .await
+            .iter()
+            .filter(|(_, rs)| rs.spec.as_ref().unwrap().replicas.unwrap_or(0) > 0)
+            .count()
+            == 2
+    })
+    .await;
+    deploys
+        .patch_scale("api", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 20}})))
+        .await
+        .unwrap();
+    eventually("proportional scale", Duration::from_secs(10), || async {
+        let sets = replica_sets_by_revision(&rss, "api").await;
+        let sizes: Vec<i32> = sets.iter().map(|(_, rs)| rs.spec.as_ref().unwrap().replicas.unwrap_or(0)).collect();
+        // 20 + 3 surge spread over both: each grows, neither takes it all.
+        sizes.len() == 2 && sizes.iter().sum::<i32>() <= 23 && sizes.iter().all(|s| *s > 0) && sizes[0] > 8
+    })
+    .await;
+    eventually("finished at 20", Duration::from_secs(60), || async {
+        let live = live_pods(&pods, "app=api").await;
+        live.len() == 20
+            && live.iter().all(|p| p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("api:2"))
+    })
+    .await;
+
+    deploys.create(&PostParams::default(), &deployment("batch", 3, "b:1", json!({"type": "Recreate"}))).await.unwrap();
+    eventually("3 batch", Duration::from_secs(20), || async {
+        deploys.get("batch").await.unwrap().status.is_some_and(|s| s.available_replicas == Some(3))
+    })
+    .await;
+    let mut stream = watcher::watcher(pods.clone(), watcher::Config::default().labels("app=batch")).boxed();
+    deploys
+        .patch(
+            "batch",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "b:2"}]}}}})),
+        )
+        .await
+        .unwrap();
+    let mut state: HashMap<String, Pod> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.try_next()).await.unwrap().unwrap().unwrap() {
+            watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                state.insert(p.name_any(), p);
+            }
+            watcher::Event::Delete(p) => {
+                state.remove(&p.name_any());
+            }
+            _ => {}
+        }
+        let images: Vec<&str> = state
+            .values()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter_map(|p| p.spec.as_ref().unwrap().containers[0].image.as_deref())
+            .collect();
+        assert!(
+            !(images.contains(&"b:1") && images.contains(&"b:2")),
+            "Recreate never runs old and new together: {images:?}"
+        );
+        if images.len() == 3 && images.iter().all(|i| *i == "b:2") {
+            break;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_node_is_marked_tainted_and_its_pods_replaced() {
+    let c = cluster("cm_node").await;
+    let config = Config {
+        node_monitor_grace_period: Duration::from_secs(2),
+        pod_eviction_timeout: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let _kubelet = fake_kubelet(c.client.clone(), Duration::from_millis(10));
+    let _cm = start_cm(c.client.clone(), config);
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    let leases: Api<Lease> = Api::namespaced(c.client.clone(), "kube-node-lease");
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let node: Node = serde_json::from_value(
+        json!({"metadata": {"name": "n1"}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+    )
+    .unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let lease: Lease = serde_json::from_value(
+        json!({"metadata": {"name": "n1"}, "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 40}}),
+    )
+    .unwrap();
+    leases.create(&PostParams::default(), &lease).await.unwrap();
+    // A "kubelet" renewing the lease.
+    let renew_leases = leases.clone();
+    let heartbeat = tokio::spawn(async move {
+        loop {
+            let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string();
+            let _ = renew_leases
+                .patch("n1", &PatchParams::default(), &Patch::Merge(json!({"spec": {"renewTime": now}})))
+                .await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let rss: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
+    let rs: ReplicaSet = serde_json::from_value(
+        json!({"metadata": {"name": "svc"}, "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "svc"}},
+        "template": {"metadata": {"labels": {"app": "svc"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}),
+    )
+    .unwrap();
+    rss.create(&PostParams::default(), &rs).await.unwrap();
+    eventually("3 pods", Duration::from_secs(10), || async { live_pods(&pods, "app=svc").await.len() == 3 }).await;
+    let http = reqwest::Client::new();
+    let originals: Vec<String> = live_pods(&pods, "app=svc").await.iter().map(|p| p.name_any()).collect();
+    for name in &originals {
+        http.post(format!("{}/api/v1/namespaces/default/pods/{name}/binding", c.url()))
+            .json(&json!({"metadata": {"name": name}, "target": {"kind": "Node", "name": "n1"}}))
+            .send()
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let healthy = nodes.get("n1").await.unwrap();
+    assert!(healthy.spec.and_then(|s| s.taints).unwrap_or_default().is_empty(), "a renewing node stays untainted");
+
+    heartbeat.abort();
+    eventually("Ready=Unknown and unreachable taints", Duration::from_secs(10), || async {
+        let n = nodes.get("n1").await.unwrap();
+        let unknown = n
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "Unknown");
+        let taints = n.spec.and_then(|s| s.taints).unwrap_or_default();
+        unknown && taints.iter().any(|t| t.key == "node.kubernetes.io/unreachable" && t.effect == "NoExecute")
+    })
+    .await;
+    eventually("replacements for the evicted pods", Duration::from_secs(15), || async {
+        let live = live_pods(&pods, "app=svc").await;
+        live.len() == 3 && live.iter().all(|p| !originals.contains(&p.name_any()))
+    })
+    .await;
+
+    // The node comes back: the taints go.
+    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string();
+    leases.patch("n1", &PatchParams::default(), &Patch::Merge(json!({"spec": {"renewTime": now}}))).await.unwrap();
+    nodes
+        .patch_status(
+            "n1",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}})),
+        )
+        .await
+        .unwrap();
+    eventually("taints removed", Duration::from_secs(10), || async {
+        nodes.get("n1").await.unwrap().spec.and_then(|s| s.taints).unwrap_or_default().is_empty()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_cascade_background_orphan_and_foreground() {
+    let c = cluster("cm_gc").await;
+    let _kubelet = fake_kubelet(c.client.clone(), Duration::from_millis(10));
+    let _cm = start_cm(c.client.clone(), Config::default());
+    let deploys: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
+    let rss: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let rolling = json!({"type": "RollingUpdate"});
+    for name in ["bg", "orphan", "fg"] {
+        deploys.create(&PostParams::default(), &deployment(name, 2, "i:1", rolling.clone())).await.unwrap();
+    }
+    for name in ["bg", "orphan", "fg"] {
+        eventually("2 pods each", Duration::from_secs(10), || async {
+            live_pods(&pods, &format!("app={name}")).await.len() == 2
+        })
+        .await;
+    }
+
+    deploys.delete("bg", &DeleteParams::background()).await.unwrap();
+    eventually("background cascade", Duration::from_secs(15), || async {
+        rss.list(&ListParams::default().labels("app=bg")).await.unwrap().items.is_empty()
+            && pods.list(&ListParams::default().labels("app=bg")).await.unwrap().items.is_empty()
+    })
+    .await;
+
+    deploys.delete("orphan", &DeleteParams::orphan()).await.unwrap();
+    eventually("orphaned replica set", Duration::from_secs(15), || async {
+        let gone = deploys.get_opt("orphan").await.unwrap().is_none();
+        let sets = rss.list(&ListParams::default().labels("app=orphan")).await.unwrap().items;
+        gone && sets.len() == 1 && sets[0].owner_references().is_empty()
+    })
+    .await;
+    assert_eq!(live_pods(&pods, "app=orphan").await.len(), 2, "orphaned pods keep running");
+
+    let fg = DeleteParams { propagation_policy: Some(PropagationPolicy::Foreground), ..Default::default() };
+    deploys.delete("fg", &fg).await.unwrap();
+    let held = deploys.get("fg").await.unwrap();
+    assert!(held.finalizers().iter().any(|f| f == "foregroundDeletion"), "the owner waits for its dependents");
+    eventually("foreground cascade", Duration::from_secs(15), || async {
+        deploys.get_opt("fg").await.unwrap().is_none()
+            && rss.list(&ListParams::default().labels("app=fg")).await.unwrap().items.is_empty()
+            && pods.list(&ListParams::default().labels("app=fg")).await.unwrap().items.is_empty()
+    })
+    .await;
+}
