@@ -4,8 +4,8 @@
 #
 #   deploy/local-up.sh [--store embedded|etcd] [--dir DIR] [--port PORT]
 #
-# Today the cluster is the API server and the scheduler (the controller-manager and kubelets
-# join as they land). It writes DIR/kubeconfig, so stock kubectl works against it:
+# Today the cluster is the API server, the scheduler and the controller-manager (kubelets
+# join when they land). It writes DIR/kubeconfig, so stock kubectl works against it:
 #   kubectl --kubeconfig .cluster/kubeconfig get namespaces
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +39,7 @@ install_missing() {
 install_missing
 
 say "building (release)"
-cargo build --release --quiet -p apiserver -p scheduler
+cargo build --release --quiet -p apiserver -p scheduler -p controller-manager
 mkdir -p "$dir/logs"
 dir=$(cd "$dir" && pwd)
 
@@ -95,6 +95,10 @@ KUBECONFIG
 
 say "starting kube-scheduler (logs: $dir/logs/kube-scheduler.log)"
 ./target/release/kube-scheduler --kubeconfig "$dir/kubeconfig" --secure-port 0 >"$dir/logs/kube-scheduler.log" 2>&1 &
+pids+=($!)
+
+say "starting kube-controller-manager (logs: $dir/logs/kube-controller-manager.log)"
+./target/release/kube-controller-manager --kubeconfig "$dir/kubeconfig" --secure-port 0 >"$dir/logs/kube-controller-manager.log" 2>&1 &
 pids+=($!)
 
 echo "cluster ready"

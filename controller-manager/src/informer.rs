@@ -47,14 +47,14 @@ where
     K::DynamicType: Default,
 {
     /// Starts watching `api`; `handlers` hear of every change after the cache has it.
-    pub fn start(api: Api<K>, handlers: Vec<Handler<K>>) -> Arc<Informer<K>> {
+    pub fn start(tasks: &crate::Tasks, api: Api<K>, handlers: Vec<Handler<K>>) -> Arc<Informer<K>> {
         let informer = Arc::new(Informer {
             objects: RwLock::new(HashMap::new()),
             by_owner: RwLock::new(HashMap::new()),
             synced: tokio::sync::watch::channel(false).0,
         });
         let me = informer.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
             let mut relist: Option<HashSet<String>> = None;
             while let Some(event) = stream.next().await {

@@ -29,6 +29,29 @@ pub use component_base::leader;
 use crate::informer::{Informer, controller_of, key_of};
 use crate::workqueue::WorkQueue;
 
+/// The long-running tasks of one controller-manager: dropped, they all stop (so a replica
+/// that loses its lease, or a test that drops it, leaves nothing acting behind).
+#[derive(Default)]
+pub struct Tasks(parking_lot::Mutex<Vec<tokio::task::AbortHandle>>);
+
+impl Tasks {
+    /// Spawns a task that lives as long as this set.
+    pub fn spawn<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.0.lock().push(tokio::spawn(fut).abort_handle());
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in self.0.lock().drain(..) {
+            t.abort();
+        }
+    }
+}
+
 /// Settings of the controllers.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -85,8 +108,13 @@ pub struct Queues {
 }
 
 /// Starts the informers and every controller; returns once the caches are filled. The
-/// controllers run until the process ends.
-pub async fn start(client: kube::Client, config: Config, metrics: Arc<metrics::Metrics>) -> Arc<Context> {
+/// controllers run until `tasks` is dropped.
+pub async fn start(
+    client: kube::Client,
+    config: Config,
+    metrics: Arc<metrics::Metrics>,
+    tasks: &Tasks,
+) -> Arc<Context> {
     let queues = Queues {
         replica_sets: WorkQueue::new("replicaset", metrics.clone()),
         deployments: WorkQueue::new("deployment", metrics.clone()),
@@ -97,6 +125,7 @@ pub async fn start(client: kube::Client, config: Config, metrics: Arc<metrics::M
     // Pod changes wake their ReplicaSet, and the collector when owners are involved.
     let (rsq1, gcq1) = (rsq.clone(), gcq.clone());
     let pods = Informer::start(
+        tasks,
         Api::<Pod>::all(client.clone()),
         vec![Box::new(move |c| {
             if let Some(owner) = controller_of(c.object).filter(|o| o.kind == "ReplicaSet") {
@@ -110,6 +139,7 @@ pub async fn start(client: kube::Client, config: Config, metrics: Arc<metrics::M
     );
     let (dq1, rsq2, gcq2) = (dq.clone(), rsq.clone(), gcq.clone());
     let replica_sets = Informer::start(
+        tasks,
         Api::<ReplicaSet>::all(client.clone()),
         vec![Box::new(move |c| {
             rsq2.add(key_of(c.object));
@@ -126,6 +156,7 @@ pub async fn start(client: kube::Client, config: Config, metrics: Arc<metrics::M
     );
     let (dq2, gcq3) = (dq.clone(), gcq.clone());
     let deployments = Informer::start(
+        tasks,
         Api::<Deployment>::all(client.clone()),
         vec![Box::new(move |c| {
             dq2.add(key_of(c.object));
@@ -137,8 +168,8 @@ pub async fn start(client: kube::Client, config: Config, metrics: Arc<metrics::M
             }
         })],
     );
-    let nodes = Informer::start(Api::<Node>::all(client.clone()), vec![]);
-    let leases = Informer::start(Api::<Lease>::namespaced(client.clone(), "kube-node-lease"), vec![]);
+    let nodes = Informer::start(tasks, Api::<Node>::all(client.clone()), vec![]);
+    let leases = Informer::start(tasks, Api::<Lease>::namespaced(client.clone(), "kube-node-lease"), vec![]);
     pods.wait_synced().await;
     replica_sets.wait_synced().await;
     deployments.wait_synced().await;
@@ -158,13 +189,13 @@ pub async fn start(client: kube::Client, config: Config, metrics: Arc<metrics::M
         queues,
     });
     let c = ctx.clone();
-    rsq.run(8, move |key| replicaset::reconcile(c.clone(), key));
+    rsq.run(tasks, 8, move |key| replicaset::reconcile(c.clone(), key));
     let c = ctx.clone();
-    dq.run(4, move |key| deployment::reconcile(c.clone(), key));
+    dq.run(tasks, 4, move |key| deployment::reconcile(c.clone(), key));
     let c = ctx.clone();
-    gcq.run(4, move |uid| gc::reconcile(c.clone(), uid));
-    tokio::spawn(nodelifecycle::run(ctx.clone()));
-    tokio::spawn(gc::resync(ctx.clone()));
+    gcq.run(tasks, 4, move |uid| gc::reconcile(c.clone(), uid));
+    tasks.spawn(nodelifecycle::run(ctx.clone()));
+    tasks.spawn(gc::resync(ctx.clone()));
     ctx
 }
 
@@ -207,17 +238,19 @@ pub async fn run(
     election: Option<leader::Config>,
     metrics: Arc<metrics::Metrics>,
 ) -> anyhow::Result<()> {
+    let tasks = Tasks::default();
     let Some(election) = election else {
         metrics.leader.set(1);
-        start(client, config, metrics).await;
+        start(client, config, metrics, &tasks).await;
         std::future::pending::<()>().await;
         return Ok(());
     };
     let mut elector = leader::Elector::new(client.clone(), election);
     elector.acquire().await;
     metrics.leader.set(1);
-    start(client, config, metrics.clone()).await;
+    start(client, config, metrics.clone(), &tasks).await;
     let lost = elector.hold().await;
     metrics.leader.set(0);
+    drop(tasks);
     Err(lost.into())
 }

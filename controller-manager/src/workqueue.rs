@@ -113,7 +113,7 @@ impl WorkQueue {
     }
 
     /// Runs `workers` workers that reconcile keys until the process ends.
-    pub fn run<F, Fut>(self: &Arc<Self>, workers: usize, reconcile: F)
+    pub fn run<F, Fut>(self: &Arc<Self>, tasks: &crate::Tasks, workers: usize, reconcile: F)
     where
         F: Fn(String) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = anyhow::Result<Action>> + Send + 'static,
@@ -121,7 +121,7 @@ impl WorkQueue {
         let reconcile = Arc::new(reconcile);
         for _ in 0..workers {
             let (queue, reconcile) = (self.clone(), reconcile.clone());
-            tokio::spawn(async move {
+            tasks.spawn(async move {
                 loop {
                     let key = queue.next().await;
                     let started = Instant::now();

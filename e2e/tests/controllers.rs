@@ -570,3 +570,44 @@ async fn owners_cascade_background_orphan_and_foreground() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_controller_manager_takes_over() {
+    let c = cluster("cm_failover").await;
+    let _kubelet = fake_kubelet(c.client.clone(), Duration::from_millis(10));
+    let election = |id: &str| controller_manager::leader::Config {
+        namespace: "kube-system".into(),
+        name: "kube-controller-manager".into(),
+        identity: id.into(),
+        lease_duration: Duration::from_secs(15),
+        renew_deadline: Duration::from_secs(10),
+        retry_period: Duration::from_secs(2),
+    };
+    let (m1, m2) = (Arc::new(Metrics::default()), Arc::new(Metrics::default()));
+    let (client1, e1, mm1) = (c.client.clone(), election("first"), m1.clone());
+    let first = tokio::spawn(async move {
+        let _ = controller_manager::run(client1, Config::default(), Some(e1), mm1).await;
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (client2, e2, mm2) = (c.client.clone(), election("second"), m2.clone());
+    let _second = tokio::spawn(async move {
+        let _ = controller_manager::run(client2, Config::default(), Some(e2), mm2).await;
+    });
+    let rss: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let rs = |name: &str| -> ReplicaSet {
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}))
+        .unwrap()
+    };
+    rss.create(&PostParams::default(), &rs("one")).await.unwrap();
+    eventually("pods of one", Duration::from_secs(10), || async { live_pods(&pods, "app=one").await.len() == 2 }).await;
+    assert_eq!((m1.leader.get(), m2.leader.get()), (1, 0), "exactly one acts");
+    first.abort();
+    let killed = tokio::time::Instant::now();
+    rss.create(&PostParams::default(), &rs("two")).await.unwrap();
+    eventually("the standby acts", Duration::from_secs(20), || async { live_pods(&pods, "app=two").await.len() == 2 })
+        .await;
+    assert!(killed.elapsed() < Duration::from_secs(20));
+    assert_eq!(m2.leader.get(), 1);
+}
