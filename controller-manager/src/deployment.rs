@@ -269,7 +269,9 @@ pub async fn reconcile(ctx: Arc<Context>, key: String) -> anyhow::Result<Action>
 /// One step of a rolling update: grow the new ReplicaSet within the surge, then shrink old
 /// ones within the unavailability budget.
 async fn roll(sync: &Sync<'_>, rss: &mut [ReplicaSet], n: usize) -> anyhow::Result<()> {
-    let total: i32 = rss.iter().map(replicas).sum();
+    // Count the pods an old ReplicaSet still has, not only what it was told to keep: its
+    // controller may not have deleted them yet, and the surge bound is about pods.
+    let total: i32 = rss.iter().map(|rs| replicas(rs).max(status_of(rs).0)).sum();
     let new_replicas = replicas(&rss[n]);
     let target = if new_replicas > sync.desired {
         sync.desired

@@ -90,7 +90,7 @@ pub struct Context {
     /// Node leases (kube-node-lease).
     pub leases: Arc<Informer<Lease>>,
     /// Outstanding pod creates and deletes of ReplicaSets.
-    pub expectations: expectations::Expectations,
+    pub expectations: Arc<expectations::Expectations>,
     /// Metrics.
     pub metrics: Arc<metrics::Metrics>,
     /// Queues, for controllers that wake each other.
@@ -122,14 +122,25 @@ pub async fn start(
     };
     let (rsq, dq, gcq) = (queues.replica_sets.clone(), queues.deployments.clone(), queues.gc.clone());
 
-    // Pod changes wake their ReplicaSet, and the collector when owners are involved.
-    let (rsq1, gcq1) = (rsq.clone(), gcq.clone());
+    // Pod changes count off expectations and wake their ReplicaSet, and the collector when
+    // owners are involved.
+    let expectations = Arc::new(expectations::Expectations::default());
+    let (rsq1, gcq1, exp) = (rsq.clone(), gcq.clone(), expectations.clone());
     let pods = Informer::start(
         tasks,
         Api::<Pod>::all(client.clone()),
         vec![Box::new(move |c| {
             if let Some(owner) = controller_of(c.object).filter(|o| o.kind == "ReplicaSet") {
-                rsq1.add(format!("{}/{}", c.object.metadata.namespace.as_deref().unwrap_or_default(), owner.name));
+                let rs_key = format!("{}/{}", c.object.metadata.namespace.as_deref().unwrap_or_default(), owner.name);
+                if c.old.is_none() && !c.deleted {
+                    exp.observed_add(&rs_key);
+                }
+                let newly_deleting = c.object.metadata.deletion_timestamp.is_some()
+                    && c.old.is_some_and(|o| o.metadata.deletion_timestamp.is_none());
+                if c.deleted || newly_deleting {
+                    exp.observed_delete(&rs_key, &key_of(c.object));
+                }
+                rsq1.add(rs_key);
             } else if !c.deleted {
                 // An orphan may be adopted by a ReplicaSet whose selector matches.
                 rsq1.add(format!("adopt:{}", key_of(c.object)));
@@ -184,7 +195,7 @@ pub async fn start(
         deployments,
         nodes,
         leases,
-        expectations: expectations::Expectations::default(),
+        expectations,
         metrics,
         queues,
     });

@@ -180,7 +180,7 @@ pub async fn reconcile(ctx: Arc<Context>, key: String) -> anyhow::Result<Action>
         .collect();
     let mut active: Vec<Arc<Pod>> = owned.iter().filter(|p| is_active(p)).cloned().collect();
     let want = i64::from(spec.replicas.unwrap_or(1));
-    if ctx.expectations.satisfied(&key, &ctx.pods) {
+    if ctx.expectations.satisfied(&key) {
         let diff = want - active.len() as i64;
         if diff > 0 {
             create_pods(&ctx, &rs, &key, &pods_api, &recorder, diff as usize).await?;
@@ -203,6 +203,8 @@ async fn create_pods(
 ) -> anyhow::Result<()> {
     let count = count.min(ctx.config.burst.max(1));
     let template = pod_from_template(rs);
+    // Expect them before creating: the watch may report a pod before its create returns.
+    ctx.expectations.expect_adds(key, count);
     // Slow start: batches double from 16, and a failing batch stops the rest.
     let mut created = Vec::new();
     let mut batch = 16usize;
@@ -221,13 +223,17 @@ async fn create_pods(
         for r in results {
             match r {
                 Ok(pod) => created.push(key_of(&pod)),
-                Err(e) => failure = Some(e),
+                Err(e) => {
+                    ctx.expectations.lower_adds(key, 1);
+                    failure = Some(e);
+                }
             }
         }
         remaining -= n;
         batch *= 2;
     }
-    ctx.expectations.expect_adds(key, created.iter().cloned());
+    // What was never attempted will not show up either.
+    ctx.expectations.lower_adds(key, remaining);
     if !created.is_empty() {
         let names: Vec<&str> = created.iter().map(|k| k.rsplit('/').next().unwrap_or(k)).collect();
         let message = match names.len() {
@@ -269,17 +275,25 @@ async fn delete_pods(
         .collect()
         .await;
     let mut deleted = 0;
+    let mut failure = None;
+    let namespace = rs.namespace().unwrap_or_default();
     for (name, r) in results {
         match r {
             Ok(_) => deleted += 1,
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-            Err(e) => return Err(anyhow::anyhow!("deleting pod {name}: {e}")),
+            // Already gone, or replaced by another pod of that name: nothing to wait for.
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
+                ctx.expectations.observed_delete(key, &format!("{namespace}/{name}"));
+            }
+            Err(e) => {
+                ctx.expectations.observed_delete(key, &format!("{namespace}/{name}"));
+                failure.get_or_insert(anyhow::anyhow!("deleting pod {name}: {e}"));
+            }
         }
     }
     if deleted > 0 {
         recorder.record(rs, false, "SuccessfulDelete", format!("Deleted {deleted} pod(s)"));
     }
-    Ok(())
+    failure.map_or(Ok(()), Err)
 }
 
 async fn update_status(ctx: &Context, rs: &ReplicaSet, owned: &[Arc<Pod>], min_ready: i32) -> anyhow::Result<Action> {
