@@ -13,6 +13,9 @@ say() { printf '==> %s\n' "$*"; }
 need_apt=()
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
+command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
+file -L /bin/busybox 2>/dev/null | grep -q "statically linked" || need_apt+=(busybox-static)
+command -v file >/dev/null 2>&1 || need_apt+=(file)
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "installing ${need_apt[*]} (missing)"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
@@ -28,8 +31,10 @@ command -v kubectl >/dev/null 2>&1 || { echo "kubectl (1.32) is required on PATH
 
 work=$(mktemp -d)
 etcd_pid=
+dockerd_pid=
 cleanup() {
   if [ -n "$etcd_pid" ]; then kill "$etcd_pid" 2>/dev/null || true; wait "$etcd_pid" 2>/dev/null || true; fi
+  if [ -n "$dockerd_pid" ]; then kill "$dockerd_pid" 2>/dev/null || true; wait "$dockerd_pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -48,6 +53,18 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 export ETCD_ENDPOINTS="http://127.0.0.1:$client_port"
+
+# The docker runtime's tests need a daemon and the busybox:local image.
+if ! docker info >/dev/null 2>&1; then
+  say "starting dockerd (not running)"
+  # A daemon that died leaves its pid file behind; a new one refuses to start over it.
+  if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then rm -f /var/run/docker.pid; fi
+  dockerd >"$work/dockerd.log" 2>&1 &
+  dockerd_pid=$!
+  for _ in $(seq 1 150); do docker info >/dev/null 2>&1 && break; sleep 0.2; done
+  docker info >/dev/null 2>&1 || { echo "dockerd did not start:" >&2; tail -20 "$work/dockerd.log" >&2; exit 1; }
+fi
+deploy/images/busybox.sh busybox:local
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

@@ -18,6 +18,8 @@ pub enum Sub {
     Scale,
     /// `/binding`: assigns a pod to a node.
     Binding,
+    /// `/log`: a container's log, proxied from the node's kubelet.
+    Log,
 }
 
 impl Sub {
@@ -27,6 +29,7 @@ impl Sub {
             Sub::Status => "status",
             Sub::Scale => "scale",
             Sub::Binding => "binding",
+            Sub::Log => "log",
         }
     }
 }
@@ -221,7 +224,7 @@ pub static RESOURCES: &[Resource] = &[
         namespaced: true,
         short_names: &["po"],
         categories: &["all"],
-        subresources: &[Sub::Status, Sub::Binding],
+        subresources: &[Sub::Status, Sub::Binding, Sub::Log],
         storage: "pods",
         fields: POD_FIELDS,
         schema: typed::<core::Pod>,

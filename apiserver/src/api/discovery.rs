@@ -109,6 +109,9 @@ fn resource_entries(r: &Resource) -> Vec<Value> {
                 e["kind"] = json!("Binding");
                 e["verbs"] = json!(["create"]);
             }
+            Sub::Log => {
+                e["verbs"] = json!(["get"]);
+            }
             Sub::Status => {}
         }
         entries.push(e);
@@ -210,6 +213,9 @@ fn openapi_document(group: &str, version: &str) -> Value {
         for sub in r.subresources {
             let ops = match sub {
                 Sub::Binding => json!({ "post": operation(r, "createBinding", "post", &["dryRun", "fieldManager"]) }),
+                Sub::Log => {
+                    json!({ "get": operation(r, "readLog", "get", &["container", "follow", "previous", "tailLines", "timestamps"]) })
+                }
                 _ => json!({
                     "get": operation(r, &format!("read{}", sub.name()), "get", &[]),
                     "put": operation(r, &format!("replace{}", sub.name()), "put", &write_params),

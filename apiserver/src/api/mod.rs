@@ -251,6 +251,7 @@ async fn handle(
         ("LIST", None) => read::list(app, &target, &params).await,
         ("GET", None | Some(Sub::Status)) => read::get(app, &target).await,
         ("GET", Some(Sub::Scale)) => subresource::get_scale(app, &target).await,
+        ("GET", Some(Sub::Log)) => subresource::logs(app, &target, &params).await,
         ("CREATE", None) if target.name.is_none() => {
             write::create(app, &target, &params, &ct, &read_body(body).await?).await
         }

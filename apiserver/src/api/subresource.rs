@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::objects::{self, body_precondition};
 use super::write::modify;
-use super::{App, Target, value_response};
+use super::{App, Params, Target, value_response};
 use crate::object::{self, decode_body, meta_str};
 use crate::patch::{self, PatchType};
 use crate::selector::{LabelSelector, Requirement};
@@ -164,4 +164,75 @@ pub async fn bind(app: &Arc<App>, target: &Target, ct: &str, body: &[u8]) -> Api
     })
     .await?;
     Ok(value_response(StatusCode::CREATED, &success(201), &[]))
+}
+
+/// GET pods/NAME/log: proxied from the kubelet of the pod's node, streamed as it comes.
+pub async fn logs(app: &Arc<App>, target: &Target, params: &Params) -> ApiResult<Response> {
+    let (pod, _) = objects::get_current(app, target).await?;
+    let containers: Vec<String> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|cs| cs.iter().filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned)).collect())
+        .unwrap_or_default();
+    let container = match params.get("container").filter(|c| !c.is_empty()) {
+        Some(c) => c.clone(),
+        None if containers.len() == 1 => containers[0].clone(),
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {}, choose one of: [{}]",
+                target.name(),
+                containers.join(" ")
+            )));
+        }
+    };
+    let init: Vec<String> = pod
+        .pointer("/spec/initContainers")
+        .and_then(Value::as_array)
+        .map(|cs| cs.iter().filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned)).collect())
+        .unwrap_or_default();
+    if !containers.contains(&container) && !init.contains(&container) {
+        return Err(ApiError::bad_request(format!("container {container} is not valid for pod {}", target.name())));
+    }
+    let node_name = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
+    if node_name.is_empty() {
+        return Err(ApiError::bad_request(format!("pod {} does not have a host assigned", target.name())));
+    }
+    let nodes = crate::registry::find("", "v1", "nodes").ok_or_else(|| ApiError::internal("no nodes resource"))?;
+    let node_target = Target { resource: nodes, namespace: None, name: Some(node_name.to_owned()), sub: None };
+    let (node, _) = objects::get_current(app, &node_target).await?;
+    let ip = node
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP"))
+        .and_then(|x| x["address"].as_str())
+        .ok_or_else(|| ApiError::internal(format!("node {node_name:?} has no InternalIP address")))?
+        .to_owned();
+    let port = node.pointer("/status/daemonEndpoints/kubeletEndpoint/Port").and_then(Value::as_i64).unwrap_or(10250);
+    let mut query: Vec<(String, String)> = Vec::new();
+    for key in ["follow", "previous", "tailLines", "timestamps", "limitBytes", "sinceSeconds"] {
+        if let Some(v) = params.get(key) {
+            query.push((key.to_owned(), v.clone()));
+        }
+    }
+    let ns = target.namespace.clone().unwrap_or_default();
+    let url = format!("http://{ip}:{port}/containerLogs/{ns}/{}/{container}", target.name());
+    let resp =
+        reqwest::Client::new().get(&url).query(&query).send().await.map_err(|e| {
+            ApiError::internal(format!("the kubelet of node {node_name:?} did not answer at {url}: {e}"))
+        })?;
+    if !resp.status().is_success() {
+        let code = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        return Err(if code == 400 {
+            ApiError::bad_request(text)
+        } else {
+            ApiError::internal(format!("kubelet: {text}"))
+        });
+    }
+    let body = axum::body::Body::from_stream(resp.bytes_stream());
+    Ok(axum::response::Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "text/plain")
+        .body(body)
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
 }

@@ -1,0 +1,146 @@
+//! The `kubelet` binary.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use kubelet::runtime::{Runtime, docker::Docker, process::Process, sim::Sim};
+use kubelet::{Node, metrics::Metrics, node, parse_labels, parse_taints};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum RuntimeKind {
+    /// Real containers through the local Docker daemon.
+    Docker,
+    /// Each container's command as a host process.
+    Process,
+    /// No processes at all (for scale tests).
+    Sim,
+}
+
+/// Runs the pods bound to this node.
+#[derive(Parser, Debug)]
+#[command(name = "kubelet", version)]
+struct Args {
+    /// kubeconfig of the cluster (default: $KUBECONFIG or ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The apiserver URL, overriding the kubeconfig's.
+    #[arg(long)]
+    master: Option<String>,
+    /// The node's name (default: the hostname).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The container runtime (default: docker when a daemon answers, else process).
+    #[arg(long, value_enum)]
+    runtime: Option<RuntimeKind>,
+    /// With --runtime sim: how many nodes this process hosts (named NODE-NAME-0..N-1).
+    #[arg(long, default_value_t = 1)]
+    sim_nodes: usize,
+    /// CPU of each simulated node (cores).
+    #[arg(long, default_value = "32")]
+    sim_cpu: String,
+    /// Memory of each simulated node (Gi).
+    #[arg(long, default_value_t = 128)]
+    sim_memory_gi: i64,
+    /// Pods per node.
+    #[arg(long, default_value_t = 110)]
+    max_pods: i64,
+    /// Where volumes and the process runtime's state live.
+    #[arg(long, default_value = "/var/lib/kubelet")]
+    root_dir: PathBuf,
+    /// The node's IP (pods' hostIP, and where the apiserver reaches the log endpoint).
+    #[arg(long, default_value = "127.0.0.1")]
+    node_ip: String,
+    /// Address of the log, health and metrics endpoint.
+    #[arg(long, default_value = "127.0.0.1")]
+    address: IpAddr,
+    /// Port of the log, health and metrics endpoint (plain HTTP).
+    #[arg(long, default_value_t = 10250)]
+    port: u16,
+    /// Labels to add to the node (k=v,k2=v2).
+    #[arg(long, default_value = "")]
+    node_labels: String,
+    /// Taints to register the node with (key=value:Effect,...).
+    #[arg(long, default_value = "")]
+    register_with_taints: String,
+    /// The image of each pod's sandbox (pause) container, docker runtime; must be local.
+    #[arg(long, default_value = "busybox:local")]
+    pod_infra_container_image: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let args = Args::parse();
+    let labels = parse_labels(&args.node_labels).map_err(anyhow::Error::msg).context("--node-labels")?;
+    let taints =
+        parse_taints(&args.register_with_taints).map_err(anyhow::Error::msg).context("--register-with-taints")?;
+    let name = match &args.node_name {
+        Some(n) => n.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap_or_else(|_| "localhost".into())
+            .trim()
+            .to_lowercase(),
+    };
+    if args.sim_nodes > 1 && args.runtime != Some(RuntimeKind::Sim) {
+        bail!("--sim-nodes needs --runtime sim");
+    }
+    let client = component_base::client(args.kubeconfig.as_deref(), args.master.as_deref()).await?;
+    let metrics = Arc::new(Metrics::default());
+    let kind = match args.runtime {
+        Some(k) => k,
+        None => match Docker::connect(&args.pod_infra_container_image, &name).await {
+            Ok(_) => RuntimeKind::Docker,
+            Err(e) => {
+                tracing::info!(error = %e, "no Docker daemon; using the process runtime");
+                RuntimeKind::Process
+            }
+        },
+    };
+    let (host_cpu, host_memory) = node::host_capacity();
+    let mut nodes = Vec::new();
+    let count = if kind == RuntimeKind::Sim { args.sim_nodes.max(1) } else { 1 };
+    let sim_cpu = kubelet::quantity_milli(&args.sim_cpu).context("--sim-cpu")?;
+    for i in 0..count {
+        let node_name = if count > 1 { format!("{name}-{i}") } else { name.clone() };
+        let runtime: Arc<dyn Runtime> = match kind {
+            RuntimeKind::Docker => Arc::new(
+                Docker::connect(&args.pod_infra_container_image, &node_name).await.context("connecting to Docker")?,
+            ),
+            RuntimeKind::Process => {
+                Arc::new(Process::new(&args.root_dir.join("process")).context("the process runtime's directory")?)
+            }
+            RuntimeKind::Sim => Arc::new(Sim::default()),
+        };
+        let (cpu, memory) =
+            if kind == RuntimeKind::Sim { (sim_cpu, args.sim_memory_gi << 30) } else { (host_cpu, host_memory) };
+        nodes.push(Arc::new(Node {
+            name: node_name,
+            client: client.clone(),
+            runtime,
+            root: args.root_dir.clone(),
+            host_ip: args.node_ip.clone(),
+            metrics: metrics.clone(),
+            registration: node::Registration {
+                cpu_millis: cpu,
+                memory_bytes: memory,
+                max_pods: args.max_pods,
+                labels: labels.clone(),
+                taints: taints.clone(),
+                port: args.port,
+            },
+            pods: Default::default(),
+        }));
+    }
+    tracing::info!(runtime = ?kind, nodes = nodes.len(), "kubelet starting");
+    let _tasks: Vec<_> = nodes.iter().flat_map(|n| kubelet::start(n.clone())).collect();
+    let addr = SocketAddr::new(args.address, args.port);
+    tokio::select! {
+        r = kubelet::server::serve(addr, nodes, metrics) => r.with_context(|| format!("serving on {addr}")),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}

@@ -1,0 +1,644 @@
+//! One worker per pod drives it toward its spec: sandbox, init containers in order, app
+//! containers, restarts per `restartPolicy` with upstream's back-off (10 s doubling to
+//! 5 min, `CrashLoopBackOff`), probes, graceful termination, and the status written back
+//! through `pods/status`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container as Spec, Pod, Secret};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::Node;
+use crate::probe::{self, ProbeState};
+use crate::runtime::{Container, ContainerConfig, Error as RuntimeError, Mount, Sandbox, SandboxConfig, State};
+
+/// Why a container is waiting, in upstream's words.
+#[derive(Debug, Clone, PartialEq)]
+struct Waiting {
+    reason: String,
+    message: String,
+}
+
+/// Per-container memory of the worker.
+#[derive(Default)]
+struct Track {
+    waiting: Option<Waiting>,
+    exited_seen: HashMap<u32, Instant>,
+    liveness: Option<(u32, ProbeState)>,
+    readiness: Option<(u32, ProbeState)>,
+    startup: Option<(u32, ProbeState)>,
+}
+
+/// The worker's state between syncs.
+struct Worker {
+    node: Arc<Node>,
+    uid: String,
+    sandbox: Option<Sandbox>,
+    tracks: HashMap<String, Track>,
+    last_status: Option<Value>,
+    start_time: String,
+    started: Instant,
+}
+
+/// Back-off before restart number `n` (0-based): none for the first, then 10 s doubling to
+/// 5 min.
+pub fn backoff(restarts: u32) -> Duration {
+    if restarts == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_secs(10u64 << (restarts - 1).min(5)).min(Duration::from_secs(300))
+}
+
+fn latest<'a>(containers: &'a [Container], name: &str) -> Option<&'a Container> {
+    containers.iter().filter(|c| c.name == name).max_by_key(|c| c.attempt)
+}
+
+fn previous<'a>(containers: &'a [Container], name: &str, attempt: u32) -> Option<&'a Container> {
+    containers.iter().filter(|c| c.name == name && c.attempt < attempt).max_by_key(|c| c.attempt)
+}
+
+/// Runs a pod's worker until the pod is gone.
+pub async fn run(node: Arc<Node>, uid: String, mut rx: watch::Receiver<Option<Arc<Pod>>>) {
+    let mut w = Worker {
+        node,
+        uid,
+        sandbox: None,
+        tracks: HashMap::new(),
+        last_status: None,
+        start_time: crate::runtime::now(),
+        started: Instant::now(),
+    };
+    loop {
+        let pod = rx.borrow_and_update().clone();
+        let next = match pod {
+            None => {
+                w.cleanup().await;
+                return;
+            }
+            Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
+                w.terminate(&pod).await;
+                return;
+            }
+            Some(pod) => match w.sync(&pod).await {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::warn!(pod = %pod.name_any(), error = %e, "pod sync failed");
+                    Duration::from_secs(2)
+                }
+            },
+        };
+        tokio::select! {
+            // The kubelet is going away (not the pod): leave the containers running for
+            // the next kubelet to adopt.
+            changed = rx.changed() => if changed.is_err() { return; },
+            _ = tokio::time::sleep(next) => {}
+        }
+    }
+}
+
+impl Worker {
+    async fn cleanup(&mut self) {
+        if let Err(e) = self.node.runtime.remove_sandbox(&self.uid).await {
+            tracing::warn!(uid = %self.uid, error = %e, "removing the sandbox failed");
+        }
+        let _ = std::fs::remove_dir_all(self.node.root.join("volumes").join(&self.uid));
+    }
+
+    /// Stops every container within the grace period, then confirms the deletion.
+    async fn terminate(&mut self, pod: &Pod) {
+        let grace = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+            .unwrap_or(30)
+            .max(0) as u64;
+        let containers = self.node.runtime.pod_containers(&self.uid).await.unwrap_or_default();
+        let stops = containers
+            .iter()
+            .filter(|c| matches!(c.state, State::Running { .. }))
+            .map(|c| self.node.runtime.stop_container(&c.id, Duration::from_secs(grace)));
+        for r in futures::future::join_all(stops).await {
+            if let Err(e) = r {
+                tracing::warn!(pod = %pod.name_any(), error = %e, "stopping a container failed");
+            }
+        }
+        self.cleanup().await;
+        let api: Api<Pod> = Api::namespaced(self.node.client.clone(), &pod.namespace().unwrap_or_default());
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions { uid: Some(self.uid.clone()), resource_version: None }),
+            ..Default::default()
+        };
+        match api.delete(&pod.name_any(), &dp).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) => tracing::warn!(pod = %pod.name_any(), error = %e, "confirming the deletion failed"),
+        }
+        self.node.metrics.pod_stopped();
+    }
+
+    async fn env_of(&self, pod: &Pod, spec: &Spec, ip: &str) -> Result<Vec<(String, String)>, Waiting> {
+        let ns = pod.namespace().unwrap_or_default();
+        let fail = |message: String| Waiting { reason: "CreateContainerConfigError".into(), message };
+        let mut env = Vec::new();
+        let cms: Api<ConfigMap> = Api::namespaced(self.node.client.clone(), &ns);
+        let secrets: Api<Secret> = Api::namespaced(self.node.client.clone(), &ns);
+        for from in spec.env_from.iter().flatten() {
+            let prefix = from.prefix.clone().unwrap_or_default();
+            if let Some(r) = &from.config_map_ref {
+                match cms.get_opt(&r.name).await {
+                    Ok(Some(cm)) => {
+                        env.extend(cm.data.unwrap_or_default().into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)))
+                    }
+                    _ if r.optional == Some(true) => {}
+                    _ => return Err(fail(format!("configmap \"{}\" not found", r.name))),
+                }
+            }
+            if let Some(r) = &from.secret_ref {
+                match secrets.get_opt(&r.name).await {
+                    Ok(Some(s)) => env.extend(
+                        s.data
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(k, v)| (format!("{prefix}{k}"), String::from_utf8_lossy(&v.0).into_owned())),
+                    ),
+                    _ if r.optional == Some(true) => {}
+                    _ => return Err(fail(format!("secret \"{}\" not found", r.name))),
+                }
+            }
+        }
+        for e in spec.env.iter().flatten() {
+            let value = match &e.value_from {
+                None => e.value.clone().unwrap_or_default(),
+                Some(from) => {
+                    if let Some(f) = &from.field_ref {
+                        match f.field_path.as_str() {
+                            "metadata.name" => pod.name_any(),
+                            "metadata.namespace" => ns.clone(),
+                            "metadata.uid" => self.uid.clone(),
+                            "spec.nodeName" => self.node.name.clone(),
+                            "status.podIP" => ip.to_owned(),
+                            "status.hostIP" => self.node.host_ip.clone(),
+                            p => return Err(fail(format!("unsupported fieldRef {p:?}"))),
+                        }
+                    } else if let Some(r) = &from.config_map_key_ref {
+                        match cms.get_opt(&r.name).await {
+                            Ok(Some(cm)) => match cm.data.unwrap_or_default().get(&r.key) {
+                                Some(v) => v.clone(),
+                                None if r.optional == Some(true) => continue,
+                                None => {
+                                    return Err(fail(format!(
+                                        "couldn't find key {} in ConfigMap {ns}/{}",
+                                        r.key, r.name
+                                    )));
+                                }
+                            },
+                            _ if r.optional == Some(true) => continue,
+                            _ => return Err(fail(format!("configmap \"{}\" not found", r.name))),
+                        }
+                    } else if let Some(r) = &from.secret_key_ref {
+                        match secrets.get_opt(&r.name).await {
+                            Ok(Some(s)) => match s.data.unwrap_or_default().get(&r.key) {
+                                Some(v) => String::from_utf8_lossy(&v.0).into_owned(),
+                                None if r.optional == Some(true) => continue,
+                                None => {
+                                    return Err(fail(format!("couldn't find key {} in Secret {ns}/{}", r.key, r.name)));
+                                }
+                            },
+                            _ if r.optional == Some(true) => continue,
+                            _ => return Err(fail(format!("secret \"{}\" not found", r.name))),
+                        }
+                    } else {
+                        continue;
+                    }
+                }
+            };
+            env.push((e.name.clone(), value));
+        }
+        Ok(env)
+    }
+
+    /// Prepares the pod's volumes on the host and the mounts of one container.
+    async fn mounts_of(&self, pod: &Pod, spec: &Spec) -> Result<Vec<Mount>, Waiting> {
+        let fail = |message: String| Waiting { reason: "CreateContainerConfigError".into(), message };
+        let ns = pod.namespace().unwrap_or_default();
+        let volumes = pod.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
+        let base = self.node.root.join("volumes").join(&self.uid);
+        let mut out = Vec::new();
+        for m in spec.volume_mounts.iter().flatten() {
+            let Some(v) = volumes.iter().find(|v| v.name == m.name) else {
+                return Err(fail(format!("volume {:?} is mounted but not defined", m.name)));
+            };
+            let dir: PathBuf = if let Some(hp) = &v.host_path {
+                PathBuf::from(&hp.path)
+            } else {
+                let dir = base.join(&v.name);
+                std::fs::create_dir_all(&dir).map_err(|e| fail(format!("creating {}: {e}", dir.display())))?;
+                let files: BTreeMap<String, Vec<u8>> = if let Some(cm) = &v.config_map {
+                    let api: Api<ConfigMap> = Api::namespaced(self.node.client.clone(), &ns);
+                    match api.get_opt(&cm.name).await {
+                        Ok(Some(c)) => {
+                            c.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect()
+                        }
+                        _ => return Err(fail(format!("configmap \"{}\" not found", cm.name))),
+                    }
+                } else if let Some(s) = &v.secret {
+                    let name = s.secret_name.clone().unwrap_or_default();
+                    let api: Api<Secret> = Api::namespaced(self.node.client.clone(), &ns);
+                    match api.get_opt(&name).await {
+                        Ok(Some(sec)) => sec.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect(),
+                        _ => return Err(fail(format!("secret \"{name}\" not found"))),
+                    }
+                } else if v.empty_dir.is_some() {
+                    BTreeMap::new()
+                } else {
+                    return Err(fail(format!(
+                        "volume {:?}: only emptyDir, hostPath, configMap and secret volumes are supported",
+                        v.name
+                    )));
+                };
+                for (k, data) in files {
+                    std::fs::write(dir.join(&k), data).map_err(|e| fail(format!("writing {k}: {e}")))?;
+                }
+                dir
+            };
+            out.push(Mount {
+                host_path: dir,
+                container_path: m.mount_path.clone(),
+                read_only: m.read_only.unwrap_or(false),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Creates and starts attempt `attempt` of a container; a problem becomes its waiting reason.
+    async fn start(&mut self, pod: &Pod, spec: &Spec, attempt: u32) {
+        let sandbox = match &self.sandbox {
+            Some(s) => s.clone(),
+            None => return,
+        };
+        let image = spec.image.clone().unwrap_or_default();
+        let waiting = match self.node.runtime.image_present(&image).await {
+            Ok(true) => None,
+            Ok(false) if spec.image_pull_policy.as_deref() == Some("Never") => Some(Waiting {
+                reason: "ErrImageNeverPull".into(),
+                message: format!("Container image \"{image}\" is not present with pull policy of Never"),
+            }),
+            Ok(false) => Some(Waiting {
+                reason: "ImagePullBackOff".into(),
+                message: format!(
+                    "Back-off pulling image \"{image}\": no registry is reachable from this node; load or build the image locally"
+                ),
+            }),
+            Err(e) => Some(Waiting { reason: "ErrImagePull".into(), message: e.to_string() }),
+        };
+        if let Some(w) = waiting {
+            self.tracks.entry(spec.name.clone()).or_default().waiting = Some(w);
+            return;
+        }
+        let env = match self.env_of(pod, spec, &sandbox.ip).await {
+            Ok(env) => env,
+            Err(w) => {
+                self.tracks.entry(spec.name.clone()).or_default().waiting = Some(w);
+                return;
+            }
+        };
+        let mounts = match self.mounts_of(pod, spec).await {
+            Ok(m) => m,
+            Err(w) => {
+                self.tracks.entry(spec.name.clone()).or_default().waiting = Some(w);
+                return;
+            }
+        };
+        let limits = spec.resources.as_ref().and_then(|r| r.limits.as_ref());
+        let config = ContainerConfig {
+            pod_uid: self.uid.clone(),
+            pod_key: format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any()),
+            name: spec.name.clone(),
+            attempt,
+            image,
+            command: spec.command.clone().unwrap_or_default(),
+            args: spec.args.clone().unwrap_or_default(),
+            env,
+            working_dir: spec.working_dir.clone(),
+            mounts,
+            cpu_limit: limits.and_then(|l| l.get("cpu")).and_then(|q| crate::quantity_milli(&q.0)),
+            memory_limit: limits
+                .and_then(|l| l.get("memory"))
+                .and_then(|q| crate::quantity_milli(&q.0))
+                .map(|m| m / 1000),
+        };
+        let started = Instant::now();
+        let result = match self.node.runtime.create_container(&sandbox, &config).await {
+            Ok(id) => self.node.runtime.start_container(&id).await.map_err(|e| ("RunContainerError", e)),
+            Err(e @ RuntimeError::Unsupported(_)) => Err(("CreateContainerConfigError", e)),
+            Err(e) => Err(("CreateContainerError", e)),
+        };
+        self.node.metrics.runtime_op("start_container", started.elapsed(), result.is_err());
+        let track = self.tracks.entry(spec.name.clone()).or_default();
+        track.waiting = match result {
+            Ok(()) => None,
+            Err((reason, e)) => Some(Waiting { reason: reason.into(), message: e.to_string() }),
+        };
+    }
+
+    /// One pass toward the spec; returns when to look again.
+    async fn sync(&mut self, pod: &Pod) -> anyhow::Result<Duration> {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+        let mut next =
+            if self.node.runtime.needs_polling() { Duration::from_secs(1) } else { Duration::from_secs(3600) };
+        if self.sandbox.is_none() {
+            let config = SandboxConfig {
+                pod_uid: self.uid.clone(),
+                namespace: pod.namespace().unwrap_or_default(),
+                name: pod.name_any(),
+            };
+            match self.node.runtime.run_sandbox(&config).await {
+                Ok(s) => self.sandbox = Some(s),
+                Err(e) => {
+                    let waiting = Waiting {
+                        reason: "ContainerCreating".into(),
+                        message: format!("creating the pod sandbox: {e}"),
+                    };
+                    for c in &spec.containers {
+                        self.tracks.entry(c.name.clone()).or_default().waiting = Some(waiting.clone());
+                    }
+                    self.write_status(pod, &[], false).await?;
+                    return Ok(Duration::from_secs(5));
+                }
+            }
+        }
+        let mut containers = self.node.runtime.pod_containers(&self.uid).await?;
+        // Init containers, in order, each to completion.
+        let mut initialized = true;
+        for ic in spec.init_containers.iter().flatten() {
+            match latest(&containers, &ic.name).map(|c| (c.attempt, c.state.clone(), c.id.clone())) {
+                Some((_, State::Exited { code: 0, .. }, _)) => continue,
+                Some((_, State::Running { .. }, _)) => {}
+                Some((_, State::Created, id)) => {
+                    self.node.runtime.start_container(&id).await?;
+                }
+                Some((attempt, State::Exited { .. }, _)) => {
+                    if policy == "Never" {
+                        initialized = false;
+                        break;
+                    }
+                    next = next.min(self.restart_if_due(pod, ic, attempt).await);
+                }
+                None => self.start(pod, ic, 0).await,
+            }
+            initialized = false;
+            break;
+        }
+        if initialized {
+            for c in &spec.containers {
+                let current = latest(&containers, &c.name).map(|c| (c.attempt, c.state.clone(), c.id.clone()));
+                match current {
+                    None => self.start(pod, c, 0).await,
+                    Some((_, State::Created, id)) => self.node.runtime.start_container(&id).await?,
+                    Some((attempt, State::Running { .. }, id)) => {
+                        next = next.min(self.probe(pod, c, attempt, &id).await);
+                    }
+                    Some((attempt, State::Exited { code, .. }, _)) => {
+                        let restart = policy == "Always" || (policy == "OnFailure" && code != 0);
+                        if restart {
+                            next = next.min(self.restart_if_due(pod, c, attempt).await);
+                        }
+                    }
+                }
+            }
+        }
+        containers = self.node.runtime.pod_containers(&self.uid).await?;
+        self.write_status(pod, &containers, initialized).await?;
+        if self.tracks.values().any(|t| t.waiting.is_some()) {
+            next = next.min(Duration::from_secs(5));
+        }
+        Ok(next)
+    }
+
+    async fn restart_if_due(&mut self, pod: &Pod, spec: &Spec, attempt: u32) -> Duration {
+        let track = self.tracks.entry(spec.name.clone()).or_default();
+        let seen = *track.exited_seen.entry(attempt).or_insert_with(Instant::now);
+        let wait = backoff(attempt);
+        let left = wait.saturating_sub(seen.elapsed());
+        if left.is_zero() {
+            track.waiting = None;
+            self.start(pod, spec, attempt + 1).await;
+            Duration::from_secs(1)
+        } else {
+            track.waiting = Some(Waiting {
+                reason: "CrashLoopBackOff".into(),
+                message: format!(
+                    "back-off {}s restarting failed container={} pod={}",
+                    wait.as_secs(),
+                    spec.name,
+                    pod.name_any()
+                ),
+            });
+            left
+        }
+    }
+
+    /// Runs due probes of a running container; a failed liveness probe restarts it.
+    async fn probe(&mut self, pod: &Pod, spec: &Spec, attempt: u32, id: &str) -> Duration {
+        let now = Instant::now();
+        let ip = self.sandbox.as_ref().map(|s| s.ip.clone()).unwrap_or_default();
+        let mut next = Duration::from_secs(3600);
+        let track = self.tracks.entry(spec.name.clone()).or_default();
+        for (kind, probe) in
+            [("startup", &spec.startup_probe), ("liveness", &spec.liveness_probe), ("readiness", &spec.readiness_probe)]
+        {
+            let Some(probe) = probe else { continue };
+            let slot = match kind {
+                "startup" => &mut track.startup,
+                "liveness" => &mut track.liveness,
+                _ => &mut track.readiness,
+            };
+            if slot.as_ref().is_none_or(|(a, _)| *a != attempt) {
+                *slot = Some((attempt, ProbeState::new(now)));
+            }
+            // Liveness and readiness wait for the startup probe.
+            if kind != "startup"
+                && spec.startup_probe.is_some()
+                && track.startup.as_ref().and_then(|(_, s)| s.passing) != Some(true)
+            {
+                continue;
+            }
+            let Some((_, state)) = (match kind {
+                "startup" => track.startup.as_mut(),
+                "liveness" => track.liveness.as_mut(),
+                _ => track.readiness.as_mut(),
+            }) else {
+                continue;
+            };
+            if kind == "startup" && state.passing == Some(true) {
+                continue;
+            }
+            let due = probe::due_in(probe, state, now);
+            if !due.is_zero() {
+                next = next.min(due);
+                continue;
+            }
+            let ok = probe::run(probe, spec, id, &ip, self.node.runtime.as_ref()).await;
+            let verdict = probe::record(probe, state, ok, Instant::now());
+            next = next.min(Duration::from_secs(probe.period_seconds.unwrap_or(10).max(1) as u64));
+            if verdict == Some(false) && kind != "readiness" {
+                tracing::info!(pod = %pod.name_any(), container = %spec.name, probe = kind, "probe failed; restarting the container");
+                let grace =
+                    pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0) as u64;
+                let _ = self.node.runtime.stop_container(id, Duration::from_secs(grace.min(10))).await;
+                return Duration::from_millis(200);
+            }
+        }
+        next
+    }
+
+    fn container_status(&self, spec: &Spec, containers: &[Container], init: bool) -> (Value, bool, bool) {
+        let track = self.tracks.get(&spec.name);
+        let current = latest(containers, &spec.name);
+        let terminated = |c: &Container| match &c.state {
+            State::Exited { code, started_at, finished_at, oom_killed } => Some(json!({"terminated": {
+                "exitCode": code, "reason": if *oom_killed { "OOMKilled" } else if *code == 0 { "Completed" } else { "Error" },
+                "startedAt": started_at, "finishedAt": finished_at,
+                "containerID": format!("{}://{}", self.node.runtime.name(), c.id)}})),
+            _ => None,
+        };
+        let running = current.is_some_and(|c| matches!(c.state, State::Running { .. }));
+        let readiness_ok = match (&spec.readiness_probe, track.and_then(|t| t.readiness.as_ref())) {
+            (None, _) => true,
+            (Some(_), Some((a, s))) => Some(*a) == current.map(|c| c.attempt) && s.passing == Some(true),
+            (Some(_), None) => false,
+        };
+        let startup_ok = spec.startup_probe.is_none()
+            || track.and_then(|t| t.startup.as_ref()).is_some_and(|(_, s)| s.passing == Some(true));
+        let ready = running && readiness_ok && startup_ok && !init;
+        let state = match (track.and_then(|t| t.waiting.as_ref()), current) {
+            (Some(w), _) if !running => json!({"waiting": {"reason": w.reason, "message": w.message}}),
+            (_, Some(c)) => match &c.state {
+                State::Running { started_at } => json!({"running": {"startedAt": started_at}}),
+                State::Created => json!({"waiting": {"reason": "ContainerCreating"}}),
+                State::Exited { .. } => terminated(c).unwrap_or_else(|| json!({})),
+            },
+            (_, None) => json!({"waiting": {"reason": "ContainerCreating"}}),
+        };
+        let mut status = json!({
+            "name": spec.name, "image": spec.image, "imageID": "",
+            "ready": ready, "restartCount": current.map_or(0, |c| c.attempt), "started": running && startup_ok, "state": state,
+        });
+        if let Some(c) = current {
+            status["containerID"] = json!(format!("{}://{}", self.node.runtime.name(), c.id));
+            if let Some(prev) = previous(containers, &spec.name, c.attempt).and_then(terminated) {
+                status["lastState"] = prev;
+            }
+        }
+        let done_ok = current.is_some_and(|c| matches!(c.state, State::Exited { code: 0, .. }));
+        (status, ready, done_ok)
+    }
+
+    async fn write_status(&mut self, pod: &Pod, containers: &[Container], initialized: bool) -> anyhow::Result<()> {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+        let mut statuses = Vec::new();
+        let (mut all_ready, mut running, mut all_done, mut all_ok) = (true, false, true, true);
+        for c in &spec.containers {
+            let (s, ready, ok) = self.container_status(c, containers, false);
+            all_ready &= ready;
+            let cur = latest(containers, &c.name);
+            running |= cur.is_some_and(|c| matches!(c.state, State::Running { .. }));
+            let exited = cur.map(|c| c.state.clone());
+            let will_restart = match exited {
+                Some(State::Exited { code, .. }) => policy == "Always" || (policy == "OnFailure" && code != 0),
+                _ => true,
+            };
+            all_done &= !will_restart;
+            all_ok &= ok;
+            statuses.push(s);
+        }
+        let init_statuses: Vec<Value> =
+            spec.init_containers.iter().flatten().map(|c| self.container_status(c, containers, true).0).collect();
+        let init_failed = policy == "Never"
+            && spec.init_containers.iter().flatten().any(|c| {
+                latest(containers, &c.name).is_some_and(|x| matches!(x.state, State::Exited { code, .. } if code != 0))
+            });
+        let phase = if init_failed || (all_done && !all_ok) {
+            "Failed"
+        } else if all_done && all_ok {
+            "Succeeded"
+        } else if running {
+            "Running"
+        } else {
+            "Pending"
+        };
+        let old = pod.status.clone().unwrap_or_default();
+        let transition = |kind: &str, status: &str| -> String {
+            old.conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == kind && c.status == status)
+                .and_then(|c| c.last_transition_time.as_ref())
+                .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .unwrap_or_else(crate::runtime::now)
+        };
+        let cond = |kind: &str, ok: bool| {
+            let status = if ok { "True" } else { "False" };
+            json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": transition(kind, status)})
+        };
+        let ready = all_ready && initialized && phase == "Running";
+        let ip = self.sandbox.as_ref().map(|s| s.ip.clone()).unwrap_or_default();
+        let start_time = old
+            .start_time
+            .as_ref()
+            .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|| self.start_time.clone());
+        let mut status = json!({
+            "phase": phase,
+            "conditions": [cond("PodReadyToStartContainers", self.sandbox.is_some()), cond("Initialized", initialized),
+                cond("Ready", ready), cond("ContainersReady", all_ready && initialized), cond("PodScheduled", true)],
+            "hostIP": self.node.host_ip, "hostIPs": [{"ip": self.node.host_ip}],
+            "startTime": start_time,
+            "containerStatuses": statuses,
+            "qosClass": old.qos_class,
+        });
+        if !ip.is_empty() {
+            status["podIP"] = json!(ip);
+            status["podIPs"] = json!([{"ip": ip}]);
+        }
+        if !init_statuses.is_empty() {
+            status["initContainerStatuses"] = json!(init_statuses);
+        }
+        if self.last_status.as_ref() == Some(&status) {
+            return Ok(());
+        }
+        let api: Api<Pod> = Api::namespaced(self.node.client.clone(), &pod.namespace().unwrap_or_default());
+        match api.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await
+        {
+            Ok(_) => {
+                if ready && self.last_status.as_ref().is_none_or(|s| s["conditions"][2]["status"] != "True") {
+                    self.node.metrics.pod_started(self.started.elapsed());
+                }
+                self.last_status = Some(status);
+                Ok(())
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_off_doubles_from_ten_seconds_to_five_minutes() {
+        let secs: Vec<u64> = (0..9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, vec![0, 10, 20, 40, 80, 160, 300, 300, 300]);
+    }
+}
