@@ -2,27 +2,31 @@
 # Brings up a local cluster on this machine and keeps it running until Ctrl-C or SIGTERM,
 # then stops everything it started.
 #
-#   deploy/local-up.sh [--store embedded|etcd] [--dir DIR] [--port PORT]
+#   deploy/local-up.sh [--store embedded|etcd] [--runtime docker|process|sim] [--dir DIR] [--port PORT]
 #
-# Today the cluster is the API server, the scheduler and the controller-manager (kubelets
-# join when they land). It writes DIR/kubeconfig, so stock kubectl works against it:
+# The cluster is the API server, the scheduler, the controller-manager and one kubelet
+# (docker runtime when a Docker daemon answers, else process). It writes DIR/kubeconfig, so
+# stock kubectl works against it:
 #   kubectl --kubeconfig .cluster/kubeconfig get namespaces
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 store=embedded
+runtime=
 dir=.cluster
 port=6443
 while [ $# -gt 0 ]; do
   case "$1" in
     --store) store=$2; shift 2 ;;
     --dir) dir=$2; shift 2 ;;
+    --runtime) runtime=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "local-up: unknown flag $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 case "$store" in embedded|etcd) ;; *) echo "local-up: --store must be embedded or etcd" >&2; exit 2 ;; esac
+case "$runtime" in ""|docker|process|sim) ;; *) echo "local-up: --runtime must be docker, process or sim" >&2; exit 2 ;; esac
 
 say() { printf '==> %s\n' "$*"; }
 install_missing() {
@@ -39,7 +43,7 @@ install_missing() {
 install_missing
 
 say "building (release)"
-cargo build --release --quiet -p apiserver -p scheduler -p controller-manager
+cargo build --release --quiet -p apiserver -p scheduler -p controller-manager -p kubelet
 mkdir -p "$dir/logs"
 dir=$(cd "$dir" && pwd)
 
@@ -50,6 +54,15 @@ stop() {
   say "stopping"
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  # The pods' containers outlive a kubelet (a restarted one adopts them); the cluster is
+  # going away, so they go too.
+  if [ -n "${node:-}" ] && command -v docker >/dev/null 2>&1; then
+    ids=$(docker ps -aq --filter "label=io.kubernetes.managed-by=$node" 2>/dev/null || true)
+    [ -n "$ids" ] && docker rm -f $ids >/dev/null 2>&1 || true
+  fi
+  for f in "$dir"/kubelet/process/pods/*/containers/*/pid; do
+    [ -f "$f" ] && kill -KILL -- "-$(cat "$f")" 2>/dev/null || true
+  done
 }
 trap stop EXIT
 trap 'stop; exit 0' INT TERM
@@ -101,9 +114,30 @@ say "starting kube-controller-manager (logs: $dir/logs/kube-controller-manager.l
 ./target/release/kube-controller-manager --kubeconfig "$dir/kubeconfig" --secure-port 0 >"$dir/logs/kube-controller-manager.log" 2>&1 &
 pids+=($!)
 
+if [ -z "$runtime" ]; then
+  if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then runtime=docker; else runtime=process; fi
+fi
+if [ "$runtime" = docker ]; then
+  deploy/images/busybox.sh busybox:local
+fi
+node=$(hostname | tr '[:upper:]' '[:lower:]')
+say "starting kubelet for node $node, $runtime runtime (logs: $dir/logs/kubelet.log)"
+./target/release/kubelet --kubeconfig "$dir/kubeconfig" --runtime "$runtime" --node-name "$node" \
+  --root-dir "$dir/kubelet" --port 10250 >"$dir/logs/kubelet.log" 2>&1 &
+pids+=($!)
+node_ready() {
+  curl -sf "http://127.0.0.1:$port/api/v1/nodes/$node" 2>/dev/null | python3 -c '
+import json, sys
+conds = json.load(sys.stdin).get("status", {}).get("conditions", [])
+sys.exit(0 if any(c["type"] == "Ready" and c["status"] == "True" for c in conds) else 1)' 2>/dev/null
+}
+for _ in $(seq 1 100); do node_ready && break; sleep 0.2; done
+node_ready || { echo "the kubelet did not make node $node Ready; see $dir/logs/kubelet.log" >&2; exit 1; }
+
 echo "cluster ready"
 echo "  export KUBECONFIG=$dir/kubeconfig"
-echo "  kubectl get namespaces"
+echo "  kubectl get nodes"
+echo "  kubectl run web --image=busybox:local -- sleep 3600 && kubectl logs web"
 echo "Ctrl-C stops it."
 wait -n "${pids[@]}" || true
 echo "a component exited; see $dir/logs" >&2

@@ -44,6 +44,9 @@ struct Worker {
     last_status: Option<Value>,
     start_time: String,
     started: Instant,
+    /// Containers started and stopped by this worker (to know when to look again).
+    starts: u64,
+    stops: u64,
 }
 
 /// Back-off before restart number `n` (0-based): none for the first, then 10 s doubling to
@@ -73,6 +76,8 @@ pub async fn run(node: Arc<Node>, uid: String, mut rx: watch::Receiver<Option<Ar
         last_status: None,
         start_time: crate::runtime::now(),
         started: Instant::now(),
+        starts: 0,
+        stops: 0,
     };
     loop {
         let pod = rx.borrow_and_update().clone();
@@ -335,6 +340,7 @@ impl Worker {
                 .map(|m| m / 1000),
         };
         let started = Instant::now();
+        self.starts += 1;
         let result = match self.node.runtime.create_container(&sandbox, &config).await {
             Ok(id) => self.node.runtime.start_container(&id).await.map_err(|e| ("RunContainerError", e)),
             Err(e @ RuntimeError::Unsupported(_)) => Err(("CreateContainerConfigError", e)),
@@ -376,6 +382,7 @@ impl Worker {
             }
         }
         let mut containers = self.node.runtime.pod_containers(&self.uid).await?;
+        let starts_before = self.starts;
         // Init containers, in order, each to completion.
         let mut initialized = true;
         for ic in spec.init_containers.iter().flatten() {
@@ -383,6 +390,7 @@ impl Worker {
                 Some((_, State::Exited { code: 0, .. }, _)) => continue,
                 Some((_, State::Running { .. }, _)) => {}
                 Some((_, State::Created, id)) => {
+                    self.starts += 1;
                     self.node.runtime.start_container(&id).await?;
                 }
                 Some((attempt, State::Exited { .. }, _)) => {
@@ -402,7 +410,10 @@ impl Worker {
                 let current = latest(&containers, &c.name).map(|c| (c.attempt, c.state.clone(), c.id.clone()));
                 match current {
                     None => self.start(pod, c, 0).await,
-                    Some((_, State::Created, id)) => self.node.runtime.start_container(&id).await?,
+                    Some((_, State::Created, id)) => {
+                        self.starts += 1;
+                        self.node.runtime.start_container(&id).await?;
+                    }
                     Some((attempt, State::Running { .. }, id)) => {
                         next = next.min(self.probe(pod, c, attempt, &id).await);
                     }
@@ -415,7 +426,11 @@ impl Worker {
                 }
             }
         }
-        containers = self.node.runtime.pod_containers(&self.uid).await?;
+        // Look again only if this pass started or stopped something.
+        if self.starts != starts_before || self.stops != 0 {
+            self.stops = 0;
+            containers = self.node.runtime.pod_containers(&self.uid).await?;
+        }
         self.write_status(pod, &containers, initialized).await?;
         if self.tracks.values().any(|t| t.waiting.is_some()) {
             next = next.min(Duration::from_secs(5));
@@ -494,6 +509,7 @@ impl Worker {
                 let grace =
                     pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0) as u64;
                 let _ = self.node.runtime.stop_container(id, Duration::from_secs(grace.min(10))).await;
+                self.stops += 1;
                 return Duration::from_millis(200);
             }
         }

@@ -144,9 +144,6 @@ impl Runtime for Docker {
     }
 
     async fn create_container(&self, sandbox: &Sandbox, config: &ContainerConfig) -> Result<String> {
-        if !self.image_present(&config.image).await? {
-            return Err(Error::ImageNotPresent(config.image.clone()));
-        }
         let labels = HashMap::from([
             (POD_UID.to_owned(), config.pod_uid.clone()),
             (POD_NAME.to_owned(), config.pod_key.clone()),
@@ -191,9 +188,15 @@ impl Runtime for Docker {
         let created = self
             .client
             .create_container(Some(CreateContainerOptions { name: Some(name), ..Default::default() }), body)
-            .await
-            .map_err(err)?;
-        Ok(created.id)
+            .await;
+        match created {
+            Ok(c) => Ok(c.id),
+            // The image went away between the kubelet's check and the create.
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                Err(Error::ImageNotPresent(config.image.clone()))
+            }
+            Err(e) => Err(err(e)),
+        }
     }
 
     async fn start_container(&self, id: &str) -> Result<()> {
