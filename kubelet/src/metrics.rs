@@ -20,6 +20,7 @@ pub struct OpLabel {
 pub struct Metrics {
     registry: Registry,
     running_pods: Gauge,
+    running_containers: Gauge,
     pod_start: Histogram,
     ops: Family<OpLabel, Histogram, fn() -> Histogram>,
     op_errors: Family<OpLabel, Counter>,
@@ -40,6 +41,12 @@ impl Default for Metrics {
             "Number of pods that have a running pod sandbox",
             running_pods.clone(),
         );
+        let running_containers = Gauge::default();
+        registry.register(
+            "kubelet_running_containers",
+            "Number of containers currently running",
+            running_containers.clone(),
+        );
         let pod_start = histogram();
         registry.register(
             "kubelet_pod_start_duration_seconds",
@@ -54,13 +61,17 @@ impl Default for Metrics {
         registry.register("kubelet_pod_workers_started", "Pod workers started", workers.clone());
         let stopped = Counter::default();
         registry.register("kubelet_pods_terminated", "Pods stopped and confirmed deleted", stopped.clone());
-        Metrics { registry, running_pods, pod_start, ops, op_errors, workers, stopped }
+        Metrics { registry, running_pods, running_containers, pod_start, ops, op_errors, workers, stopped }
     }
 }
 
 impl Metrics {
     pub(crate) fn running_pods(&self, n: usize) {
         self.running_pods.set(n as i64);
+    }
+
+    pub(crate) fn containers_running(&self, delta: i64) {
+        self.running_containers.inc_by(delta);
     }
 
     pub(crate) fn pod_started(&self, took: Duration) {

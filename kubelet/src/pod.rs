@@ -47,6 +47,8 @@ struct Worker {
     /// Containers started and stopped by this worker (to know when to look again).
     starts: u64,
     stops: u64,
+    /// Containers of this pod counted in `kubelet_running_containers`.
+    running: i64,
 }
 
 /// Back-off before restart number `n` (0-based): none for the first, then 10 s doubling to
@@ -78,6 +80,7 @@ pub async fn run(node: Arc<Node>, uid: String, mut rx: watch::Receiver<Option<Ar
         started: Instant::now(),
         starts: 0,
         stops: 0,
+        running: 0,
     };
     loop {
         let pod = rx.borrow_and_update().clone();
@@ -109,6 +112,8 @@ pub async fn run(node: Arc<Node>, uid: String, mut rx: watch::Receiver<Option<Ar
 
 impl Worker {
     async fn cleanup(&mut self) {
+        self.node.metrics.containers_running(-self.running);
+        self.running = 0;
         if let Err(e) = self.node.runtime.remove_sandbox(&self.uid).await {
             tracing::warn!(uid = %self.uid, error = %e, "removing the sandbox failed");
         }
@@ -431,6 +436,9 @@ impl Worker {
             self.stops = 0;
             containers = self.node.runtime.pod_containers(&self.uid).await?;
         }
+        let running = containers.iter().filter(|c| matches!(c.state, State::Running { .. })).count() as i64;
+        self.node.metrics.containers_running(running - self.running);
+        self.running = running;
         self.write_status(pod, &containers, initialized).await?;
         if self.tracks.values().any(|t| t.waiting.is_some()) {
             next = next.min(Duration::from_secs(5));
