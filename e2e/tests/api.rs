@@ -45,6 +45,7 @@ both_backends!(
     events_served_in_both_groups,
     metrics_count_requests,
     hundreds_of_node_watchers_share_one_storage_watch,
+    tables_for_kubectl_get,
 );
 
 async fn cluster(backend: Backend, test: &str) -> Option<InProcess> {
@@ -791,4 +792,55 @@ async fn hundreds_of_node_watchers_share_one_storage_watch(backend: Backend, tes
     let text = metrics().await;
     assert_eq!(storage_watches(&text), before, "client watches do not open storage watches");
     assert!(text.contains(r#"apiserver_registered_watchers{resource="pods"} 200"#), "{text}");
+}
+
+async fn tables_for_kubectl_get(backend: Backend, test: &str) {
+    let Some(c) = cluster(backend, test).await else { return };
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    pods.create(&PostParams::default(), &pod("web", json!({"app": "web"}))).await.expect("create");
+    let deploys: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
+    deploys.create(&PostParams::default(), &deployment("api", 3)).await.expect("create");
+    let accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let http = http.clone();
+        async move {
+            http.get(path).header("accept", accept).send().await.expect("get").json::<Value>().await.expect("json")
+        }
+    };
+    let table = get(format!("{}/api/v1/namespaces/default/pods", c.url())).await;
+    assert_eq!((table["kind"].as_str(), table["apiVersion"].as_str()), (Some("Table"), Some("meta.k8s.io/v1")));
+    let names: Vec<&str> =
+        table["columnDefinitions"].as_array().expect("columns").iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(&names[..5], &["Name", "Ready", "Status", "Restarts", "Age"]);
+    assert_eq!(table["columnDefinitions"][5]["priority"], 1, "IP is a -o wide column");
+    let row = &table["rows"][0];
+    assert_eq!(row["cells"][0], "web");
+    assert_eq!(row["cells"][1], "0/1");
+    assert_eq!(row["cells"][2], "Pending");
+    assert_eq!(row["object"]["kind"], "PartialObjectMetadata");
+    assert_eq!(row["object"]["metadata"]["name"], "web");
+    assert!(table["metadata"]["resourceVersion"].as_str().is_some());
+
+    let one = get(format!("{}/apis/apps/v1/namespaces/default/deployments/api", c.url())).await;
+    assert_eq!(one["rows"].as_array().map(Vec::len), Some(1));
+    assert_eq!(one["rows"][0]["cells"][1], "0/3", "READY of a deployment");
+    let full = get(format!("{}/api/v1/namespaces/default/pods?includeObject=Object", c.url())).await;
+    assert_eq!(full["rows"][0]["object"]["kind"], "Pod");
+
+    // A watch sends one-row tables, the columns only with the first event.
+    let r = http
+        .get(format!("{}/api/v1/namespaces/default/pods?watch=true&timeoutSeconds=1", c.url()))
+        .header("accept", accept)
+        .send()
+        .await
+        .expect("watch");
+    pods.create(&PostParams::default(), &pod("second", json!({}))).await.expect("create");
+    let text = r.text().await.expect("body");
+    let events: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert!(events.len() >= 2, "{text}");
+    assert_eq!(events[0]["object"]["kind"], "Table");
+    assert!(!events[0]["object"]["columnDefinitions"].as_array().expect("defs").is_empty());
+    assert!(events[1]["object"]["columnDefinitions"].as_array().expect("defs").is_empty());
+    assert_eq!(events[1]["object"]["rows"].as_array().map(Vec::len), Some(1));
 }

@@ -116,6 +116,16 @@ async fn stock_kubectl_works_end_to_end() {
     assert!(created.contains("deployment.apps/web created"), "{created}");
     assert!(created.contains("namespace/demo created"), "{created}");
 
+    // Tables with upstream's columns.
+    let table = k.ok(&["get", "pods", "-n", "demo"]);
+    let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(header, vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{table}");
+    assert!(table.contains("solo") && table.contains("0/1") && table.contains("Pending"), "{table}");
+    let deploys = k.ok(&["get", "deploy", "-n", "demo"]);
+    assert!(deploys.starts_with("NAME") && deploys.contains("UP-TO-DATE") && deploys.contains("0/2"), "{deploys}");
+    let wide = k.ok(&["get", "pods", "-n", "demo", "-o", "wide"]);
+    assert!(wide.lines().next().unwrap_or_default().contains("NOMINATED NODE"), "{wide}");
+
     let names = k.ok(&["get", "deployments,pods,configmaps", "-n", "demo", "-o", "name"]);
     for n in ["deployment.apps/web", "pod/solo", "configmap/settings"] {
         assert!(names.contains(n), "{names}");

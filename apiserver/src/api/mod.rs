@@ -26,6 +26,7 @@ mod namespaces;
 mod objects;
 mod read;
 mod subresource;
+mod table;
 mod watch;
 mod write;
 
@@ -246,10 +247,14 @@ async fn handle(
     verb: &'static str,
 ) -> ApiResult<Response> {
     let ct = content_type(headers);
+    // `kubectl get` asks for a Table; `includeObject` says what each row carries.
+    let table =
+        table::wanted(headers).then(|| params.get("includeObject").cloned().unwrap_or_else(|| "Metadata".into()));
+    let table = table.as_deref();
     match (verb, target.sub) {
-        ("WATCH", None) => watch::watch(app, &target, &params).await,
-        ("LIST", None) => read::list(app, &target, &params).await,
-        ("GET", None | Some(Sub::Status)) => read::get(app, &target).await,
+        ("WATCH", None) => watch::watch(app, &target, &params, table).await,
+        ("LIST", None) => read::list(app, &target, &params, table).await,
+        ("GET", None | Some(Sub::Status)) => read::get(app, &target, table).await,
         ("GET", Some(Sub::Scale)) => subresource::get_scale(app, &target).await,
         ("GET", Some(Sub::Log)) => subresource::logs(app, &target, &params).await,
         ("CREATE", None) if target.name.is_none() => {

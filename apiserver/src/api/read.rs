@@ -19,10 +19,42 @@ use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, ApiResult};
 use crate::store::ListRequest;
 
-/// GET of one object.
-pub async fn get(app: &Arc<App>, target: &Target) -> ApiResult<Response> {
+/// GET of one object (as a one-row Table when asked).
+pub async fn get(app: &Arc<App>, target: &Target, table: Option<&str>) -> ApiResult<Response> {
     let (value, _) = objects::get_current(app, target).await?;
-    Ok(value_response(StatusCode::OK, &value, &[]))
+    match table {
+        Some(include) => {
+            let rv = value.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
+            let t = super::table::table(
+                target.resource,
+                std::slice::from_ref(&value),
+                json!({"resourceVersion": rv}),
+                include,
+                true,
+            );
+            Ok(value_response(StatusCode::OK, &t, &[]))
+        }
+        None => Ok(value_response(StatusCode::OK, &value, &[])),
+    }
+}
+
+/// A list answer: the `{Kind}List` of the encoded items, or a Table of them.
+fn list_response(
+    resource: &Resource,
+    revision: i64,
+    cont: Option<&str>,
+    items: &[Bytes],
+    table: Option<&str>,
+) -> Response {
+    let Some(include) = table else {
+        return json_response(StatusCode::OK, list_body(resource, revision, cont, items), &[]);
+    };
+    let objects: Vec<Value> = items.iter().filter_map(|b| serde_json::from_slice(b).ok()).collect();
+    let mut meta = json!({"resourceVersion": revision.to_string()});
+    if let Some(c) = cont {
+        meta["continue"] = json!(c);
+    }
+    value_response(StatusCode::OK, &super::table::table(resource, &objects, meta, include, true), &[])
 }
 
 /// Builds the filter a list or watch asks for.
@@ -102,7 +134,7 @@ fn parse_limit(params: &Params) -> ApiResult<usize> {
 }
 
 /// LIST of a collection.
-pub async fn list(app: &Arc<App>, target: &Target, params: &Params) -> ApiResult<Response> {
+pub async fn list(app: &Arc<App>, target: &Target, params: &Params, table: Option<&str>) -> ApiResult<Response> {
     let filter = filter(target, params)?;
     let limit = parse_limit(params)?;
     let resource = target.resource;
@@ -121,7 +153,7 @@ pub async fn list(app: &Arc<App>, target: &Target, params: &Params) -> ApiResult
             return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
         }
         let (revision, start) = decode_continue(token)?;
-        return list_from_store(app, target, &filter, limit, revision, start).await;
+        return list_from_store(app, target, &filter, limit, revision, start, table).await;
     }
     let cache = app.cache(resource)?;
     let from_cache = match (rv, rv_match) {
@@ -138,10 +170,10 @@ pub async fn list(app: &Arc<App>, target: &Target, params: &Params) -> ApiResult
             (&items[..], None)
         };
         let encoded: Vec<Bytes> = items.iter().map(|o| served_json(resource, o)).collect();
-        return Ok(json_response(StatusCode::OK, list_body(resource, revision, cont.as_deref(), &encoded), &[]));
+        return Ok(list_response(resource, revision, cont.as_deref(), &encoded, table));
     }
     let revision = if rv_match == "Exact" { parse_revision(rv)? } else { 0 };
-    list_from_store(app, target, &filter, limit, revision, String::new()).await
+    list_from_store(app, target, &filter, limit, revision, String::new(), table).await
 }
 
 /// Lists from storage, page by page, until `limit` objects pass the filter.
@@ -152,6 +184,7 @@ async fn list_from_store(
     limit: usize,
     revision: i64,
     mut start: String,
+    table: Option<&str>,
 ) -> ApiResult<Response> {
     let resource = target.resource;
     let prefix = resource.namespace_prefix(target.namespace.as_deref());
@@ -188,5 +221,5 @@ async fn list_from_store(
             break;
         }
     }
-    Ok(json_response(StatusCode::OK, list_body(resource, revision, cont.as_deref(), &items), &[]))
+    Ok(list_response(resource, revision, cont.as_deref(), &items, table))
 }

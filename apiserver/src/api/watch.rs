@@ -53,7 +53,7 @@ fn flag(params: &Params, name: &str) -> bool {
 }
 
 /// WATCH of a collection.
-pub async fn watch(app: &Arc<App>, target: &Target, params: &Params) -> ApiResult<Response> {
+pub async fn watch(app: &Arc<App>, target: &Target, params: &Params, table: Option<&str>) -> ApiResult<Response> {
     let filter = filter(target, params)?;
     let resource = target.resource;
     let cache = app.cache(resource)?.clone();
@@ -91,24 +91,41 @@ pub async fn watch(app: &Arc<App>, target: &Target, params: &Params) -> ApiResul
     let watchers = app.metrics.watchers.get_or_create(&ResourceLabel { resource: resource.qualified() }).clone();
     watchers.inc();
     let start_revision = from.unwrap_or(subscription.revision);
+    let render = Render { resource, filter, table: table.map(str::to_owned), columns_sent: false };
     tokio::spawn(async move {
-        let _ = stream(resource, filter, subscription, start_revision, send_initial, bookmarks, timeout, &tx).await;
+        let _ = stream(render, subscription, start_revision, send_initial, bookmarks, timeout, &tx).await;
         watchers.dec();
     });
     let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>));
     Ok(json_response(StatusCode::OK, body, &[]))
 }
 
-fn render(resource: &Resource, filter: &Filter, ev: &CacheEvent) -> Option<Bytes> {
-    let kind = filter.view(ev)?;
-    Some(line(kind.as_str(), &served_json(resource, &ev.object)))
+/// How one watcher sees events: its filter, and whether it wants Table rows.
+struct Render {
+    resource: &'static Resource,
+    filter: Filter,
+    table: Option<String>,
+    columns_sent: bool,
+}
+
+impl Render {
+    fn event(&mut self, ev: &CacheEvent) -> Option<Bytes> {
+        let kind = self.filter.view(ev)?;
+        let json = served_json(self.resource, &ev.object);
+        let Some(include) = &self.table else { return Some(line(kind.as_str(), &json)) };
+        let obj: serde_json::Value = serde_json::from_slice(&json).ok()?;
+        let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or_default();
+        // Column definitions go with the first event only, as upstream sends them.
+        let t = super::table::table(self.resource, &[obj], json!({"resourceVersion": rv}), include, !self.columns_sent);
+        self.columns_sent = true;
+        Some(line(kind.as_str(), t.to_string().as_bytes()))
+    }
 }
 
 /// Sends events until the client goes, the timeout passes, or the cache resets.
 #[allow(clippy::too_many_arguments)]
 async fn stream(
-    resource: &'static Resource,
-    filter: Filter,
+    mut render: Render,
     subscription: crate::cache::Subscription,
     start_revision: i64,
     send_initial: bool,
@@ -118,14 +135,14 @@ async fn stream(
 ) -> Result<(), mpsc::error::SendError<Bytes>> {
     let mut last = start_revision;
     for ev in &subscription.initial {
-        if let Some(l) = render(resource, &filter, ev) {
+        if let Some(l) = render.event(ev) {
             tx.send(l).await?;
         }
         last = last.max(ev.revision());
     }
     if send_initial {
         last = last.max(subscription.revision);
-        tx.send(bookmark(resource, last, true)).await?;
+        tx.send(bookmark(render.resource, last, true)).await?;
     }
     let mut live = subscription.live;
     let deadline = tokio::time::sleep(timeout);
@@ -137,7 +154,7 @@ async fn stream(
             _ = &mut deadline => return Ok(()),
             _ = tx.closed() => return Ok(()),
             _ = ticker.tick(), if bookmarks => {
-                tx.send(bookmark(resource, last, false)).await?;
+                tx.send(bookmark(render.resource, last, false)).await?;
             }
             ev = live.recv() => match ev {
                 Ok(ev) => {
@@ -145,7 +162,7 @@ async fn stream(
                         continue;
                     }
                     last = ev.revision();
-                    if let Some(l) = render(resource, &filter, &ev) {
+                    if let Some(l) = render.event(&ev) {
                         tx.send(l).await?;
                     }
                 }
