@@ -12,6 +12,7 @@ pub mod defaults;
 pub mod metrics;
 pub mod object;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod selector;
 pub mod server;

@@ -51,9 +51,7 @@ pub fn decode_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
                 .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))?
         }
         "application/vnd.kubernetes.protobuf" => {
-            return Err(ApiError::unsupported_media_type(
-                "protobuf request bodies are not supported yet; send application/json",
-            ));
+            crate::protobuf::decode(body).map_err(ApiError::unsupported_media_type)?
         }
         other => {
             return Err(ApiError::unsupported_media_type(format!(
@@ -257,6 +255,7 @@ mod tests {
         assert!(decode_body("application/yaml", b"a: 1\nb: [x]\n").is_ok());
         assert_eq!(decode_body("application/yaml", b"a: [\n").unwrap_err().code, 400);
         assert_eq!(decode_body("application/vnd.kubernetes.protobuf", b"k8s\0").unwrap_err().code, 415);
+        assert_eq!(decode_body("application/vnd.kubernetes.protobuf", b"garbage").unwrap_err().code, 415);
         assert_eq!(decode_body("text/plain", b"x").unwrap_err().code, 415);
         assert_eq!(decode_body("application/json", &vec![b' '; MAX_BODY + 1]).unwrap_err().code, 413);
     }

@@ -223,6 +223,27 @@ async fn stock_kubectl_works_end_to_end() {
     k.ok(&["delete", "-f", &applied2]);
     // The namespace comes first in the file, and deleting it deletes its content at once, so
     // the later documents may already be gone (as on upstream Kubernetes).
+    // The `kubectl create <kind>` generators send protobuf bodies.
+    k.ok(&["create", "namespace", "proto"]);
+    k.ok(&["create", "deployment", "pd", "-n", "proto", "--image=nginx:1", "--replicas=3", "--port=80"]);
+    k.ok(&["create", "deployment", "zero", "-n", "proto", "--image=nginx:1", "--replicas=0"]);
+    k.ok(&["create", "configmap", "pc", "-n", "proto", "--from-literal=a=1", "--from-literal=b=two"]);
+    k.ok(&["create", "secret", "generic", "ps", "-n", "proto", "--from-literal=user=admin"]);
+    k.ok(&["create", "service", "clusterip", "psvc", "-n", "proto", "--tcp=80:8080"]);
+    let pd: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "deploy", "pd", "-n", "proto", "-o", "json"])).expect("json");
+    assert_eq!(pd["spec"]["replicas"], 3);
+    assert_eq!(pd["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"], 80);
+    assert!(pd["spec"]["template"]["metadata"]["creationTimestamp"].is_null());
+    assert_eq!(
+        k.ok(&["get", "deploy", "zero", "-n", "proto", "-o", "jsonpath={.spec.replicas}"]),
+        "0",
+        "an explicit 0 survives"
+    );
+    assert_eq!(k.ok(&["get", "cm", "pc", "-n", "proto", "-o", "jsonpath={.data.b}"]), "two");
+    assert_eq!(k.ok(&["get", "secret", "ps", "-n", "proto", "-o", "jsonpath={.data.user}"]), "YWRtaW4=");
+    assert_eq!(k.ok(&["get", "svc", "psvc", "-n", "proto", "-o", "jsonpath={.spec.ports[0].targetPort}"]), "8080");
+
     let deleted = k.ok(&["delete", "-f", &manifest, "--ignore-not-found"]);
     assert!(deleted.contains("namespace \"demo\" deleted"), "{deleted}");
     let gone = k.run(&["get", "namespace", "demo"]);
