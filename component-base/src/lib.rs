@@ -2,6 +2,7 @@
 //! a client from `--kubeconfig`/`--master`, Lease-based leader election, and the
 //! `/healthz`, `/livez`, `/readyz` and `/metrics` endpoints.
 
+pub mod flags;
 pub mod leader;
 
 use std::net::SocketAddr;
@@ -64,4 +65,20 @@ pub fn serve_health_and_metrics(addr: SocketAddr, encode: Arc<dyn Fn() -> String
             Err(e) => tracing::error!(%addr, error = %e, "cannot serve metrics"),
         }
     });
+}
+
+/// Logs through `tracing` to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+}
+
+/// The Prometheus text exposition of a registry.
+pub fn encode_metrics(registry: &prometheus_client::registry::Registry) -> String {
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
+        out.clear();
+    }
+    out
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
+use component_base::flags::ClientFlags;
 use kubelet::runtime::{Runtime, docker::Docker, process::Process, sim::Sim};
 use kubelet::{Node, metrics::Metrics, node, parse_labels, parse_taints};
 
@@ -23,12 +24,8 @@ enum RuntimeKind {
 #[derive(Parser, Debug)]
 #[command(name = "kubelet", version)]
 struct Args {
-    /// kubeconfig of the cluster (default: $KUBECONFIG or ~/.kube/config).
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
-    /// The apiserver URL, overriding the kubeconfig's.
-    #[arg(long)]
-    master: Option<String>,
+    #[command(flatten)]
+    client: ClientFlags,
     /// The node's name (default: the hostname).
     #[arg(long)]
     node_name: Option<String>,
@@ -72,9 +69,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    component_base::init_logging();
     let args = Args::parse();
     let labels = parse_labels(&args.node_labels).map_err(anyhow::Error::msg).context("--node-labels")?;
     let taints =
@@ -89,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
     if args.sim_nodes > 1 && args.runtime != Some(RuntimeKind::Sim) {
         bail!("--sim-nodes needs --runtime sim");
     }
-    let client = component_base::client(args.kubeconfig.as_deref(), args.master.as_deref()).await?;
+    let client = args.client.client().await?;
     let metrics = Arc::new(Metrics::default());
     let kind = match args.runtime {
         Some(k) => k,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use clap::Parser;
-use e2e::{Process, apiserver_process, client, free_port, kubeconfig};
+use e2e::{Process, apiserver_process, client, free_port, kubeconfig, rss_mb};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
@@ -27,16 +27,6 @@ struct Args {
     /// Only the simulated part.
     #[arg(long)]
     skip_docker: bool,
-}
-
-fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 async fn docker_runs(n: usize) -> Result<Duration> {
