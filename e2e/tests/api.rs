@@ -46,6 +46,7 @@ both_backends!(
     metrics_count_requests,
     hundreds_of_node_watchers_share_one_storage_watch,
     tables_for_kubectl_get,
+    aggregated_discovery_in_one_round_trip,
 );
 
 async fn cluster(backend: Backend, test: &str) -> Option<InProcess> {
@@ -856,4 +857,53 @@ async fn tables_for_kubectl_get(backend: Backend, test: &str) {
     assert!(!events[0]["object"]["columnDefinitions"].as_array().expect("defs").is_empty());
     assert!(events[1]["object"]["columnDefinitions"].as_array().expect("defs").is_empty());
     assert_eq!(events[1]["object"]["rows"].as_array().map(Vec::len), Some(1));
+}
+
+async fn aggregated_discovery_in_one_round_trip(backend: Backend, test: &str) {
+    let Some(c) = cluster(backend, test).await else { return };
+    let accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+    let http = reqwest::Client::new();
+    let r = http.get(format!("{}/apis", c.url())).header("accept", accept).send().await.expect("get");
+    let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(ct.contains("as=APIGroupDiscoveryList") && ct.contains("v=v2"), "{ct}");
+    let list: Value = r.json().await.expect("json");
+    assert_eq!(list["kind"], "APIGroupDiscoveryList");
+    let apps =
+        list["items"].as_array().expect("items").iter().find(|g| g["metadata"]["name"] == "apps").expect("apps group");
+    let deployments = apps["versions"][0]["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["resource"] == "deployments")
+        .expect("deployments");
+    assert_eq!(deployments["scope"], "Namespaced");
+    assert_eq!(deployments["shortNames"][0], "deploy");
+    let scale = deployments["subresources"]
+        .as_array()
+        .expect("subresources")
+        .iter()
+        .find(|s| s["subresource"] == "scale")
+        .expect("scale");
+    assert_eq!(scale["responseKind"]["kind"], "Scale");
+    assert_eq!(scale["responseKind"]["group"], "autoscaling");
+    let core: Value = http
+        .get(format!("{}/api", c.url()))
+        .header("accept", accept)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(core["items"][0]["metadata"]["name"], "");
+    assert!(
+        core["items"][0]["versions"][0]["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .any(|r| r["resource"] == "pods")
+    );
+    // Plain JSON clients still get the legacy documents.
+    let legacy: Value = http.get(format!("{}/apis", c.url())).send().await.expect("get").json().await.expect("json");
+    assert_eq!(legacy["kind"], "APIGroupList");
 }

@@ -33,8 +33,89 @@ pub fn version() -> Response {
     )
 }
 
+/// The content type of aggregated discovery documents.
+const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether the client accepts aggregated discovery (`apidiscovery.k8s.io/v2`).
+pub fn wants_aggregated(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|m| {
+        m.contains("as=APIGroupDiscoveryList")
+            && m.contains("g=apidiscovery.k8s.io")
+            && m.contains("v=v2")
+            && !m.contains("v=v2beta1")
+    })
+}
+
+fn discovery_resource(r: &Resource) -> Value {
+    let kind = |group: &str, version: &str, kind: &str| json!({"group": group, "version": version, "kind": kind});
+    let subresources: Vec<Value> = r
+        .subresources
+        .iter()
+        .map(|sub| {
+            let (response, verbs) = match sub {
+                Sub::Scale => (kind("autoscaling", "v1", "Scale"), json!(["get", "patch", "update"])),
+                Sub::Binding => (kind("", "v1", "Binding"), json!(["create"])),
+                Sub::Log => (kind("", "v1", "Pod"), json!(["get"])),
+                Sub::Status => (kind(r.group, r.version, r.kind), json!(["get", "patch", "update"])),
+            };
+            json!({"subresource": sub.name(), "responseKind": response, "verbs": verbs})
+        })
+        .collect();
+    let mut entry = json!({
+        "resource": r.resource,
+        "responseKind": kind(r.group, r.version, r.kind),
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": r.singular,
+        "verbs": VERBS,
+    });
+    if !r.short_names.is_empty() {
+        entry["shortNames"] = json!(r.short_names);
+    }
+    if !r.categories.is_empty() {
+        entry["categories"] = json!(r.categories);
+    }
+    if !subresources.is_empty() {
+        entry["subresources"] = json!(subresources);
+    }
+    entry
+}
+
+/// `/api` or `/apis` as one aggregated document: every group, version and resource.
+pub fn aggregated(core: bool) -> Response {
+    let mut groups: Vec<&str> = Vec::new();
+    for (g, _) in registry::group_versions() {
+        if (g.is_empty() == core) && !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    let items: Vec<Value> = groups
+        .into_iter()
+        .map(|g| {
+            let versions: Vec<Value> = registry::group_versions()
+                .into_iter()
+                .filter(|(gg, _)| *gg == g)
+                .map(|(_, v)| {
+                    let resources: Vec<Value> =
+                        RESOURCES.iter().filter(|r| r.group == g && r.version == v).map(discovery_resource).collect();
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": versions})
+        })
+        .collect();
+    let body = json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items});
+    let mut resp = value_response(StatusCode::OK, &body, &[]);
+    if let Ok(v) = AGGREGATED.parse() {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
 /// `/api`.
 pub fn api_versions(headers: &HeaderMap) -> Response {
+    if wants_aggregated(headers) {
+        return aggregated(true);
+    }
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1:6443");
     value_response(
         StatusCode::OK,
@@ -57,7 +138,10 @@ fn group_entry(group: &str) -> Value {
 }
 
 /// `/apis`.
-pub fn api_groups() -> Response {
+pub fn api_groups(headers: &HeaderMap) -> Response {
+    if wants_aggregated(headers) {
+        return aggregated(false);
+    }
     let mut groups: Vec<&str> = Vec::new();
     for (g, _) in registry::group_versions() {
         if !g.is_empty() && !groups.contains(&g) {

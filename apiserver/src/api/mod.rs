@@ -192,7 +192,7 @@ pub async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Re
 
     let (group, version, rest) = match segments.as_slice() {
         ["api"] => return discovery::api_versions(&parts.headers),
-        ["apis"] => return discovery::api_groups(),
+        ["apis"] => return discovery::api_groups(&parts.headers),
         ["api", "v1"] => return discovery::resource_list("", "v1"),
         ["apis", group, version] if registry::group_versions().contains(&(group, version)) => {
             return discovery::resource_list(group, version);
