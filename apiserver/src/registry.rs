@@ -85,6 +85,8 @@ pub struct Resource {
     pub fields: &'static [SelectableField],
     /// The typed schema.
     pub schema: Schema,
+    /// The OpenAPI schema (a `$ref` into the generator's definitions).
+    pub openapi: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
     /// Defaulting.
     pub default: Defaulter,
     /// Validation.
@@ -135,6 +137,10 @@ impl Resource {
             _ => format!("/registry/{}/{name}", self.storage),
         }
     }
+}
+
+fn openapi<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    generator.subschema_for::<T>()
 }
 
 fn typed<T: DeserializeOwned + Serialize>(value: &Value) -> Result<Value, String> {
@@ -194,6 +200,7 @@ pub static RESOURCES: &[Resource] = &[
         storage: "namespaces",
         fields: &[("status.phase", "status.phase", "")],
         schema: typed::<core::Namespace>,
+        openapi: openapi::<core::Namespace>,
         default: defaults::namespace,
         validate: validation::namespace,
         conversion: None,
@@ -211,6 +218,7 @@ pub static RESOURCES: &[Resource] = &[
         storage: "minions",
         fields: &[("spec.unschedulable", "spec.unschedulable", "false")],
         schema: typed::<core::Node>,
+        openapi: openapi::<core::Node>,
         default: defaults::none,
         validate: validation::node,
         conversion: None,
@@ -228,6 +236,7 @@ pub static RESOURCES: &[Resource] = &[
         storage: "pods",
         fields: POD_FIELDS,
         schema: typed::<core::Pod>,
+        openapi: openapi::<core::Pod>,
         default: defaults::pod,
         validate: validation::pod,
         conversion: None,
@@ -245,6 +254,7 @@ pub static RESOURCES: &[Resource] = &[
         storage: "services/specs",
         fields: &[],
         schema: typed::<core::Service>,
+        openapi: openapi::<core::Service>,
         default: defaults::service,
         validate: validation::service,
         conversion: None,
@@ -262,6 +272,7 @@ pub static RESOURCES: &[Resource] = &[
         storage: "services/endpoints",
         fields: &[],
         schema: typed::<core::Endpoints>,
+        openapi: openapi::<core::Endpoints>,
         default: defaults::none,
         validate: validation::generic,
         conversion: None,
@@ -279,6 +290,7 @@ pub static RESOURCES: &[Resource] = &[
         storage: "configmaps",
         fields: &[],
         schema: typed::<core::ConfigMap>,
+        openapi: openapi::<core::ConfigMap>,
         default: defaults::none,
         validate: validation::config_map,
         conversion: None,
@@ -296,6 +308,7 @@ pub static RESOURCES: &[Resource] = &[
         storage: "secrets",
         fields: &[("type", "type", "")],
         schema: typed::<core::Secret>,
+        openapi: openapi::<core::Secret>,
         default: defaults::secret,
         validate: validation::secret,
         conversion: None,
@@ -313,6 +326,7 @@ pub static RESOURCES: &[Resource] = &[
         storage: "events",
         fields: EVENT_FIELDS,
         schema: typed::<core::Event>,
+        openapi: openapi::<core::Event>,
         default: defaults::none,
         validate: validation::generic,
         conversion: None,
@@ -330,6 +344,7 @@ pub static RESOURCES: &[Resource] = &[
         storage: "deployments",
         fields: &[],
         schema: typed::<apps::Deployment>,
+        openapi: openapi::<apps::Deployment>,
         default: defaults::deployment,
         validate: validation::deployment,
         conversion: None,
@@ -347,6 +362,7 @@ pub static RESOURCES: &[Resource] = &[
         storage: "replicasets",
         fields: &[("status.replicas", "status.replicas", "0")],
         schema: typed::<apps::ReplicaSet>,
+        openapi: openapi::<apps::ReplicaSet>,
         default: defaults::replica_set,
         validate: validation::replica_set,
         conversion: None,
@@ -364,6 +380,7 @@ pub static RESOURCES: &[Resource] = &[
         storage: "leases",
         fields: &[],
         schema: typed::<coordination::Lease>,
+        openapi: openapi::<coordination::Lease>,
         default: defaults::none,
         validate: validation::generic,
         conversion: None,
@@ -381,6 +398,7 @@ pub static RESOURCES: &[Resource] = &[
         storage: "events",
         fields: EVENTS_V1_FIELDS,
         schema: typed::<events::Event>,
+        openapi: openapi::<events::Event>,
         default: defaults::none,
         validate: validation::generic,
         conversion: Some(Conversion {

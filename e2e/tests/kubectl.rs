@@ -223,6 +223,12 @@ async fn stock_kubectl_works_end_to_end() {
     k.ok(&["delete", "-f", &applied2]);
     // The namespace comes first in the file, and deleting it deletes its content at once, so
     // the later documents may already be gone (as on upstream Kubernetes).
+    // explain reads the OpenAPI v3 schemas.
+    let explain = k.ok(&["explain", "deployment.spec.strategy"]);
+    assert!(explain.contains("rollingUpdate") && explain.contains("KIND:       Deployment"), "{explain}");
+    let explain = k.ok(&["explain", "pods.spec.containers.ports"]);
+    assert!(explain.contains("containerPort"), "{explain}");
+
     // The `kubectl create <kind>` generators send protobuf bodies.
     k.ok(&["create", "namespace", "proto"]);
     k.ok(&["create", "deployment", "pd", "-n", "proto", "--image=nginx:1", "--replicas=3", "--port=80"]);

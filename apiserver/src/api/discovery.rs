@@ -244,8 +244,8 @@ pub fn openapi_root() -> Response {
     let mut paths = serde_json::Map::new();
     for (g, v) in registry::group_versions() {
         let path = gv_path(g, v);
-        let doc = openapi_document(g, v);
-        paths.insert(path.clone(), json!({ "serverRelativeURL": format!("/openapi/v3/{path}?hash={}", hash(&doc)) }));
+        let hash = documents().get(&(g.to_owned(), v.to_owned())).map(|(_, h)| h.clone()).unwrap_or_default();
+        paths.insert(path.clone(), json!({ "serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}") }));
     }
     value_response(StatusCode::OK, &json!({ "paths": paths }), &[])
 }
@@ -267,7 +267,50 @@ fn operation(r: &Resource, verb: &str, action: &str, params: &[&str]) -> Value {
     op
 }
 
+/// The OpenAPI v3 documents, built once from the registry and the types' schemas.
+fn documents() -> &'static std::collections::HashMap<(String, String), (Value, String)> {
+    static DOCS: std::sync::OnceLock<std::collections::HashMap<(String, String), (Value, String)>> =
+        std::sync::OnceLock::new();
+    DOCS.get_or_init(|| {
+        registry::group_versions()
+            .into_iter()
+            .map(|(g, v)| {
+                let doc = build_openapi_document(g, v);
+                let h = hash(&doc);
+                ((g.to_owned(), v.to_owned()), (doc, h))
+            })
+            .collect()
+    })
+}
+
 fn openapi_document(group: &str, version: &str) -> Value {
+    documents().get(&(group.to_owned(), version.to_owned())).map(|(d, _)| d.clone()).unwrap_or(Value::Null)
+}
+
+/// The schemas of a group-version's kinds and everything they reference, each kind marked
+/// with `x-kubernetes-group-version-kind` (what `kubectl explain` looks for).
+fn schemas(group: &str, version: &str) -> serde_json::Map<String, Value> {
+    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+    let mut kinds = Vec::new();
+    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+        let reference = (r.openapi)(&mut generator);
+        if let Some(name) = reference.get("$ref").and_then(Value::as_str).and_then(|r| r.rsplit('/').next()) {
+            kinds.push((name.to_owned(), r));
+        }
+    }
+    let mut defs = generator.take_definitions(true);
+    for (name, r) in kinds {
+        if let Some(schema) = defs.get_mut(&name).and_then(Value::as_object_mut) {
+            schema.insert(
+                "x-kubernetes-group-version-kind".into(),
+                json!([{ "group": r.group, "version": r.version, "kind": r.kind }]),
+            );
+        }
+    }
+    defs
+}
+
+fn build_openapi_document(group: &str, version: &str) -> Value {
     let mut paths = serde_json::Map::new();
     let base = format!("/{}", gv_path(group, version));
     for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
@@ -312,7 +355,7 @@ fn openapi_document(group: &str, version: &str) -> Value {
         "openapi": "3.0.0",
         "info": { "title": "Kubernetes", "version": format!("v{}.{}.0", KUBERNETES_VERSION.0, KUBERNETES_VERSION.1) },
         "paths": paths,
-        "components": { "schemas": {} },
+        "components": { "schemas": schemas(group, version) },
     })
 }
 
