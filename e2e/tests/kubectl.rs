@@ -223,6 +223,22 @@ async fn stock_kubectl_works_end_to_end() {
     k.ok(&["delete", "-f", &applied2]);
     // The namespace comes first in the file, and deleting it deletes its content at once, so
     // the later documents may already be gone (as on upstream Kubernetes).
+    // edit: GET, the editor changes the YAML, a strategic merge PATCH.
+    let editor = dir.path().join("editor.sh");
+    std::fs::write(&editor, "#!/bin/sh\nsed -i 's/colour: red/colour: green/' \"$1\"\n").expect("editor");
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&k.kubeconfig)
+        .arg("--cache-dir")
+        .arg(&k.cache)
+        .args(["edit", "configmap", "settings", "-n", "demo"])
+        .env("KUBE_EDITOR", &editor)
+        .output()
+        .expect("kubectl edit");
+    assert!(out.status.success(), "kubectl edit: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(k.ok(&["get", "cm", "settings", "-n", "demo", "-o", "jsonpath={.data.colour}"]), "green");
+
     // explain reads the OpenAPI v3 schemas.
     let explain = k.ok(&["explain", "deployment.spec.strategy"]);
     assert!(explain.contains("rollingUpdate") && explain.contains("KIND:       Deployment"), "{explain}");
