@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use kube::api::Api;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Resource, ResourceExt};
 use parking_lot::RwLock;
@@ -55,7 +56,7 @@ where
         });
         let me = informer.clone();
         tasks.spawn(async move {
-            let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
+            let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
             let mut relist: Option<HashSet<String>> = None;
             while let Some(event) = stream.next().await {
                 match event {

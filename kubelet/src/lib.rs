@@ -17,6 +17,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Taint};
 use kube::api::Api;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -65,7 +66,7 @@ pub struct Node {
 pub async fn run_pods(node: Arc<Node>) {
     let api: Api<Pod> = Api::all(node.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", node.name));
-    let mut events = watcher::watcher(api, config).boxed();
+    let mut events = watcher::watcher(api, config).default_backoff().boxed();
     let mut workers: HashMap<String, watch::Sender<Option<Arc<Pod>>>> = HashMap::new();
     let mut relist: Option<HashSet<String>> = None;
     let mut first_list_done = false;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -254,8 +255,9 @@ impl Loop {
 
 /// Runs the scheduling loop until a watch fails for good or `stop` resolves.
 pub async fn run(client: kube::Client, config: Config, metrics: Arc<Metrics>) -> anyhow::Result<()> {
-    let nodes = watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).boxed();
-    let pods = watcher::watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).boxed();
+    let nodes =
+        watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff().boxed();
+    let pods = watcher::watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff().boxed();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let retry_every = config.unschedulable_retry;
     let mut state = Loop {
