@@ -319,18 +319,34 @@ fn text(bytes: &[u8], at: &str) -> Result<String, String> {
     String::from_utf8(bytes.to_vec()).map_err(|_| format!("{at}: not UTF-8"))
 }
 
-/// Decodes a map entry (key 1, value 2) into its key and raw value bytes.
-fn map_entry(bytes: &[u8]) -> Result<(String, Vec<u8>), String> {
+/// Walks the fields of a small message, handing each tag and wire type to `f` with the
+/// reader at its value; `f` answers whether it consumed the value (if not, it is skipped).
+fn each_field<'a>(
+    bytes: &'a [u8],
+    mut f: impl FnMut(u64, u64, &mut Reader<'a>) -> Result<bool, String>,
+) -> Result<(), String> {
     let mut r = Reader { buf: bytes, at: 0 };
-    let (mut key, mut value) = (String::new(), Vec::new());
     while r.at < bytes.len() {
         let head = r.varint()?;
-        match (head >> 3, head & 7) {
-            (1, 2) => key = text(r.bytes()?, "map key")?,
-            (2, 2) => value = r.bytes()?.to_vec(),
-            (_, w) => r.skip(w)?,
+        let (tag, wire) = (head >> 3, head & 7);
+        if !f(tag, wire, &mut r)? {
+            r.skip(wire)?;
         }
     }
+    Ok(())
+}
+
+/// Decodes a map entry (key 1, value 2) into its key and raw value bytes.
+fn map_entry(bytes: &[u8]) -> Result<(String, Vec<u8>), String> {
+    let (mut key, mut value) = (String::new(), Vec::new());
+    each_field(bytes, |tag, wire, r| {
+        match (tag, wire) {
+            (1, 2) => key = text(r.bytes()?, "map key")?,
+            (2, 2) => value = r.bytes()?.to_vec(),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
     Ok((key, value))
 }
 
@@ -403,15 +419,14 @@ fn decode_message(bytes: &[u8], schema: &Schema, path: &str) -> Result<Value, St
 }
 
 fn time(bytes: &[u8], at: &str) -> Result<Value, String> {
-    let mut r = Reader { buf: bytes, at: 0 };
     let mut seconds = 0i64;
-    while r.at < bytes.len() {
-        let head = r.varint()?;
-        match (head >> 3, head & 7) {
-            (1, 0) => seconds = r.varint()? as i64,
-            (_, w) => r.skip(w)?,
+    each_field(bytes, |tag, wire, r| {
+        if (tag, wire) != (1, 0) {
+            return Ok(false);
         }
-    }
+        seconds = r.varint()? as i64;
+        Ok(true)
+    })?;
     // Go's zero Time (0001-01-01, a template's creationTimestamp) is null in JSON.
     const GO_ZERO_TIME: i64 = -62_135_596_800;
     if seconds == 0 || seconds == GO_ZERO_TIME {
@@ -422,30 +437,28 @@ fn time(bytes: &[u8], at: &str) -> Result<Value, String> {
 }
 
 fn quantity(bytes: &[u8], at: &str) -> Result<Value, String> {
-    let mut r = Reader { buf: bytes, at: 0 };
     let mut s = String::new();
-    while r.at < bytes.len() {
-        let head = r.varint()?;
-        match (head >> 3, head & 7) {
-            (1, 2) => s = text(r.bytes()?, at)?,
-            (_, w) => r.skip(w)?,
+    each_field(bytes, |tag, wire, r| {
+        if (tag, wire) != (1, 2) {
+            return Ok(false);
         }
-    }
+        s = text(r.bytes()?, at)?;
+        Ok(true)
+    })?;
     Ok(json!(s))
 }
 
 fn int_or_string(bytes: &[u8], at: &str) -> Result<Value, String> {
-    let mut r = Reader { buf: bytes, at: 0 };
     let (mut kind, mut int, mut s) = (0u64, 0i64, String::new());
-    while r.at < bytes.len() {
-        let head = r.varint()?;
-        match (head >> 3, head & 7) {
+    each_field(bytes, |tag, wire, r| {
+        match (tag, wire) {
             (1, 0) => kind = r.varint()?,
             (2, 0) => int = r.varint()? as i64 as i32 as i64,
             (3, 2) => s = text(r.bytes()?, at)?,
-            (_, w) => r.skip(w)?,
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     Ok(if kind == 1 { json!(s) } else { json!(int) })
 }
 
