@@ -2,10 +2,12 @@
 # Brings up a local cluster on this machine and keeps it running until Ctrl-C or SIGTERM,
 # then stops everything it started.
 #
-#   deploy/local-up.sh [--store embedded|etcd] [--runtime docker|process|sim] [--dir DIR] [--port PORT]
+#   deploy/local-up.sh [--store embedded|etcd] [--runtime docker|process|sim] [--nodes N]
+#                      [--dir DIR] [--port PORT]
 #
-# The cluster is the API server, the scheduler, the controller-manager and one kubelet
-# (docker runtime when a Docker daemon answers, else process). It writes DIR/kubeconfig, so
+# The cluster is the API server, the scheduler, the controller-manager and N nodes (one
+# kubelet each; with --runtime sim one kubelet hosts them all). The runtime is docker when a
+# Docker daemon answers, else process. It writes DIR/kubeconfig, so
 # stock kubectl works against it:
 #   kubectl --kubeconfig .cluster/kubeconfig get namespaces
 set -euo pipefail
@@ -13,6 +15,7 @@ cd "$(dirname "$0")/.."
 
 store=embedded
 runtime=
+nodes=1
 dir=.cluster
 port=6443
 while [ $# -gt 0 ]; do
@@ -20,6 +23,7 @@ while [ $# -gt 0 ]; do
     --store) store=$2; shift 2 ;;
     --dir) dir=$2; shift 2 ;;
     --runtime) runtime=$2; shift 2 ;;
+    --nodes) nodes=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "local-up: unknown flag $1 (see --help)" >&2; exit 2 ;;
@@ -27,6 +31,7 @@ while [ $# -gt 0 ]; do
 done
 case "$store" in embedded|etcd) ;; *) echo "local-up: --store must be embedded or etcd" >&2; exit 2 ;; esac
 case "$runtime" in ""|docker|process|sim) ;; *) echo "local-up: --runtime must be docker, process or sim" >&2; exit 2 ;; esac
+case "$nodes" in ''|*[!0-9]*|0) echo "local-up: --nodes must be a positive number" >&2; exit 2 ;; esac
 
 say() { printf '==> %s\n' "$*"; }
 install_missing() {
@@ -48,6 +53,7 @@ mkdir -p "$dir/logs"
 dir=$(cd "$dir" && pwd)
 
 pids=()
+node_names=()
 stop() {
   trap - EXIT INT TERM
   [ ${#pids[@]} -gt 0 ] || return 0
@@ -56,11 +62,13 @@ stop() {
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   # The pods' containers outlive a kubelet (a restarted one adopts them); the cluster is
   # going away, so they go too.
-  if [ -n "${node:-}" ] && command -v docker >/dev/null 2>&1; then
-    ids=$(docker ps -aq --filter "label=io.kubernetes.managed-by=$node" 2>/dev/null || true)
-    [ -n "$ids" ] && docker rm -f $ids >/dev/null 2>&1 || true
+  if command -v docker >/dev/null 2>&1; then
+    for n in "${node_names[@]}"; do
+      ids=$(docker ps -aq --filter "label=io.kubernetes.managed-by=$n" 2>/dev/null || true)
+      [ -n "$ids" ] && docker rm -f $ids >/dev/null 2>&1 || true
+    done
   fi
-  for f in "$dir"/kubelet/process/pods/*/containers/*/pid; do
+  for f in "$dir"/kubelet/process/pods/*/containers/*/pid "$dir"/kubelet/*/process/pods/*/containers/*/pid; do
     [ -f "$f" ] && kill -KILL -- "-$(cat "$f")" 2>/dev/null || true
   done
 }
@@ -120,19 +128,38 @@ fi
 if [ "$runtime" = docker ]; then
   deploy/images/busybox.sh busybox:local
 fi
-node=$(hostname | tr '[:upper:]' '[:lower:]')
-say "starting kubelet for node $node, $runtime runtime (logs: $dir/logs/kubelet.log)"
-./target/release/kubelet --kubeconfig "$dir/kubeconfig" --runtime "$runtime" --node-name "$node" \
-  --root-dir "$dir/kubelet" --port 10250 >"$dir/logs/kubelet.log" 2>&1 &
-pids+=($!)
+host=$(hostname | tr '[:upper:]' '[:lower:]')
+node_names=()
+if [ "$runtime" = sim ]; then
+  say "starting one kubelet hosting $nodes simulated nodes (logs: $dir/logs/kubelet.log)"
+  ./target/release/kubelet --kubeconfig "$dir/kubeconfig" --runtime sim --sim-nodes "$nodes" --node-name "$host" \
+    --root-dir "$dir/kubelet" --port 10250 >"$dir/logs/kubelet.log" 2>&1 &
+  pids+=($!)
+  if [ "$nodes" -gt 1 ]; then
+    for i in $(seq 0 $((nodes - 1))); do node_names+=("$host-$i"); done
+  else
+    node_names=("$host")
+  fi
+else
+  for i in $(seq 0 $((nodes - 1))); do
+    name=$host; [ "$nodes" -gt 1 ] && name="$host-$i"
+    node_names+=("$name")
+    say "starting kubelet for node $name, $runtime runtime (logs: $dir/logs/kubelet-$name.log)"
+    ./target/release/kubelet --kubeconfig "$dir/kubeconfig" --runtime "$runtime" --node-name "$name" \
+      --root-dir "$dir/kubelet/$name" --port $((10250 + i)) >"$dir/logs/kubelet-$name.log" 2>&1 &
+    pids+=($!)
+  done
+fi
 node_ready() {
-  curl -sf "http://127.0.0.1:$port/api/v1/nodes/$node" 2>/dev/null | python3 -c '
+  curl -sf "http://127.0.0.1:$port/api/v1/nodes/$1" 2>/dev/null | python3 -c '
 import json, sys
 conds = json.load(sys.stdin).get("status", {}).get("conditions", [])
 sys.exit(0 if any(c["type"] == "Ready" and c["status"] == "True" for c in conds) else 1)' 2>/dev/null
 }
-for _ in $(seq 1 100); do node_ready && break; sleep 0.2; done
-node_ready || { echo "the kubelet did not make node $node Ready; see $dir/logs/kubelet.log" >&2; exit 1; }
+for n in "${node_names[@]}"; do
+  for _ in $(seq 1 150); do node_ready "$n" && break; sleep 0.2; done
+  node_ready "$n" || { echo "node $n did not become Ready; see $dir/logs" >&2; exit 1; }
+done
 
 echo "cluster ready"
 echo "  export KUBECONFIG=$dir/kubeconfig"
