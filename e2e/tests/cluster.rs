@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use e2e::{Process, apiserver_process, client, free_port, kubeconfig};
+use e2e::{Process, apiserver_process, client, free_port, kubeconfig, pod_ready as ready};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -101,13 +101,6 @@ impl Cluster {
         e2e::wait_healthy(&self.url, Duration::from_secs(30)).await.unwrap();
         self.apiserver = Some(p);
     }
-}
-
-fn ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Waits until exactly `n` live pods of the deployment exist, all bound and Ready, and stay so.

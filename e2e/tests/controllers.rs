@@ -176,12 +176,7 @@ async fn rollout_within_bounds(
         }
         steps += 1;
         let live: Vec<&Pod> = state.values().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
-        let ready = |p: &&&Pod| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        };
+        let ready = |p: &&&Pod| e2e::pod_ready(p);
         let total = live.len() as i32;
         let ready_count = live.iter().filter(ready).count() as i32;
         assert!(total <= replicas + surge, "step {steps}: {total} pods > {replicas} + {surge}");

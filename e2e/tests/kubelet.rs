@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e::{Backend, InProcess, in_process};
+use e2e::{Backend, InProcess, in_process, pod_ready as ready};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node as NodeObject, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
@@ -66,13 +66,6 @@ async fn wait_pod(pods: &Api<Pod>, name: &str, within: Duration, what: &str, che
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 fn restarts(p: &Pod) -> i32 {

@@ -52,6 +52,18 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// Creates one pod and records how long the apiserver took to answer 201.
+async fn create_one(http: &reqwest::Client, url: &str, name: &str, latencies: &Mutex<Vec<Duration>>) -> Result<()> {
+    let body = serde_json::to_vec(&pod(name))?;
+    let t = Instant::now();
+    let r = http.post(url).header("content-type", "application/json").body(body).send().await?;
+    let status = r.status();
+    r.bytes().await?;
+    anyhow::ensure!(status.as_u16() == 201, "create answered {status}");
+    latencies.lock().push(t.elapsed());
+    Ok(())
+}
+
 /// Creates `total` pods with `concurrency` clients; returns creates/s and sorted latencies.
 async fn create_pods(url: &str, prefix: &str, total: usize, concurrency: usize) -> Result<(f64, Vec<Duration>)> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
@@ -69,13 +81,7 @@ async fn create_pods(url: &str, prefix: &str, total: usize, concurrency: usize) 
                 if i >= total {
                     return Ok::<_, anyhow::Error>(());
                 }
-                let body = serde_json::to_vec(&pod(&format!("{prefix}-{i}")))?;
-                let t = Instant::now();
-                let r = http.post(&url).header("content-type", "application/json").body(body).send().await?;
-                let status = r.status();
-                r.bytes().await?;
-                anyhow::ensure!(status.as_u16() == 201, "create answered {status}");
-                latencies.lock().push(t.elapsed());
+                create_one(&http, &url, &format!("{prefix}-{i}"), &latencies).await?;
             }
         }));
     }
@@ -98,16 +104,7 @@ async fn steady_creates(url: &str, rate: u64, seconds: u64) -> Result<Vec<Durati
         ticker.tick().await;
         let (http, latencies) = (http.clone(), latencies.clone());
         let url = format!("{url}/api/v1/namespaces/default/pods");
-        tasks.push(tokio::spawn(async move {
-            let body = serde_json::to_vec(&pod(&format!("steady-{i}")))?;
-            let t = Instant::now();
-            let r = http.post(&url).header("content-type", "application/json").body(body).send().await?;
-            let status = r.status();
-            r.bytes().await?;
-            anyhow::ensure!(status.as_u16() == 201, "create answered {status}");
-            latencies.lock().push(t.elapsed());
-            Ok::<_, anyhow::Error>(())
-        }));
+        tasks.push(tokio::spawn(async move { create_one(&http, &url, &format!("steady-{i}"), &latencies).await }));
     }
     for t in tasks {
         t.await??;

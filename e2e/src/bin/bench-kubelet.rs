@@ -115,16 +115,7 @@ async fn kubelet_pods(dir: &std::path::Path, url: &str, kc: &std::path::Path, n:
     let lp = ListParams::default().labels("bench=docker");
     loop {
         let list = pods.list(&lp).await?;
-        let ready = list
-            .items
-            .iter()
-            .filter(|p| {
-                p.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            })
-            .count();
+        let ready = list.items.iter().filter(|p| e2e::pod_ready(p)).count();
         if ready == n {
             break;
         }
