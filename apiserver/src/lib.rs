@@ -2,13 +2,15 @@
 //!
 //! Layers, from the wire in: [`api`] parses URLs into [`registry`] rows and runs the
 //! generic verb handlers; reads come from the [`cache`] or [`store`]; objects are checked by
-//! [`object`], [`defaults`] and [`validation`]; [`patch`] applies the patch formats;
+//! [`object`], [`defaults`] and [`validation`]; [`patch`] applies the patch formats and
+//! [`managed`] tracks field ownership for server-side apply;
 //! [`server`] wires it together.
 
 pub mod api;
 pub mod cache;
 pub mod convert;
 pub mod defaults;
+pub mod managed;
 pub mod metrics;
 pub mod object;
 pub mod patch;

@@ -62,32 +62,15 @@ pub fn apply(kind: PatchType, target: &mut Value, body: &[u8]) -> ApiResult<()> 
                 .map_err(|e| ApiError::bad_request(format!("the strategic merge patch is not valid JSON: {e}")))?;
             strategic_merge(target, &patch).map_err(ApiError::bad_request)
         }
+        // Server-side apply is its own handler (it needs the field managers); this is the
+        // scale subresource, where it is not served.
         PatchType::Apply => Err(ApiError::unsupported_media_type(
-            "server-side apply (application/apply-patch+yaml) is not supported yet; use client-side apply",
+            "server-side apply (application/apply-patch+yaml) is served for objects and their status, not for this subresource; use a merge patch",
         )),
     }
 }
 
-/// The merge key of a list field, by its path of field names (`spec.template.spec.containers`).
-fn merge_key(path: &str, field: &str) -> Option<&'static str> {
-    Some(match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" | "imagePullSecrets" => "name",
-        "ports" if path.ends_with("containers") || path.ends_with("initContainers") => "containerPort",
-        "ports" => "port",
-        "volumeMounts" => "mountPath",
-        "volumeDevices" => "devicePath",
-        "ownerReferences" => "uid",
-        "conditions" => "type",
-        "hostAliases" => "ip",
-        "topologySpreadConstraints" => "topologyKey",
-        _ => return None,
-    })
-}
-
-/// Primitive lists upstream merges as sets instead of replacing.
-fn merges_primitives(field: &str) -> bool {
-    field == "finalizers"
-}
+pub(crate) use component_base::strategic::{merge_key, merges_primitives};
 
 /// Applies a strategic merge patch.
 pub fn strategic_merge(target: &mut Value, patch: &Value) -> Result<(), String> {

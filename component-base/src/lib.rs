@@ -4,6 +4,7 @@
 
 pub mod flags;
 pub mod leader;
+pub mod strategic;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -47,6 +47,7 @@ both_backends!(
     hundreds_of_node_watchers_share_one_storage_watch,
     tables_for_kubectl_get,
     aggregated_discovery_in_one_round_trip,
+    server_side_apply_tracks_owners_and_conflicts,
 );
 
 async fn cluster(backend: Backend, test: &str) -> Option<InProcess> {
@@ -906,4 +907,92 @@ async fn aggregated_discovery_in_one_round_trip(backend: Backend, test: &str) {
     // Plain JSON clients still get the legacy documents.
     let legacy: Value = http.get(format!("{}/apis", c.url())).send().await.expect("get").json().await.expect("json");
     assert_eq!(legacy["kind"], "APIGroupList");
+}
+
+async fn server_side_apply_tracks_owners_and_conflicts(backend: Backend, test: &str) {
+    let Some(c) = cluster(backend, test).await else { return };
+    let deploys: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
+    let alice = PatchParams::apply("alice");
+    let config = |image: &str, replicas: i64| {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"team": "a"}},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": image}]}},
+            },
+        })
+    };
+    // Apply creates, with alice owning exactly what she applied.
+    let created = deploys.patch("web", &alice, &Patch::Apply(config("web:1", 3))).await.expect("apply creates");
+    assert_eq!(created.metadata.generation, Some(1));
+    let managed = created.metadata.managed_fields.clone().unwrap_or_default();
+    assert_eq!(managed.len(), 1);
+    assert_eq!((managed[0].manager.as_deref(), managed[0].operation.as_deref()), (Some("alice"), Some("Apply")));
+    let fields = serde_json::to_value(&managed[0].fields_v1).unwrap();
+    assert_eq!(fields["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"]["f:image"], json!({}));
+    assert!(fields["f:spec"].get("f:revisionHistoryLimit").is_none(), "defaults are nobody's: {fields}");
+
+    // Bob changing the image alice owns is a conflict, named in upstream's words.
+    let bob = PatchParams::apply("bob");
+    let (code, reason, message) =
+        status_of(deploys.patch("web", &bob, &Patch::Apply(config("web:2", 3))).await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        message,
+        "Apply failed with 1 conflict: conflict with \"alice\" using apps/v1: .spec.template.spec.containers[name=\"c\"].image"
+    );
+    assert_eq!(
+        deploys.get("web").await.unwrap().spec.unwrap().template.spec.unwrap().containers[0].image.as_deref(),
+        Some("web:1")
+    );
+    // Forced, bob takes the image over; alice keeps the rest.
+    let image_only = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "web:2"}]}}},
+    });
+    let forced = deploys.patch("web", &bob.clone().force(), &Patch::Apply(image_only)).await.expect("force");
+    assert_eq!(forced.spec.unwrap().template.spec.unwrap().containers[0].image.as_deref(), Some("web:2"));
+
+    // A plain update by a named manager takes the fields it changes.
+    let scaler = PatchParams { field_manager: Some("scaler".into()), ..Default::default() };
+    deploys.patch("web", &scaler, &Patch::Merge(json!({"spec": {"replicas": 7}}))).await.expect("merge");
+    let (code, _, message) =
+        status_of(deploys.patch("web", &alice, &Patch::Apply(config("web:1", 3))).await.unwrap_err());
+    assert_eq!(code, 409);
+    // Two managers now own what alice would change: bob the image, the scaler the replicas.
+    assert!(message.starts_with("Apply failed with 2 conflicts: conflicts with\n"), "{message}");
+    assert!(message.contains("\"scaler\" using apps/v1:\n- .spec.replicas"), "{message}");
+
+    // Alice no longer applying her label removes it; the replicas the scaler owns stay.
+    let mut smaller = config("web:2", 3);
+    smaller["metadata"].as_object_mut().unwrap().remove("labels");
+    smaller["spec"].as_object_mut().unwrap().remove("replicas");
+    let applied = deploys.patch("web", &alice, &Patch::Apply(smaller)).await.expect("apply without the label");
+    assert!(!applied.metadata.labels.unwrap_or_default().contains_key("team"));
+    assert_eq!(applied.spec.unwrap().replicas, Some(7));
+
+    // Bad applies: no manager, a stale resourceVersion, an unknown field under Strict.
+    let raw = reqwest::Client::new();
+    let url = format!("{}/apis/apps/v1/namespaces/default/deployments/web", c.url());
+    let no_manager = raw
+        .patch(&url)
+        .header("Content-Type", "application/apply-patch+yaml")
+        .body("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_manager.status().as_u16(), 422);
+    let mut stale = config("web:2", 3);
+    stale["metadata"]["resourceVersion"] = json!("1");
+    let (code, _, _) = status_of(deploys.patch("web", &bob, &Patch::Apply(stale)).await.unwrap_err());
+    assert_eq!(code, 409);
+    let mut unknown = config("web:2", 3);
+    unknown["spec"]["colour"] = json!("red");
+    let strict =
+        PatchParams { field_validation: Some(kube::api::ValidationDirective::Strict), ..PatchParams::apply("bob") };
+    let (code, _, message) = status_of(deploys.patch("web", &strict, &Patch::Apply(unknown)).await.unwrap_err());
+    assert_eq!(code, 400);
+    assert!(message.contains("unknown field \"spec.colour\""), "{message}");
+    assert_eq!(deploys.get("web").await.unwrap().spec.unwrap().replicas, Some(7), "nothing changed");
 }

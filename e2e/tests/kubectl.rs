@@ -1,5 +1,6 @@
 //! The stock kubectl (1.32) against a fresh apiserver process: discovery, create -f, get
-//! (-o yaml/json/name/jsonpath), get -w, apply, scale, label, patch, delete -f, and errors.
+//! (-o yaml/json/name/jsonpath), get -w, apply (client- and server-side), scale, label,
+//! patch, edit, explain, the protobuf generators, delete -f, and errors.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -180,6 +181,39 @@ async fn stock_kubectl_works_end_to_end() {
     assert_eq!(c["env"][0]["value"], "fast");
     assert_eq!(c["ports"].as_array().map(Vec::len), Some(1), "the old port is gone: {c}");
     assert_eq!(c["ports"][0]["containerPort"], 8080);
+
+    // Server-side apply of the same file takes the fields over from client-side apply.
+    let out = k.ok(&["apply", "--server-side", "-f", &applied2]);
+    assert!(out.contains("deployment.apps/api serverside-applied"), "{out}");
+    let managers = k.ok(&[
+        "get",
+        "deploy",
+        "api",
+        "-n",
+        "demo",
+        "-o",
+        "jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation} {end}",
+    ]);
+    assert!(managers.contains("kubectl/Apply"), "{managers}");
+    // Another manager changing an applied field makes the next apply a conflict...
+    k.ok(&["patch", "deploy", "api", "-n", "demo", "--type", "merge", "-p", r#"{"spec":{"replicas":4}}"#]);
+    let conflict = k.run(&["apply", "--server-side", "-f", &applied2]);
+    assert!(!conflict.status.success());
+    let stderr = String::from_utf8_lossy(&conflict.stderr);
+    assert!(
+        stderr.contains(r#"Apply failed with 1 conflict: conflict with "kubectl-patch" using apps/v1: .spec.replicas"#),
+        "{stderr}"
+    );
+    // ... until forced.
+    k.ok(&["apply", "--server-side", "--force-conflicts", "-f", &applied2]);
+    assert_eq!(k.ok(&["get", "deploy", "api", "-n", "demo", "-o", "jsonpath={.spec.replicas}"]), "2");
+    // Server-side apply creates, and removes what it no longer applies.
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa, namespace: demo}\ndata: {a: '1', b: '2'}\n";
+    let out = k.ok(&["apply", "--server-side", "-f", &write(dir.path(), "ssa.yaml", cm)]);
+    assert!(out.contains("configmap/ssa serverside-applied"), "{out}");
+    let cm = cm.replace(", b: '2'", "");
+    k.ok(&["apply", "--server-side", "-f", &write(dir.path(), "ssa.yaml", &cm)]);
+    assert_eq!(k.ok(&["get", "cm", "ssa", "-n", "demo", "-o", "jsonpath={.data}"]), r#"{"a":"1"}"#);
 
     k.ok(&["scale", "deployment/web", "-n", "demo", "--replicas=5"]);
     assert_eq!(k.ok(&["get", "deploy", "web", "-n", "demo", "-o", "jsonpath={.spec.replicas}"]), "5");

@@ -258,13 +258,18 @@ async fn handle(
         ("GET", Some(Sub::Scale)) => subresource::get_scale(app, &target).await,
         ("GET", Some(Sub::Log)) => subresource::logs(app, &target, &params).await,
         ("CREATE", None) if target.name.is_none() => {
-            write::create(app, &target, &params, &ct, &read_body(body).await?).await
+            write::create(app, &target, &params, &write::Writer::of(&params, headers)?, &ct, &read_body(body).await?)
+                .await
         }
         ("CREATE", Some(Sub::Binding)) => subresource::bind(app, &target, &ct, &read_body(body).await?).await,
         ("UPDATE", None | Some(Sub::Status)) => {
-            write::update(app, &target, &params, &ct, &read_body(body).await?).await
+            let writer = write::Writer::of(&params, headers)?;
+            write::update(app, &target, &params, &writer, &ct, &read_body(body).await?).await
         }
-        ("PATCH", None | Some(Sub::Status)) => write::patch(app, &target, &params, &ct, &read_body(body).await?).await,
+        ("PATCH", None | Some(Sub::Status)) => {
+            let writer = write::Writer::of(&params, headers)?;
+            write::patch(app, &target, &params, &writer, &ct, &read_body(body).await?).await
+        }
         ("UPDATE", Some(Sub::Scale)) => subresource::update_scale(app, &target, &ct, &read_body(body).await?).await,
         ("PATCH", Some(Sub::Scale)) => subresource::patch_scale(app, &target, &ct, &read_body(body).await?).await,
         ("DELETE", None) => delete::delete(app, &target, &params, &ct, &read_body(body).await?).await,

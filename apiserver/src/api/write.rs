@@ -2,16 +2,73 @@
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::objects::{self, Change, body_precondition, check_namespace, decide, encode_for_storage, prepare_update};
 use super::{App, Params, Target, value_response};
+use crate::managed::{self, Requested};
 use crate::object::{self, FieldValidation, canonicalize, decode_body, meta_mut, meta_str};
 use crate::patch::{self, PatchType};
 use crate::registry::{Resource, Sub};
 use crate::status::{ApiError, ApiResult};
+
+/// Who is writing, for `managedFields`.
+pub struct Writer {
+    /// `fieldManager`, else the product of the user agent (`kubectl` of `kubectl/v1.32.0 ...`).
+    pub manager: String,
+    /// Whether the client named its manager. Ownership tracking starts with the first write
+    /// that does (or with an apply); writes to an untracked object by unnamed clients, like
+    /// the controllers' status updates of the pods they create, skip the bookkeeping.
+    pub named: bool,
+}
+
+impl Writer {
+    /// The writer of a request.
+    pub fn of(params: &Params, headers: &HeaderMap) -> ApiResult<Writer> {
+        match params.get("fieldManager").map(String::as_str) {
+            Some(m) if m.chars().count() > 128 => {
+                Err(ApiError::bad_request("fieldManager: Too long: must have at most 128 characters"))
+            }
+            Some(m) if m.chars().any(char::is_control) => {
+                Err(ApiError::bad_request("fieldManager: Invalid value: must be printable characters"))
+            }
+            Some(m) if !m.is_empty() => Ok(Writer { manager: m.to_owned(), named: true }),
+            _ => {
+                let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+                let product = agent.split('/').next().unwrap_or_default().trim();
+                let manager = if product.is_empty() { "unknown" } else { product };
+                Ok(Writer { manager: manager.chars().take(128).collect(), named: false })
+            }
+        }
+    }
+
+    /// Records this write in `next`'s `managedFields` (`old` is `None` for a create).
+    fn track(&self, resource: &Resource, old: Option<&Value>, next: &mut Value, status_only: bool) {
+        let nothing = json!({});
+        match managed::requested(old.unwrap_or(&nothing), next) {
+            Requested::Given => return,
+            Requested::Clear => {
+                meta_mut(next).remove("managedFields");
+                return;
+            }
+            Requested::Keep => {}
+        }
+        let previous = old.and_then(|o| o.pointer("/metadata/managedFields")).cloned();
+        let tracked = previous.as_ref().and_then(Value::as_array).is_some_and(|l| !l.is_empty());
+        match previous {
+            Some(m) => meta_mut(next).insert("managedFields".into(), m),
+            None => meta_mut(next).remove("managedFields"),
+        };
+        if !self.named && !tracked {
+            return;
+        }
+        let subresource = status_only.then_some("status");
+        let skip_status = resource.has(Sub::Status) && !status_only;
+        managed::track_update(old, next, &self.manager, &resource.api_version(), subresource, skip_status);
+    }
+}
 
 /// `dryRun=All`: validate and answer, store nothing.
 pub fn dry_run(params: &Params) -> bool {
@@ -137,9 +194,18 @@ fn prepare_create(resource: &Resource, obj: &mut Value) -> ApiResult<()> {
 }
 
 /// Creates `obj` (already decoded and type-checked) in storage.
-async fn create_object(app: &App, target: &Target, mut obj: Value, dry_run: bool) -> ApiResult<Value> {
+async fn create_object(
+    app: &App,
+    target: &Target,
+    mut obj: Value,
+    dry_run: bool,
+    writer: Option<&Writer>,
+) -> ApiResult<Value> {
     let resource = target.resource;
     prepare_create(resource, &mut obj)?;
+    if let Some(writer) = writer {
+        writer.track(resource, None, &mut obj, false);
+    }
     if let Some(ns) = &target.namespace {
         check_namespace(app, ns).await?;
     }
@@ -155,13 +221,20 @@ async fn create_object(app: &App, target: &Target, mut obj: Value, dry_run: bool
 }
 
 /// POST to a collection.
-pub async fn create(app: &Arc<App>, target: &Target, params: &Params, ct: &str, body: &[u8]) -> ApiResult<Response> {
+pub async fn create(
+    app: &Arc<App>,
+    target: &Target,
+    params: &Params,
+    writer: &Writer,
+    ct: &str,
+    body: &[u8],
+) -> ApiResult<Response> {
     let validation = FieldValidation::parse(params.get("fieldValidation").map(String::as_str))?;
     let mut obj = decode_body(ct, body)?;
     check_type(target.resource, &mut obj)?;
     check_namespace_matches(target, &mut obj)?;
     let (obj, warnings) = canonicalize(target.resource, obj, validation)?;
-    let created = create_object(app, target, obj, dry_run(params)).await?;
+    let created = create_object(app, target, obj, dry_run(params), Some(writer)).await?;
     Ok(value_response(StatusCode::CREATED, &created, &warnings))
 }
 
@@ -171,7 +244,14 @@ fn creates_on_update(resource: &Resource) -> bool {
 }
 
 /// PUT of an object or its status.
-pub async fn update(app: &Arc<App>, target: &Target, params: &Params, ct: &str, body: &[u8]) -> ApiResult<Response> {
+pub async fn update(
+    app: &Arc<App>,
+    target: &Target,
+    params: &Params,
+    writer: &Writer,
+    ct: &str,
+    body: &[u8],
+) -> ApiResult<Response> {
     let validation = FieldValidation::parse(params.get("fieldValidation").map(String::as_str))?;
     let mut obj = decode_body(ct, body)?;
     check_type(target.resource, &mut obj)?;
@@ -192,13 +272,14 @@ pub async fn update(app: &Arc<App>, target: &Target, params: &Params, ct: &str, 
     let (obj, warnings) = canonicalize(target.resource, obj, validation)?;
     let status_only = target.sub == Some(Sub::Status);
     let result = objects::guaranteed_update(app, target, precondition, dry_run(params), |old| {
-        let next = prepare_update(target.resource, &old, obj.clone(), status_only)?;
+        let mut next = prepare_update(target.resource, &old, obj.clone(), status_only)?;
+        writer.track(target.resource, Some(&old), &mut next, status_only);
         Ok(decide(old, next))
     })
     .await;
     match result {
         Err(e) if e.code == 404 && creates_on_update(target.resource) && !status_only => {
-            let created = create_object(app, target, obj, dry_run(params)).await?;
+            let created = create_object(app, target, obj, dry_run(params), Some(writer)).await?;
             Ok(value_response(StatusCode::CREATED, &created, &warnings))
         }
         other => Ok(value_response(StatusCode::OK, &other?, &warnings)),
@@ -206,11 +287,21 @@ pub async fn update(app: &Arc<App>, target: &Target, params: &Params, ct: &str, 
 }
 
 /// PATCH of an object or its status.
-pub async fn patch(app: &Arc<App>, target: &Target, params: &Params, ct: &str, body: &[u8]) -> ApiResult<Response> {
+pub async fn patch(
+    app: &Arc<App>,
+    target: &Target,
+    params: &Params,
+    writer: &Writer,
+    ct: &str,
+    body: &[u8],
+) -> ApiResult<Response> {
     let validation = FieldValidation::parse(params.get("fieldValidation").map(String::as_str))?;
     let kind = PatchType::from_content_type(ct)?;
     if body.len() > object::MAX_BODY {
         return Err(ApiError::too_large(object::MAX_BODY));
+    }
+    if kind == PatchType::Apply {
+        return server_side_apply(app, target, params, writer, validation, body).await;
     }
     let status_only = target.sub == Some(Sub::Status);
     let mut warnings = Vec::new();
@@ -229,11 +320,118 @@ pub async fn patch(app: &Arc<App>, target: &Target, params: &Params, ct: &str, b
         check_type(target.resource, &mut patched)?;
         let (patched, w) = canonicalize(target.resource, patched, validation)?;
         warnings = w;
-        let next = prepare_update(target.resource, &old, patched, status_only)?;
+        let mut next = prepare_update(target.resource, &old, patched, status_only)?;
+        writer.track(target.resource, Some(&old), &mut next, status_only);
         Ok(decide(old, next))
     })
     .await?;
     Ok(value_response(StatusCode::OK, &updated, &warnings))
+}
+
+/// Decodes an applied configuration: YAML, or JSON (which kubectl sends).
+fn decode_applied(body: &[u8]) -> ApiResult<Value> {
+    let text =
+        std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the applied configuration is not UTF-8"))?;
+    let value: Value = if text.trim_start().starts_with('{') {
+        serde_json::from_str(text)
+            .map_err(|e| ApiError::bad_request(format!("the applied configuration is not valid JSON: {e}")))?
+    } else {
+        serde_saphyr::from_str(text)
+            .map_err(|e| ApiError::bad_request(format!("the applied configuration is not valid YAML: {e}")))?
+    };
+    if !value.is_object() {
+        return Err(ApiError::bad_request("the applied configuration must be an object"));
+    }
+    Ok(value)
+}
+
+/// PATCH with `application/apply-patch+yaml`: the fields the manager applies are merged
+/// into the object (created when absent), fields it applied before and no longer does
+/// are removed, and a field another manager owns with another value is a 409 unless
+/// `force=true`.
+async fn server_side_apply(
+    app: &Arc<App>,
+    target: &Target,
+    params: &Params,
+    writer: &Writer,
+    validation: FieldValidation,
+    body: &[u8],
+) -> ApiResult<Response> {
+    let resource = target.resource;
+    if !writer.named {
+        return Err(ApiError::invalid(
+            "PatchOptions",
+            "meta.k8s.io",
+            "",
+            vec![crate::status::Cause::required("fieldManager")],
+        ));
+    }
+    let force = match params.get("force").map(String::as_str) {
+        None | Some("false") | Some("") => false,
+        Some("true") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("force must be true or false, not {other:?}"))),
+    };
+    let mut applied = decode_applied(body)?;
+    check_type(resource, &mut applied)?;
+    check_namespace_matches(target, &mut applied)?;
+    match meta_str(&applied, "name") {
+        Some(n) if n == target.name() => {}
+        None | Some("") => {
+            meta_mut(&mut applied).insert("name".into(), json!(target.name()));
+        }
+        Some(n) => {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({})",
+                target.name()
+            )));
+        }
+    }
+    if applied.pointer("/metadata/managedFields").is_some_and(|m| !m.is_null()) {
+        return Err(ApiError::bad_request("metadata.managedFields must be nil in an applied configuration"));
+    }
+    let precondition = body_precondition(&applied)?;
+    meta_mut(&mut applied).remove("resourceVersion");
+    let status_only = target.sub == Some(Sub::Status);
+    let skip_status = resource.has(Sub::Status) && !status_only;
+    let api_version = resource.api_version();
+    let merge = |live: &Value| -> ApiResult<(Value, Vec<String>)> {
+        let merged = match managed::apply(live, &applied, &writer.manager, &api_version, force, skip_status) {
+            Ok(merged) => merged,
+            Err(conflicts) => {
+                // Bad input is reported before conflicts, as upstream decodes before it merges.
+                let forced = managed::apply(live, &applied, &writer.manager, &api_version, true, skip_status);
+                if let Ok(forced) = forced {
+                    canonicalize(resource, forced, validation)?;
+                }
+                return Err(managed::conflict_error(&conflicts));
+            }
+        };
+        canonicalize(resource, merged, validation)
+    };
+    let mut warnings = Vec::new();
+    // Two rounds at most: an update that finds no object creates it, and a create that
+    // loses the race to another creator updates.
+    for _ in 0..2 {
+        let updated = objects::guaranteed_update(app, target, precondition, dry_run(params), |old| {
+            let (merged, w) = merge(&old)?;
+            warnings = w;
+            let next = prepare_update(resource, &old, merged, status_only)?;
+            Ok(decide(old, next))
+        })
+        .await;
+        match updated {
+            Err(e) if e.code == 404 && !status_only && precondition.is_none() => {
+                let (obj, w) = merge(&json!({}))?;
+                match create_object(app, target, obj, dry_run(params), None).await {
+                    Ok(created) => return Ok(value_response(StatusCode::CREATED, &created, &w)),
+                    Err(e) if e.code == 409 && e.reason == "AlreadyExists" => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            other => return Ok(value_response(StatusCode::OK, &other?, &warnings)),
+        }
+    }
+    Err(target.conflict())
 }
 
 /// Applies `change` to the named object with retries; shared by subresources.
