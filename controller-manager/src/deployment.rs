@@ -115,11 +115,13 @@ impl Sync<'_> {
                 name: Some(format!("{}-{hash}", self.d.name_any())),
                 namespace: self.d.namespace(),
                 labels: Some(labels),
-                annotations: Some(BTreeMap::from([
-                    (REVISION.to_owned(), (max_revision + 1).to_string()),
-                    (DESIRED_REPLICAS.to_owned(), self.desired.to_string()),
-                    (MAX_REPLICAS.to_owned(), (self.desired + self.surge).to_string()),
-                ])),
+                annotations: Some({
+                    let mut a = copied_annotations(self.d);
+                    a.insert(REVISION.to_owned(), (max_revision + 1).to_string());
+                    a.insert(DESIRED_REPLICAS.to_owned(), self.desired.to_string());
+                    a.insert(MAX_REPLICAS.to_owned(), (self.desired + self.surge).to_string());
+                    a
+                }),
                 owner_references: Some(vec![owner_ref(self.d)]),
                 ..Default::default()
             },
@@ -245,7 +247,13 @@ pub async fn reconcile(ctx: Arc<Context>, key: String) -> anyhow::Result<Action>
         // A rollback (or a template that went back): the old ReplicaSet is the newest again.
         if revision(&rss[i]) <= max_old_revision {
             let previous = revision(&rss[i]);
-            let patch = json!({"metadata": {"annotations": {REVISION: (max_old_revision + 1).to_string(), "deployment.kubernetes.io/revision-history": previous.to_string()}}});
+            let mut annotations = serde_json::Map::new();
+            for (k, v) in copied_annotations(&d) {
+                annotations.insert(k, json!(v));
+            }
+            annotations.insert(REVISION.into(), json!((max_old_revision + 1).to_string()));
+            annotations.insert("deployment.kubernetes.io/revision-history".into(), json!(previous.to_string()));
+            let patch = json!({"metadata": {"annotations": annotations}});
             rss[i] = api.patch(&rss[i].name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
         }
     }
@@ -360,6 +368,24 @@ fn set_condition(conditions: &mut Vec<DeploymentCondition>, mut c: DeploymentCon
     }
     conditions.retain(|o| o.type_ != c.type_);
     conditions.push(c);
+}
+
+/// The deployment's annotations its new ReplicaSet carries, as upstream copies them (so
+/// `kubernetes.io/change-cause` shows in `rollout history`): all but the controller's own
+/// and client-side apply's copy of the object.
+fn copied_annotations(d: &Deployment) -> BTreeMap<String, String> {
+    const SKIPPED: &[&str] = &[
+        REVISION,
+        DESIRED_REPLICAS,
+        MAX_REPLICAS,
+        "deployment.kubernetes.io/revision-history",
+        "kubectl.kubernetes.io/last-applied-configuration",
+    ];
+    d.annotations()
+        .iter()
+        .filter(|(k, _)| !SKIPPED.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// Status, conditions, the deployment's revision annotation and history cleanup.
