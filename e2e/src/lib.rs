@@ -279,3 +279,101 @@ pub fn pod_ready(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
+
+fn args(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// The whole control plane as real processes: an apiserver on the embedded store, the
+/// scheduler, the controller-manager and one simulated kubelet hosting `nodes` nodes
+/// (`sim-0`...), with a kubeconfig for clients. Everything is killed when dropped.
+pub struct Cluster {
+    /// Logs, data and the kubeconfig.
+    pub dir: tempfile::TempDir,
+    /// The apiserver's URL.
+    pub url: String,
+    /// Its port (kept across restarts).
+    pub port: u16,
+    /// The apiserver.
+    pub apiserver: Option<Process>,
+    /// The scheduler.
+    pub scheduler: Option<Process>,
+    /// The controller-manager.
+    pub controllers: Option<Process>,
+    /// The simulated kubelet.
+    pub kubelet: Option<Process>,
+}
+
+impl Cluster {
+    /// Starts everything; nodes register on their own (wait for them before counting on them).
+    pub async fn start(nodes: usize) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data").display().to_string();
+        let (apiserver, url) = apiserver_process(&args(&["--data-dir", &data]), &dir.path().join("apiserver-0.log"))
+            .await
+            .expect("apiserver");
+        let port: u16 = url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+        let mut c =
+            Cluster { dir, url, port, apiserver: Some(apiserver), scheduler: None, controllers: None, kubelet: None };
+        kubeconfig(&c.url, &c.dir.path().join("kubeconfig")).expect("kubeconfig");
+        c.start_kubelet(nodes);
+        c.start_scheduler(0);
+        c.start_controllers(0);
+        c
+    }
+
+    /// The kubeconfig's path.
+    pub fn kubeconfig(&self) -> String {
+        self.dir.path().join("kubeconfig").display().to_string()
+    }
+
+    /// (Re)starts the simulated kubelet.
+    pub fn start_kubelet(&mut self, nodes: usize) {
+        let a = args(&[
+            "--kubeconfig",
+            &self.kubeconfig(),
+            "--runtime",
+            "sim",
+            "--sim-nodes",
+            &nodes.to_string(),
+            "--node-name",
+            "sim",
+            "--port",
+            &free_port().to_string(),
+            "--root-dir",
+            &self.dir.path().join("kubelet").display().to_string(),
+        ]);
+        self.kubelet = Some(Process::spawn("kubelet", &a, &self.dir.path().join("kubelet.log")).expect("kubelet"));
+    }
+
+    /// (Re)starts the scheduler; `n` numbers its log.
+    pub fn start_scheduler(&mut self, n: usize) {
+        let a = args(&["--kubeconfig", &self.kubeconfig(), "--secure-port", "0"]);
+        self.scheduler = Some(
+            Process::spawn("kube-scheduler", &a, &self.dir.path().join(format!("scheduler-{n}.log")))
+                .expect("scheduler"),
+        );
+    }
+
+    /// (Re)starts the controller-manager; `n` numbers its log.
+    pub fn start_controllers(&mut self, n: usize) {
+        let a = args(&["--kubeconfig", &self.kubeconfig(), "--secure-port", "0"]);
+        self.controllers = Some(
+            Process::spawn("kube-controller-manager", &a, &self.dir.path().join(format!("controllers-{n}.log")))
+                .expect("controller-manager"),
+        );
+    }
+
+    /// Kills the apiserver and starts a new one on the same port and data.
+    pub async fn restart_apiserver(&mut self, n: usize) {
+        if let Some(mut a) = self.apiserver.take() {
+            a.kill();
+        }
+        let data = self.dir.path().join("data").display().to_string();
+        let a = args(&["--port", &self.port.to_string(), "--data-dir", &data]);
+        let p = Process::spawn("kube-apiserver", &a, &self.dir.path().join(format!("apiserver-{n}.log")))
+            .expect("apiserver");
+        wait_healthy(&self.url, Duration::from_secs(30)).await.expect("apiserver healthy");
+        self.apiserver = Some(p);
+    }
+}

@@ -7,101 +7,11 @@
 
 use std::time::Duration;
 
-use e2e::{Process, apiserver_process, client, free_port, kubeconfig, pod_ready as ready};
+use e2e::{Cluster, client, pod_ready as ready};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-
-struct Cluster {
-    dir: tempfile::TempDir,
-    url: String,
-    port: u16,
-    apiserver: Option<Process>,
-    scheduler: Option<Process>,
-    controllers: Option<Process>,
-    _kubelet: Process,
-}
-
-fn arg(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| (*s).to_owned()).collect()
-}
-
-impl Cluster {
-    async fn start() -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data").display().to_string();
-        let (apiserver, url) =
-            apiserver_process(&arg(&["--data-dir", &data]), &dir.path().join("apiserver-0.log")).await.unwrap();
-        let port: u16 = url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap();
-        let kc = dir.path().join("kubeconfig");
-        kubeconfig(&url, &kc).unwrap();
-        let kcs = kc.display().to_string();
-        let kubelet = Process::spawn(
-            "kubelet",
-            &arg(&[
-                "--kubeconfig",
-                &kcs,
-                "--runtime",
-                "sim",
-                "--sim-nodes",
-                "20",
-                "--node-name",
-                "sim",
-                "--port",
-                &free_port().to_string(),
-                "--root-dir",
-                &dir.path().join("kubelet").display().to_string(),
-            ]),
-            &dir.path().join("kubelet.log"),
-        )
-        .unwrap();
-        let mut c = Cluster {
-            dir,
-            url,
-            port,
-            apiserver: Some(apiserver),
-            scheduler: None,
-            controllers: None,
-            _kubelet: kubelet,
-        };
-        c.start_scheduler(0);
-        c.start_controllers(0);
-        c
-    }
-
-    fn kubeconfig(&self) -> String {
-        self.dir.path().join("kubeconfig").display().to_string()
-    }
-
-    fn start_scheduler(&mut self, n: usize) {
-        let args = arg(&["--kubeconfig", &self.kubeconfig(), "--secure-port", "0"]);
-        self.scheduler =
-            Some(Process::spawn("kube-scheduler", &args, &self.dir.path().join(format!("scheduler-{n}.log"))).unwrap());
-    }
-
-    fn start_controllers(&mut self, n: usize) {
-        let args = arg(&["--kubeconfig", &self.kubeconfig(), "--secure-port", "0"]);
-        self.controllers = Some(
-            Process::spawn("kube-controller-manager", &args, &self.dir.path().join(format!("controllers-{n}.log")))
-                .unwrap(),
-        );
-    }
-
-    async fn restart_apiserver(&mut self, n: usize) {
-        if let Some(mut a) = self.apiserver.take() {
-            a.kill();
-        }
-        let data = self.dir.path().join("data").display().to_string();
-        let args = arg(&["--data-dir", &data]);
-        // The same port, so the components' kubeconfig still points at it.
-        let mut all = vec!["--port".to_owned(), self.port.to_string()];
-        all.extend(args);
-        let p = Process::spawn("kube-apiserver", &all, &self.dir.path().join(format!("apiserver-{n}.log"))).unwrap();
-        e2e::wait_healthy(&self.url, Duration::from_secs(30)).await.unwrap();
-        self.apiserver = Some(p);
-    }
-}
 
 /// Waits until exactly `n` live pods of the deployment exist, all bound and Ready, and stay so.
 async fn settle(pods: &Api<Pod>, n: usize, within: Duration, what: &str) {
@@ -131,7 +41,7 @@ async fn settle(pods: &Api<Pod>, n: usize, within: Duration, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_scale_loses_and_duplicates_nothing() {
-    let mut c = Cluster::start().await;
+    let mut c = Cluster::start(20).await;
     let cl = client(&c.url).unwrap();
     let deploys: Api<Deployment> = Api::namespaced(cl.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(cl.clone(), "default");
