@@ -7,9 +7,9 @@
 #
 # The cluster is the API server, the scheduler, the controller-manager and N nodes (one
 # kubelet each; with --runtime sim one kubelet hosts them all). The runtime is docker when a
-# Docker daemon answers, else process. It writes DIR/kubeconfig, so
-# stock kubectl works against it:
-#   kubectl --kubeconfig .cluster/kubeconfig get namespaces
+# Docker daemon answers, else process. It writes DIR/kubeconfig, which our kubectl
+# (target/release/kubectl) and the stock one both read:
+#   target/release/kubectl --kubeconfig .cluster/kubeconfig get nodes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,7 +48,7 @@ install_missing() {
 install_missing
 
 say "building (release)"
-cargo build --release --quiet -p apiserver -p scheduler -p controller-manager -p kubelet
+cargo build --release --quiet -p apiserver -p scheduler -p controller-manager -p kubelet -p kubectl
 mkdir -p "$dir/logs"
 dir=$(cd "$dir" && pwd)
 
@@ -162,9 +162,10 @@ for n in "${node_names[@]}"; do
 done
 
 echo "cluster ready"
-echo "  export KUBECONFIG=$dir/kubeconfig"
+echo "  export KUBECONFIG=$dir/kubeconfig PATH=$PWD/target/release:\$PATH   # our kubectl; the stock one works too"
 echo "  kubectl get nodes"
-echo "  kubectl run web --image=busybox:local -- sleep 3600 && kubectl logs web"
+echo "  kubectl run web --image=busybox:local --replicas=3 --wait -- sleep 3600"
+echo "  kubectl scale --replicas=6 web --wait && kubectl logs deploy/web"
 echo "Ctrl-C stops it."
 wait -n "${pids[@]}" || true
 echo "a component exited; see $dir/logs" >&2
