@@ -120,6 +120,21 @@ fn check_namespace_matches(target: &Target, obj: &mut Value) -> ApiResult<()> {
     }
 }
 
+/// Fills `metadata.name` from the URL when absent; rejects a body naming another object.
+fn check_name_matches(target: &Target, obj: &mut Value) -> ApiResult<()> {
+    match meta_str(obj, "name") {
+        Some(n) if n == target.name() => Ok(()),
+        None | Some("") => {
+            meta_mut(obj).insert("name".into(), json!(target.name()));
+            Ok(())
+        }
+        Some(n) => Err(ApiError::bad_request(format!(
+            "the name of the object ({n}) does not match the name on the URL ({})",
+            target.name()
+        ))),
+    }
+}
+
 /// A pod's QoS class from its containers' requests and limits, as upstream computes it.
 fn qos_class(pod: &Value) -> &'static str {
     let containers = pod.pointer("/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -256,18 +271,7 @@ pub async fn update(
     let mut obj = decode_body(ct, body)?;
     check_type(target.resource, &mut obj)?;
     check_namespace_matches(target, &mut obj)?;
-    match meta_str(&obj, "name") {
-        Some(n) if n == target.name() => {}
-        None | Some("") => {
-            meta_mut(&mut obj).insert("name".into(), json!(target.name()));
-        }
-        Some(n) => {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({n}) does not match the name on the URL ({})",
-                target.name()
-            )));
-        }
-    }
+    check_name_matches(target, &mut obj)?;
     let precondition = body_precondition(&obj)?;
     let (obj, warnings) = canonicalize(target.resource, obj, validation)?;
     let status_only = target.sub == Some(Sub::Status);
@@ -374,18 +378,7 @@ async fn server_side_apply(
     let mut applied = decode_applied(body)?;
     check_type(resource, &mut applied)?;
     check_namespace_matches(target, &mut applied)?;
-    match meta_str(&applied, "name") {
-        Some(n) if n == target.name() => {}
-        None | Some("") => {
-            meta_mut(&mut applied).insert("name".into(), json!(target.name()));
-        }
-        Some(n) => {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({n}) does not match the name on the URL ({})",
-                target.name()
-            )));
-        }
-    }
+    check_name_matches(target, &mut applied)?;
     if applied.pointer("/metadata/managedFields").is_some_and(|m| !m.is_null()) {
         return Err(ApiError::bad_request("metadata.managedFields must be nil in an applied configuration"));
     }

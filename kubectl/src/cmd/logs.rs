@@ -45,15 +45,8 @@ async fn pod_of(ctx: &Ctx, arg: &str) -> Result<String> {
         }
     };
     let owner = ctx.get(&path).await?;
-    let selector: Vec<String> = owner
-        .pointer("/spec/selector/matchLabels")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-        .collect();
-    let url =
-        with_query(&format!("/api/v1/namespaces/{}/pods", ctx.namespace), &[("labelSelector", selector.join(","))]);
+    let selector = super::selector_of(&owner);
+    let url = with_query(&format!("/api/v1/namespaces/{}/pods", ctx.namespace), &[("labelSelector", selector)]);
     let pods = ctx.get(&url).await?;
     let items = pods.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
     let running = items.iter().find(|p| p.pointer("/status/phase").and_then(Value::as_str) == Some("Running"));

@@ -87,6 +87,17 @@ pub fn namespace_of<'a>(ctx: &'a Ctx, obj: &'a Value) -> &'a str {
     obj.pointer("/metadata/namespace").and_then(Value::as_str).filter(|n| !n.is_empty()).unwrap_or(&ctx.namespace)
 }
 
+/// The `matchLabels` of an object's `spec.selector` as a label selector (`app=web,tier=db`).
+pub fn selector_of(obj: &Value) -> String {
+    obj.pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The name of an object.
 pub fn name_of(obj: &Value) -> &str {
     obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()

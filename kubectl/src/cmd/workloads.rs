@@ -427,15 +427,8 @@ pub async fn rolling_update(ctx: &Ctx, args: RollingUpdateArgs) -> Result<()> {
 async fn history(ctx: &Ctx, d: &Value) -> Result<Vec<(i64, Value)>> {
     let ns = d.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(&ctx.namespace);
     let uid = d.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
-    let selector: Vec<String> = d
-        .pointer("/spec/selector/matchLabels")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-        .collect();
-    let url =
-        with_query(&format!("/apis/apps/v1/namespaces/{ns}/replicasets"), &[("labelSelector", selector.join(","))]);
+    let selector = super::selector_of(d);
+    let url = with_query(&format!("/apis/apps/v1/namespaces/{ns}/replicasets"), &[("labelSelector", selector)]);
     let list = ctx.get(&url).await?;
     let mut out: Vec<(i64, Value)> = list
         .get("items")
