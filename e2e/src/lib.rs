@@ -35,6 +35,20 @@ pub fn etcd_endpoints(test: &str) -> Option<Vec<String>> {
     }
 }
 
+/// Whether the `etcd` binary is installed (for clusters with a private etcd); when not,
+/// says so and returns false, except under `CI=true`, where that is a failure.
+pub fn etcd_installed(test: &str) -> bool {
+    if Command::new("etcd").arg("--version").stdout(Stdio::null()).status().is_ok() {
+        return true;
+    }
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v == "true"),
+        "{test}: CI=true but etcd is not installed; ./test.sh installs it"
+    );
+    eprintln!("skipping {test}: etcd is not installed (./test.sh installs it)");
+    false
+}
+
 /// An apiserver running inside the test process.
 pub struct InProcess {
     /// The server.
@@ -171,6 +185,13 @@ pub fn kubeconfig(url: &str, path: &std::path::Path) -> Result<()> {
 /// Starts a private etcd (Debian's `etcd-server`) on free loopback ports, its data in `dir`.
 pub async fn etcd_process(dir: &std::path::Path) -> Result<(Process, String)> {
     let (client, peer) = (free_port(), free_port());
+    let process = etcd_on(dir, client, peer, "etcd.log").await?;
+    Ok((process, format!("http://127.0.0.1:{client}")))
+}
+
+/// Starts a one-member etcd on the given loopback ports, its data in `dir/etcd` (kept
+/// across restarts) and its output in `dir/log`; returns once it accepts connections.
+pub async fn etcd_on(dir: &std::path::Path, client: u16, peer: u16, log: &str) -> Result<Process> {
     let url = format!("http://127.0.0.1:{client}");
     let peer_url = format!("http://127.0.0.1:{peer}");
     let args: Vec<String> = [
@@ -193,16 +214,16 @@ pub async fn etcd_process(dir: &std::path::Path) -> Result<(Process, String)> {
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
-    let process = Process::spawn_path(std::path::Path::new("etcd"), &args, &dir.join("etcd.log"))
+    let process = Process::spawn_path(std::path::Path::new("etcd"), &args, &dir.join(log))
         .context("starting etcd (apt-get install etcd-server)")?;
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", client)).is_err() {
         if Instant::now() > deadline {
-            bail!("etcd did not start; see {}", dir.join("etcd.log").display());
+            bail!("etcd did not start; see {}", dir.join(log).display());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Ok((process, url))
+    Ok(process)
 }
 
 /// A stand-in for kubelets in controller tests and benchmarks: every pod is marked Running
@@ -284,12 +305,47 @@ fn args(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| (*s).to_owned()).collect()
 }
 
-/// The whole control plane as real processes: an apiserver on the embedded store, the
-/// scheduler, the controller-manager and one simulated kubelet hosting `nodes` nodes
-/// (`sim-0`...), with a kubeconfig for clients. Everything is killed when dropped.
+/// Where a test cluster's pods run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nodes {
+    /// One simulated kubelet hosting this many nodes (`sim-0`...).
+    Sim(usize),
+    /// This many kubelets on the local Docker daemon, one node each.
+    Docker(usize),
+    /// This many kubelets running containers as host processes.
+    Process(usize),
+}
+
+/// What a [`Cluster`] is made of.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// The nodes.
+    pub nodes: Nodes,
+    /// Whether the apiserver stores in a private etcd the cluster starts (and can restart)
+    /// rather than the embedded store.
+    pub etcd: bool,
+    /// Extra flags for the controller-manager.
+    pub controller_args: Vec<String>,
+    /// Extra flags for every kubelet.
+    pub kubelet_args: Vec<String>,
+}
+
+impl Spec {
+    /// `n` simulated nodes on the embedded store.
+    pub fn sim(n: usize) -> Spec {
+        Spec { nodes: Nodes::Sim(n), etcd: false, controller_args: Vec::new(), kubelet_args: Vec::new() }
+    }
+}
+
+/// The whole control plane as real processes: an apiserver (embedded store or a private
+/// etcd), the scheduler, the controller-manager and kubelets, with a kubeconfig for
+/// clients. Everything is killed when dropped, and the containers its nodes started are
+/// removed.
 pub struct Cluster {
     /// Logs, data and the kubeconfig.
     pub dir: tempfile::TempDir,
+    /// What it is made of.
+    pub spec: Spec,
     /// The apiserver's URL.
     pub url: String,
     /// Its port (kept across restarts).
@@ -300,25 +356,63 @@ pub struct Cluster {
     pub scheduler: Option<Process>,
     /// The controller-manager.
     pub controllers: Option<Process>,
-    /// The simulated kubelet.
-    pub kubelet: Option<Process>,
+    /// The kubelets (one for simulated nodes, else one per node).
+    pub kubelets: Vec<Option<Process>>,
+    /// The names of the nodes.
+    pub node_names: Vec<String>,
+    /// The private etcd and its client and peer ports.
+    pub etcd: Option<(Process, u16, u16)>,
+    restarts: usize,
 }
 
 impl Cluster {
-    /// Starts everything; nodes register on their own (wait for them before counting on them).
+    /// `nodes` simulated nodes on the embedded store; nodes register on their own (wait
+    /// for them before counting on them).
     pub async fn start(nodes: usize) -> Cluster {
+        Cluster::with(Spec::sim(nodes)).await
+    }
+
+    /// Starts what `spec` says.
+    pub async fn with(spec: Spec) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        let data = dir.path().join("data").display().to_string();
-        let (apiserver, url) = apiserver_process(&args(&["--data-dir", &data]), &dir.path().join("apiserver-0.log"))
-            .await
-            .expect("apiserver");
-        let port: u16 = url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
-        let mut c =
-            Cluster { dir, url, port, apiserver: Some(apiserver), scheduler: None, controllers: None, kubelet: None };
+        let etcd = if spec.etcd {
+            let (client, peer) = (free_port(), free_port());
+            let process = etcd_on(dir.path(), client, peer, "etcd-0.log").await.expect("etcd");
+            Some((process, client, peer))
+        } else {
+            None
+        };
+        let port = free_port();
+        // Unique node names keep clusters sharing one Docker daemon apart.
+        let tag = &uuid::Uuid::new_v4().simple().to_string()[..6];
+        let node_names = match spec.nodes {
+            Nodes::Sim(n) => (0..n).map(|i| format!("sim-{i}")).collect(),
+            Nodes::Docker(n) | Nodes::Process(n) => (0..n).map(|i| format!("node-{tag}-{i}")).collect(),
+        };
+        let mut c = Cluster {
+            dir,
+            spec,
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            apiserver: None,
+            scheduler: None,
+            controllers: None,
+            kubelets: Vec::new(),
+            node_names,
+            etcd,
+            restarts: 0,
+        };
         kubeconfig(&c.url, &c.dir.path().join("kubeconfig")).expect("kubeconfig");
-        c.start_kubelet(nodes);
-        c.start_scheduler(0);
-        c.start_controllers(0);
+        c.restart_apiserver().await;
+        match c.spec.nodes {
+            Nodes::Sim(_) => c.kubelets.push(None),
+            Nodes::Docker(n) | Nodes::Process(n) => c.kubelets.resize_with(n, || None),
+        }
+        for i in 0..c.kubelets.len() {
+            c.start_kubelet(i);
+        }
+        c.start_scheduler();
+        c.start_controllers();
         c
     }
 
@@ -327,53 +421,254 @@ impl Cluster {
         self.dir.path().join("kubeconfig").display().to_string()
     }
 
-    /// (Re)starts the simulated kubelet.
-    pub fn start_kubelet(&mut self, nodes: usize) {
-        let a = args(&[
+    fn log(&mut self, name: &str) -> PathBuf {
+        self.restarts += 1;
+        self.dir.path().join(format!("{name}-{}.log", self.restarts))
+    }
+
+    /// (Re)starts kubelet `i` (0 for simulated nodes, which one kubelet hosts).
+    pub fn start_kubelet(&mut self, i: usize) {
+        let (runtime, name, extra) = match self.spec.nodes {
+            Nodes::Sim(n) => ("sim", "sim".to_owned(), vec!["--sim-nodes".to_owned(), n.to_string()]),
+            Nodes::Docker(_) => ("docker", self.node_names[i].clone(), Vec::new()),
+            Nodes::Process(_) => ("process", self.node_names[i].clone(), Vec::new()),
+        };
+        let mut a = args(&[
             "--kubeconfig",
             &self.kubeconfig(),
             "--runtime",
-            "sim",
-            "--sim-nodes",
-            &nodes.to_string(),
+            runtime,
             "--node-name",
-            "sim",
+            &name,
             "--port",
             &free_port().to_string(),
             "--root-dir",
-            &self.dir.path().join("kubelet").display().to_string(),
+            &self.dir.path().join("kubelet").join(&name).display().to_string(),
         ]);
-        self.kubelet = Some(Process::spawn("kubelet", &a, &self.dir.path().join("kubelet.log")).expect("kubelet"));
+        a.extend(extra);
+        a.extend(self.spec.kubelet_args.iter().cloned());
+        let log = self.log(&format!("kubelet-{name}"));
+        self.kubelets[i] = Some(Process::spawn("kubelet", &a, &log).expect("kubelet"));
     }
 
-    /// (Re)starts the scheduler; `n` numbers its log.
-    pub fn start_scheduler(&mut self, n: usize) {
+    /// `kill -9` of kubelet `i`; its containers keep running, as on a host that lost its
+    /// kubelet.
+    pub fn kill_kubelet(&mut self, i: usize) {
+        if let Some(mut k) = self.kubelets[i].take() {
+            k.kill();
+        }
+    }
+
+    /// (Re)starts the scheduler.
+    pub fn start_scheduler(&mut self) {
         let a = args(&["--kubeconfig", &self.kubeconfig(), "--secure-port", "0"]);
-        self.scheduler = Some(
-            Process::spawn("kube-scheduler", &a, &self.dir.path().join(format!("scheduler-{n}.log")))
-                .expect("scheduler"),
-        );
+        let log = self.log("scheduler");
+        self.scheduler = Some(Process::spawn("kube-scheduler", &a, &log).expect("scheduler"));
     }
 
-    /// (Re)starts the controller-manager; `n` numbers its log.
-    pub fn start_controllers(&mut self, n: usize) {
-        let a = args(&["--kubeconfig", &self.kubeconfig(), "--secure-port", "0"]);
-        self.controllers = Some(
-            Process::spawn("kube-controller-manager", &a, &self.dir.path().join(format!("controllers-{n}.log")))
-                .expect("controller-manager"),
-        );
+    /// (Re)starts the controller-manager.
+    pub fn start_controllers(&mut self) {
+        let mut a = args(&["--kubeconfig", &self.kubeconfig(), "--secure-port", "0"]);
+        a.extend(self.spec.controller_args.iter().cloned());
+        let log = self.log("controller-manager");
+        self.controllers = Some(Process::spawn("kube-controller-manager", &a, &log).expect("controller-manager"));
     }
 
-    /// Kills the apiserver and starts a new one on the same port and data.
-    pub async fn restart_apiserver(&mut self, n: usize) {
+    /// Kills the apiserver (`kill -9`) if it runs and starts a new one on the same port
+    /// and storage; returns once it is ready.
+    pub async fn restart_apiserver(&mut self) {
         if let Some(mut a) = self.apiserver.take() {
             a.kill();
         }
-        let data = self.dir.path().join("data").display().to_string();
-        let a = args(&["--port", &self.port.to_string(), "--data-dir", &data]);
-        let p = Process::spawn("kube-apiserver", &a, &self.dir.path().join(format!("apiserver-{n}.log")))
-            .expect("apiserver");
+        let mut a = args(&["--port", &self.port.to_string()]);
+        match &self.etcd {
+            Some((_, client, _)) => {
+                a.extend(args(&["--etcd-servers", &format!("http://127.0.0.1:{client}"), "--etcd-prefix", "/registry"]))
+            }
+            None => a.extend(args(&["--data-dir", &self.dir.path().join("data").display().to_string()])),
+        }
+        let log = self.log("apiserver");
+        let p = Process::spawn("kube-apiserver", &a, &log).expect("apiserver");
         wait_healthy(&self.url, Duration::from_secs(30)).await.expect("apiserver healthy");
         self.apiserver = Some(p);
+    }
+
+    /// `kill -9` of the private etcd, and a new one on the same ports and data after
+    /// `down`; returns once it accepts connections.
+    pub async fn restart_etcd(&mut self, down: Duration) {
+        let Some((mut process, client, peer)) = self.etcd.take() else { panic!("the cluster has no private etcd") };
+        process.kill();
+        tokio::time::sleep(down).await;
+        let log = format!("etcd-{}.log", self.restarts + 1);
+        self.restarts += 1;
+        let process = etcd_on(self.dir.path(), client, peer, &log).await.expect("etcd restart");
+        self.etcd = Some((process, client, peer));
+    }
+
+    /// Waits until `n` nodes are Ready.
+    pub async fn wait_nodes_ready(&self, n: usize, within: Duration) -> Result<()> {
+        use k8s_openapi::api::core::v1::Node;
+        let nodes: kube::Api<Node> = kube::Api::all(client(&self.url)?);
+        let deadline = Instant::now() + within;
+        loop {
+            let ready = nodes
+                .list(&Default::default())
+                .await
+                .map(|l| l.items.iter().filter(|n| node_ready(n)).count())
+                .unwrap_or(0);
+            if ready >= n {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{ready} of {n} nodes Ready after {within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Whether a node's Ready condition is True.
+pub fn node_ready(node: &k8s_openapi::api::core::v1::Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Kubelets first, so nothing restarts what is removed below.
+        for k in self.kubelets.iter_mut().flatten() {
+            k.kill();
+        }
+        if let Nodes::Docker(_) = self.spec.nodes {
+            for name in &self.node_names {
+                remove_docker_containers(name);
+            }
+        }
+        if let Nodes::Process(_) = self.spec.nodes {
+            kill_process_containers(&self.dir.path().join("kubelet"));
+        }
+    }
+}
+
+/// Removes the containers a docker-runtime kubelet for `node` started.
+pub fn remove_docker_containers(node: &str) {
+    let filter = format!("label=io.kubernetes.managed-by={node}");
+    let Ok(out) = Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output() else { return };
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect();
+    if !ids.is_empty() {
+        let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).stdout(Stdio::null()).status();
+    }
+}
+
+/// Kills the process groups of the process runtime's containers under `root` (their pid
+/// files are `.../process/pods/POD/containers/NAME/pid`).
+fn kill_process_containers(root: &std::path::Path) {
+    fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.file_name().is_some_and(|n| n == "pid") {
+                out.push(path);
+            }
+        }
+    }
+    let mut pids = Vec::new();
+    walk(root, &mut pids);
+    for f in pids {
+        if let Some(pid) = std::fs::read_to_string(&f).ok().and_then(|p| p.trim().parse::<i32>().ok())
+            && pid > 1
+        {
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+/// Whether the local Docker daemon answers and has the `busybox:local` image; when not,
+/// says why and returns false, except under `CI=true`, where that is a failure.
+pub fn docker_available(test: &str) -> bool {
+    let why = match Command::new("docker").args(["image", "inspect", "busybox:local"]).output() {
+        Ok(out) if out.status.success() => return true,
+        Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        Err(e) => format!("docker: {e}"),
+    };
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: CI=true but Docker cannot run it ({why}); ./test.sh starts dockerd and builds busybox:local");
+    }
+    eprintln!("skipping {test}: {why} (./test.sh starts dockerd and builds busybox:local)");
+    false
+}
+
+/// Runs `docker ARGS` and returns its stdout; fails with its stderr.
+pub fn docker(args: &[&str]) -> Result<String> {
+    let out = Command::new("docker").args(args).output().context("running docker")?;
+    if !out.status.success() {
+        bail!("docker {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A kubectl (ours or the stock one) pointed at a kubeconfig.
+pub struct Kubectl {
+    program: PathBuf,
+    /// The kubeconfig it reads.
+    pub kubeconfig: String,
+    cache: Option<PathBuf>,
+}
+
+impl Kubectl {
+    /// Our kubectl, built beside the tests.
+    pub fn ours(kubeconfig: &str) -> Kubectl {
+        Kubectl { program: binary("kubectl"), kubeconfig: kubeconfig.to_owned(), cache: None }
+    }
+
+    /// The stock kubectl on PATH, its discovery cache in `cache`; `None` (after saying
+    /// why) when it is not installed, a failure under `CI=true`.
+    pub fn stock(kubeconfig: &str, cache: &std::path::Path) -> Option<Kubectl> {
+        let found = Command::new("kubectl").args(["version", "--client"]).stdout(Stdio::null()).status().is_ok();
+        if !found {
+            assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "CI=true but kubectl is not on PATH");
+            eprintln!("skipping the stock kubectl steps: kubectl is not on PATH");
+            return None;
+        }
+        Some(Kubectl { program: "kubectl".into(), kubeconfig: kubeconfig.to_owned(), cache: Some(cache.to_owned()) })
+    }
+
+    /// The command with `--kubeconfig` (and `--cache-dir`) set.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(&self.program);
+        c.arg("--kubeconfig").arg(&self.kubeconfig);
+        if let Some(cache) = &self.cache {
+            c.arg("--cache-dir").arg(cache);
+        }
+        c
+    }
+
+    /// Runs it.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.command().args(args).output().expect("run kubectl")
+    }
+
+    /// Runs and expects success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs and expects it to fail with exit code 1; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "kubectl {args:?} should fail: {}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(out.status.code(), Some(1), "exit code of kubectl {args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
     }
 }

@@ -1,13 +1,14 @@
-//! The whole control plane as real processes (apiserver on the embedded store, scheduler,
-//! controller-manager, a simulated kubelet hosting 20 nodes), driven through the API:
-//! `kill -9` of the controller-manager, the scheduler and the apiserver in the middle of
-//! scaling, and after each restart exactly the desired number of pods, all bound and Ready.
+//! The whole control plane as real processes (apiserver, scheduler, controller-manager, a
+//! simulated kubelet hosting 20 nodes), driven through the API: `kill -9` of the
+//! controller-manager, the scheduler and the apiserver in the middle of scaling to 1,000,
+//! on the embedded store and on etcd (with an etcd restart too), and after each restart
+//! exactly the desired number of pods, all bound and Ready, none duplicated or lost.
 
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
-use e2e::{Cluster, client, pod_ready as ready};
+use e2e::{Cluster, Nodes, Spec, client, etcd_installed, pod_ready as ready};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -39,9 +40,7 @@ async fn settle(pods: &Api<Pod>, n: usize, within: Duration, what: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_scale_loses_and_duplicates_nothing() {
-    let mut c = Cluster::start(20).await;
+async fn web(c: &Cluster) -> (Api<Deployment>, Api<Pod>) {
     let cl = client(&c.url).unwrap();
     let deploys: Api<Deployment> = Api::namespaced(cl.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(cl.clone(), "default");
@@ -51,31 +50,80 @@ async fn kill_9_mid_scale_loses_and_duplicates_nothing() {
     .unwrap();
     deploys.create(&PostParams::default(), &d).await.unwrap();
     settle(&pods, 100, Duration::from_secs(60), "100 pods").await;
+    (deploys, pods)
+}
+
+fn scale(n: i32) -> Patch<serde_json::Value> {
+    Patch::Merge(json!({"spec": {"replicas": n}}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_scale_loses_and_duplicates_nothing() {
+    let mut c = Cluster::start(20).await;
+    let (deploys, pods) = web(&c).await;
 
     // The controller-manager dies while it creates pods.
-    let scale = |n: i32| json!({"spec": {"replicas": n}});
-    deploys.patch_scale("web", &PatchParams::default(), &Patch::Merge(scale(1000))).await.unwrap();
+    deploys.patch_scale("web", &PatchParams::default(), &(scale(1000))).await.unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
     c.controllers.take().unwrap().kill();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    c.start_controllers(1);
+    c.start_controllers();
     settle(&pods, 1000, Duration::from_secs(120), "1000 pods after a controller-manager kill -9").await;
 
     // The scheduler dies while it binds.
-    deploys.patch_scale("web", &PatchParams::default(), &Patch::Merge(scale(600))).await.unwrap();
+    deploys.patch_scale("web", &PatchParams::default(), &(scale(600))).await.unwrap();
     settle(&pods, 600, Duration::from_secs(60), "600 pods").await;
-    deploys.patch_scale("web", &PatchParams::default(), &Patch::Merge(scale(1000))).await.unwrap();
+    deploys.patch_scale("web", &PatchParams::default(), &(scale(1000))).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     c.scheduler.take().unwrap().kill();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    c.start_scheduler(1);
+    c.start_scheduler();
     settle(&pods, 1000, Duration::from_secs(120), "1000 pods after a scheduler kill -9").await;
 
     // The apiserver dies while the deployment scales down; the same data comes back.
-    deploys.patch_scale("web", &PatchParams::default(), &Patch::Merge(scale(400))).await.unwrap();
+    deploys.patch_scale("web", &PatchParams::default(), &(scale(400))).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    c.restart_apiserver(1).await;
+    c.restart_apiserver().await;
     settle(&pods, 400, Duration::from_secs(120), "400 pods after an apiserver kill -9").await;
     let d = deploys.get("web").await.unwrap();
     assert_eq!(d.spec.unwrap().replicas, Some(400));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_etcd_kill_9_and_an_etcd_restart_mid_scale_lose_nothing() {
+    if !etcd_installed("on_etcd_kill_9_and_an_etcd_restart_mid_scale_lose_nothing") {
+        return;
+    }
+    let mut c = Cluster::with(Spec { etcd: true, ..Spec::sim(20) }).await;
+    assert_eq!(c.spec.nodes, Nodes::Sim(20));
+    let (deploys, pods) = web(&c).await;
+
+    // etcd dies (kill -9) while the controller-manager creates pods, and stays down for a
+    // second; the apiserver keeps running and its watches resume.
+    deploys.patch_scale("web", &PatchParams::default(), &scale(1000)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    c.restart_etcd(Duration::from_secs(1)).await;
+    settle(&pods, 1000, Duration::from_secs(120), "1000 pods after an etcd restart").await;
+
+    // The controller-manager and then the apiserver die mid-scale.
+    deploys.patch_scale("web", &PatchParams::default(), &scale(500)).await.unwrap();
+    settle(&pods, 500, Duration::from_secs(60), "500 pods").await;
+    deploys.patch_scale("web", &PatchParams::default(), &scale(1000)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.controllers.take().unwrap().kill();
+    c.restart_apiserver().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.restart_apiserver().await;
+    c.start_controllers();
+    settle(&pods, 1000, Duration::from_secs(120), "1000 pods after kill -9 of the apiserver and controller-manager")
+        .await;
+    let names: std::collections::HashSet<String> = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    assert_eq!(names.len(), 1000, "no pod twice");
 }

@@ -34,6 +34,7 @@ fn node(c: &InProcess, name: &str, runtime: Arc<dyn Runtime>, root: &Path, port:
             labels: Default::default(),
             taints: vec![],
             port,
+            lease_seconds: 40,
         },
         pods: Default::default(),
     })

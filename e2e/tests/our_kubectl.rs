@@ -7,76 +7,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use e2e::{Cluster, client, pod_ready};
+use e2e::{Cluster, Kubectl, client, pod_ready};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
-
-struct Kubectl {
-    kubeconfig: String,
-}
-
-impl Kubectl {
-    fn command(&self) -> Command {
-        let mut c = Command::new(e2e::binary("kubectl"));
-        c.arg("--kubeconfig").arg(&self.kubeconfig);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command().args(args).output().expect("run our kubectl")
-    }
-
-    /// Runs and expects success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Runs and expects failure; returns stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(!out.status.success(), "kubectl {args:?} should fail: {}", String::from_utf8_lossy(&out.stdout));
-        assert_eq!(out.status.code(), Some(1), "exit code of kubectl {args:?}");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-}
-
-async fn wait_nodes(c: &Cluster, n: usize) {
-    let nodes: Api<Node> = Api::all(client(&c.url).unwrap());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let ready = nodes
-            .list(&ListParams::default())
-            .await
-            .map(|l| {
-                l.items
-                    .iter()
-                    .filter(|n| {
-                        n.status
-                            .as_ref()
-                            .and_then(|s| s.conditions.as_ref())
-                            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-                    })
-                    .count()
-            })
-            .unwrap_or(0);
-        if ready >= n {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{ready} of {n} nodes Ready");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// The images of the live pods of `run=web`, with how many Ready.
 async fn images(pods: &Api<Pod>) -> (std::collections::BTreeMap<String, usize>, usize) {
@@ -108,8 +45,8 @@ async fn settle(pods: &Api<Pod>, image: &str, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tutorial_with_a_thousand_replicas() {
     let c = Cluster::start(100).await;
-    wait_nodes(&c, 100).await;
-    let k = Kubectl { kubeconfig: c.kubeconfig() };
+    c.wait_nodes_ready(100, Duration::from_secs(60)).await.unwrap();
+    let k = Kubectl::ours(&c.kubeconfig());
     let pods: Api<Pod> = Api::namespaced(client(&c.url).unwrap(), "default");
     let deploys: Api<Deployment> = Api::namespaced(client(&c.url).unwrap(), "default");
 
@@ -224,8 +161,8 @@ fn without_ages(text: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everyday_commands_match_stock_kubectl() {
     let c = Cluster::start(3).await;
-    wait_nodes(&c, 3).await;
-    let k = Kubectl { kubeconfig: c.kubeconfig() };
+    c.wait_nodes_ready(3, Duration::from_secs(60)).await.unwrap();
+    let k = Kubectl::ours(&c.kubeconfig());
     let dir = tempfile::tempdir().unwrap();
 
     // apply of a multi-document file, twice with a change.
@@ -419,7 +356,7 @@ async fn everyday_commands_match_stock_kubectl() {
         "current-context: local",
         "- context:\n    cluster: local\n    user: local\n    namespace: shop\n  name: other\ncurrent-context: local",
     );
-    let other = Kubectl { kubeconfig: write(dir.path(), "kc2", &text) };
+    let other = Kubectl::ours(&write(dir.path(), "kc2", &text));
     assert_eq!(other.ok(&["config", "use-context", "other"]), "Switched to context \"other\".\n");
     assert_eq!(other.ok(&["config", "current-context"]), "other\n");
     assert!(other.ok(&["get", "cm", "-o", "name"]).contains("configmap/settings"), "the context's namespace is used");

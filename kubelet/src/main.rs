@@ -62,6 +62,10 @@ struct Args {
     /// Taints to register the node with (key=value:Effect,...).
     #[arg(long, default_value = "")]
     register_with_taints: String,
+    /// How long the node's lease lasts; it is renewed every quarter of that. The
+    /// controller-manager's --node-monitor-grace-period must be longer.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
+    node_lease_duration_seconds: u32,
     /// The image of each pod's sandbox (pause) container, docker runtime; must be local.
     #[arg(long, default_value = "busybox:local")]
     pod_infra_container_image: String,
@@ -127,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
                 labels: labels.clone(),
                 taints: taints.clone(),
                 port: args.port,
+                lease_seconds: args.node_lease_duration_seconds,
             },
             pods: Default::default(),
         }));

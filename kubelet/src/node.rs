@@ -29,6 +29,9 @@ pub struct Registration {
     pub taints: Vec<Taint>,
     /// The kubelet's HTTP port (logs).
     pub port: u16,
+    /// How long the node lease lasts (`--node-lease-duration-seconds`); it is renewed
+    /// every quarter of that, as upstream's kubelet does.
+    pub lease_seconds: u32,
 }
 
 /// The host's CPUs (millicores) and memory (bytes), from /proc.
@@ -121,7 +124,7 @@ async fn renew_lease(node: &Node) -> anyhow::Result<()> {
                 metadata: ObjectMeta { name: Some(node.name.clone()), ..Default::default() },
                 spec: Some(LeaseSpec {
                     holder_identity: Some(node.name.clone()),
-                    lease_duration_seconds: Some(40),
+                    lease_duration_seconds: Some(i32::try_from(node.registration.lease_seconds).unwrap_or(i32::MAX)),
                     renew_time: Some(renew),
                     ..Default::default()
                 }),
@@ -132,7 +135,8 @@ async fn renew_lease(node: &Node) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Registers the node, then renews its lease every 10 s and its status every minute.
+/// Registers the node, then renews its lease every quarter of its duration (10 s by
+/// default) and posts its status every minute.
 pub async fn heartbeat(node: Arc<Node>) {
     loop {
         match register(&node).await {
@@ -143,12 +147,14 @@ pub async fn heartbeat(node: Arc<Node>) {
             }
         }
     }
+    let renew = Duration::from_millis(u64::from(node.registration.lease_seconds.max(1)) * 250);
+    let status_every = (60_000 / renew.as_millis().max(1) as u64).max(1);
     let mut beats = 0u64;
     loop {
         if let Err(e) = renew_lease(&node).await {
             tracing::warn!(node = %node.name, error = %e, "renewing the node lease failed");
         }
-        if beats % 6 == 5 {
+        if beats % status_every == status_every - 1 {
             let api: Api<NodeObject> = Api::all(node.client.clone());
             if let Err(e) = api
                 .patch_status(&node.name, &PatchParams::default(), &Patch::Merge(json!({"status": status(&node)})))
@@ -158,6 +164,6 @@ pub async fn heartbeat(node: Arc<Node>) {
             }
         }
         beats += 1;
-        tokio::time::sleep(Duration::from_secs(10)).await;
+        tokio::time::sleep(renew).await;
     }
 }

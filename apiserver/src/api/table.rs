@@ -181,10 +181,12 @@ fn pod_row(pod: &Value) -> Vec<Value> {
 
 fn node_row(node: &Value) -> Vec<Value> {
     let conds = node.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    // As upstream's printer: any Ready status but True (False or Unknown) is NotReady;
+    // no Ready condition at all is Unknown.
     let mut status = match conds.iter().find(|c| s(c, "/type") == "Ready").map(|c| s(c, "/status").to_owned()) {
         Some(st) if st == "True" => "Ready".to_owned(),
-        Some(st) if st == "False" => "NotReady".to_owned(),
-        _ => "Unknown".to_owned(),
+        Some(_) => "NotReady".to_owned(),
+        None => "Unknown".to_owned(),
     };
     if node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
         status.push_str(",SchedulingDisabled");
