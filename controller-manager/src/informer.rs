@@ -49,6 +49,17 @@ where
 {
     /// Starts watching `api`; `handlers` hear of every change after the cache has it.
     pub fn start(tasks: &crate::Tasks, api: Api<K>, handlers: Vec<Handler<K>>) -> Arc<Informer<K>> {
+        Self::start_trimmed(tasks, api, |_| {}, handlers)
+    }
+
+    /// As [`Informer::start`], keeping only what `trim` leaves of each object: the
+    /// controllers must not need (or write back) what it drops.
+    pub fn start_trimmed(
+        tasks: &crate::Tasks,
+        api: Api<K>,
+        trim: fn(&mut K),
+        handlers: Vec<Handler<K>>,
+    ) -> Arc<Informer<K>> {
         let informer = Arc::new(Informer {
             objects: RwLock::new(HashMap::new()),
             by_owner: RwLock::new(HashMap::new()),
@@ -59,6 +70,12 @@ where
             let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
             let mut relist: Option<HashSet<String>> = None;
             while let Some(event) = stream.next().await {
+                let event = event.map(|e| {
+                    e.modify(|obj| {
+                        obj.meta_mut().managed_fields = None;
+                        trim(obj);
+                    })
+                });
                 match event {
                     Ok(Event::Init) => relist = Some(HashSet::new()),
                     Ok(Event::InitApply(obj)) => {

@@ -192,13 +192,48 @@ pub async fn etcd_process(dir: &std::path::Path) -> Result<(Process, String)> {
 /// Starts a one-member etcd on the given loopback ports, its data in `dir/etcd` (kept
 /// across restarts) and its output in `dir/log`; returns once it accepts connections.
 pub async fn etcd_on(dir: &std::path::Path, client: u16, peer: u16, log: &str) -> Result<Process> {
+    let initial = format!("bench=http://127.0.0.1:{peer}");
+    let process = etcd_member(&dir.join("etcd"), "bench", client, peer, &initial, &dir.join(log))?;
+    wait_port(client, Duration::from_secs(20))
+        .await
+        .with_context(|| format!("etcd; see {}", dir.join(log).display()))?;
+    Ok(process)
+}
+
+/// Starts a three-member etcd cluster on loopback, the members' data under `dir`; returns
+/// each member's process and client URL once all accept connections.
+pub async fn etcd_cluster(dir: &std::path::Path) -> Result<Vec<(Process, String)>> {
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let initial: Vec<String> =
+        ports.iter().enumerate().map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}")).collect();
+    let initial = initial.join(",");
+    let mut members = Vec::new();
+    for (i, (client, peer)) in ports.iter().enumerate() {
+        let log = dir.join(format!("etcd-m{i}.log"));
+        let p = etcd_member(&dir.join(format!("etcd-m{i}")), &format!("m{i}"), *client, *peer, &initial, &log)?;
+        members.push((p, format!("http://127.0.0.1:{client}")));
+    }
+    for (client, _) in &ports {
+        wait_port(*client, Duration::from_secs(30)).await.context("an etcd member")?;
+    }
+    Ok(members)
+}
+
+fn etcd_member(
+    data: &std::path::Path,
+    name: &str,
+    client: u16,
+    peer: u16,
+    initial_cluster: &str,
+    log: &std::path::Path,
+) -> Result<Process> {
     let url = format!("http://127.0.0.1:{client}");
     let peer_url = format!("http://127.0.0.1:{peer}");
-    let args: Vec<String> = [
+    let args = args(&[
         "--name",
-        "bench",
+        name,
         "--data-dir",
-        &dir.join("etcd").display().to_string(),
+        &data.display().to_string(),
         "--listen-client-urls",
         &url,
         "--advertise-client-urls",
@@ -208,22 +243,21 @@ pub async fn etcd_on(dir: &std::path::Path, client: u16, peer: u16, log: &str) -
         "--initial-advertise-peer-urls",
         &peer_url,
         "--initial-cluster",
-        &format!("bench={peer_url}"),
+        initial_cluster,
         "--quota-backend-bytes=8589934592",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    let process = Process::spawn_path(std::path::Path::new("etcd"), &args, &dir.join(log))
-        .context("starting etcd (apt-get install etcd-server)")?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", client)).is_err() {
+    ]);
+    Process::spawn_path(std::path::Path::new("etcd"), &args, log).context("starting etcd (apt-get install etcd-server)")
+}
+
+async fn wait_port(port: u16, within: Duration) -> Result<()> {
+    let deadline = Instant::now() + within;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {
-            bail!("etcd did not start; see {}", dir.join(log).display());
+            bail!("nothing listens on port {port} after {within:?}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Ok(process)
+    Ok(())
 }
 
 /// A stand-in for kubelets in controller tests and benchmarks: every pod is marked Running
@@ -671,4 +705,68 @@ impl Kubectl {
         assert_eq!(out.status.code(), Some(1), "exit code of kubectl {args:?}");
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
+}
+
+/// The `p` quantile (0..=1) of sorted durations; zero when there are none.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Raw etcd puts per second: `total` puts of `size`-byte values under `prefix`, from
+/// `concurrency` clients sharing one connection, as the apiserver does.
+pub async fn etcd_put_rate(endpoint: &str, prefix: &str, total: usize, concurrency: usize, size: usize) -> Result<f64> {
+    let client = etcd_client::Client::connect([endpoint], None).await?;
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let value = std::sync::Arc::new(vec![b'x'; size]);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (mut kv, next, value, prefix) = (client.kv_client(), next.clone(), value.clone(), prefix.to_owned());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                kv.put(format!("{prefix}{i}"), value.as_slice(), None).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Starts `n` containers of `busybox:local` running `command` with parallel `docker run
+/// -d`; returns how long until every run returned, then removes them.
+pub async fn docker_runs(n: usize, command: &[&str]) -> Result<Duration> {
+    use futures::StreamExt;
+    let started = Instant::now();
+    let runs = futures::stream::iter(0..n)
+        .map(|i| async move {
+            tokio::process::Command::new("docker")
+                .args(["run", "-d", "--name", &format!("bench-raw-{i}"), "--label", "bench-raw=1", "busybox:local"])
+                .args(command)
+                .output()
+                .await
+        })
+        .buffer_unordered(n);
+    let outputs: Vec<_> = runs.collect().await;
+    let took = started.elapsed();
+    let ids = docker(&["ps", "-aq", "--filter", "label=bench-raw=1"])?;
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if !ids.is_empty() {
+        docker(&[&["rm", "-f"], ids.as_slice()].concat())?;
+    }
+    for o in outputs {
+        let o = o?;
+        if !o.status.success() {
+            bail!("docker run failed: {}", String::from_utf8_lossy(&o.stderr));
+        }
+    }
+    Ok(took)
 }

@@ -29,6 +29,42 @@ fn backend(e: etcd_client::Error) -> Error {
     }
 }
 
+/// Whether a failed request may be sent again. etcd-client spreads requests over every
+/// endpoint, a dead member's included: a request that failed because no connection to
+/// its member could be made never reached etcd, so another member may take it. Reads may
+/// be sent again after any `Unavailable`; writes only when nothing was sent.
+fn retryable(e: &etcd_client::Error, read: bool) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) => true,
+        etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::Unavailable => {
+            read || s.message().contains("connect") || s.message().contains("no address")
+        }
+        _ => false,
+    }
+}
+
+/// Runs `request` until it succeeds, fails for a reason other than an unreachable member,
+/// or has been tried 8 times (about 2 s).
+async fn retried<T, F, Fut>(read: bool, mut request: F) -> std::result::Result<T, etcd_client::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+{
+    let mut delay = std::time::Duration::from_millis(10);
+    let mut attempt = 1;
+    loop {
+        match request().await {
+            Err(e) if attempt < 8 && retryable(&e, read) => {
+                tracing::debug!(error = %e, attempt, "an etcd member is unreachable; trying again");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_millis(500));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 fn to_kv(kv: &etcd_client::KeyValue) -> Result<KeyValue> {
     Ok(KeyValue {
         key: kv.key_str().map_err(|_| Error::Backend("etcd returned a key that is not UTF-8".into()))?.to_owned(),
@@ -69,7 +105,12 @@ impl EtcdStore {
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let resp = self.kv().get(key, None).await.map_err(backend)?;
+        let resp = retried(true, || {
+            let mut kv = self.kv();
+            async move { kv.get(key, None).await }
+        })
+        .await
+        .map_err(backend)?;
         resp.kvs().first().map(to_kv).transpose()
     }
 
@@ -82,7 +123,12 @@ impl Store for EtcdStore {
         if req.revision > 0 {
             opts = opts.with_revision(req.revision);
         }
-        let resp = self.kv().get(start, Some(opts)).await.map_err(|e| match backend(e) {
+        let resp = retried(true, || {
+            let (mut kv, start, opts) = (self.kv(), start.clone(), opts.clone());
+            async move { kv.get(start, Some(opts)).await }
+        })
+        .await
+        .map_err(|e| match backend(e) {
             Error::Compacted { .. } => Error::Compacted { requested: req.revision, compacted: 0 },
             Error::FutureRevision { .. } => Error::FutureRevision { requested: req.revision, current: 0 },
             other => other,
@@ -98,7 +144,12 @@ impl Store for EtcdStore {
             value.to_vec(),
             None,
         )]);
-        let resp = self.kv().txn(txn).await.map_err(backend)?;
+        let resp = retried(false, || {
+            let (mut kv, txn) = (self.kv(), txn.clone());
+            async move { kv.txn(txn).await }
+        })
+        .await
+        .map_err(backend)?;
         if !resp.succeeded() {
             return Err(Error::AlreadyExists { key: key.to_owned() });
         }
@@ -109,7 +160,12 @@ impl Store for EtcdStore {
         let txn = Txn::new()
             .when(vec![Compare::mod_revision(key, CompareOp::Equal, expected)])
             .and_then(vec![TxnOp::put(key, value.to_vec(), None)]);
-        let resp = self.kv().txn(txn).await.map_err(backend)?;
+        let resp = retried(false, || {
+            let (mut kv, txn) = (self.kv(), txn.clone());
+            async move { kv.txn(txn).await }
+        })
+        .await
+        .map_err(backend)?;
         if !resp.succeeded() {
             return Err(self.explain_failure(key, expected).await);
         }
@@ -123,7 +179,12 @@ impl Store for EtcdStore {
         };
         let txn =
             Txn::new().when(vec![guard]).and_then(vec![TxnOp::delete(key, Some(DeleteOptions::new().with_prev_key()))]);
-        let resp = self.kv().txn(txn).await.map_err(backend)?;
+        let resp = retried(false, || {
+            let (mut kv, txn) = (self.kv(), txn.clone());
+            async move { kv.txn(txn).await }
+        })
+        .await
+        .map_err(backend)?;
         if !resp.succeeded() {
             return Err(self.explain_failure(key, expected.unwrap_or_default()).await);
         }
@@ -140,7 +201,12 @@ impl Store for EtcdStore {
 
     async fn watch(&self, prefix: &str, from: i64) -> Result<WatchStream> {
         let opts = WatchOptions::new().with_range(prefix_end(prefix)).with_start_revision(from.max(1));
-        let stream = self.client.watch_client().watch(prefix, Some(opts)).await.map_err(backend)?;
+        let stream = retried(true, || {
+            let (mut watch, opts) = (self.client.watch_client(), opts.clone());
+            async move { watch.watch(prefix, Some(opts)).await }
+        })
+        .await
+        .map_err(backend)?;
         let (sender, responses) = stream.split();
         let events =
             futures::stream::unfold((responses, sender, false), move |(mut responses, sender, done)| async move {
@@ -184,7 +250,12 @@ impl Store for EtcdStore {
     }
 
     async fn current_revision(&self) -> Result<i64> {
-        let resp = self.kv().get("/", Some(GetOptions::new().with_count_only())).await.map_err(backend)?;
+        let resp = retried(true, || {
+            let mut kv = self.kv();
+            async move { kv.get("/", Some(GetOptions::new().with_count_only())).await }
+        })
+        .await
+        .map_err(backend)?;
         header_revision(resp.header())
     }
 }

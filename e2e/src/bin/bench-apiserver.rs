@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::Parser;
-use e2e::{Process, apiserver_process, cpu_seconds, rss_mb};
+use e2e::{Process, apiserver_process, cpu_seconds, percentile, rss_mb};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
@@ -39,13 +39,6 @@ fn pod(name: &str) -> Value {
         "spec": {"containers": [{"name": "app", "image": "busybox:1.36", "command": ["sleep", "3600"],
             "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}, "ports": [{"containerPort": 8080}]}]},
     })
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn ms(d: Duration) -> String {
@@ -114,31 +107,6 @@ async fn steady_creates(url: &str, rate: u64, seconds: u64) -> Result<Vec<Durati
     Ok(lat)
 }
 
-/// Raw etcd puts with the same concurrency and value size.
-async fn etcd_puts(endpoint: &str, total: usize, concurrency: usize, value: Vec<u8>) -> Result<f64> {
-    let client = etcd_client::Client::connect([endpoint], None).await?;
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let value = Arc::new(value);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (mut kv, next, value) = (client.kv_client(), next.clone(), value.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= total {
-                    return Ok::<_, anyhow::Error>(());
-                }
-                kv.put(format!("/raw/pods/default/raw-{i}"), value.as_slice(), None).await?;
-            }
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    Ok(total as f64 / started.elapsed().as_secs_f64())
-}
-
 async fn list_from_cache(url: &str) -> Result<(Duration, usize)> {
     let http = reqwest::Client::new();
     let mut times = Vec::new();
@@ -165,7 +133,7 @@ async fn main() -> Result<()> {
     // The stored form carries defaults and server fields: measure etcd with that size.
     let stored_size = value.len() + 700;
     let cpu_etcd = cpu_seconds(etcd.child.id());
-    let raw = etcd_puts(&etcd_url, args.pods, args.concurrency, vec![b'x'; stored_size]).await?;
+    let raw = e2e::etcd_put_rate(&etcd_url, "/raw/pods/default/raw-", args.pods, args.concurrency, stored_size).await?;
     println!("raw etcd puts/s ({}-byte values, {} clients): {raw:.0}", stored_size, args.concurrency);
     println!("  CPU per put: etcd {:.0} us", (cpu_seconds(etcd.child.id()) - cpu_etcd) * 1e6 / args.pods as f64);
 

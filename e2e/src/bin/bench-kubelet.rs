@@ -29,43 +29,6 @@ struct Args {
     skip_docker: bool,
 }
 
-async fn docker_runs(n: usize) -> Result<Duration> {
-    let started = Instant::now();
-    let runs = futures::stream::iter(0..n)
-        .map(|i| async move {
-            tokio::process::Command::new("docker")
-                .args([
-                    "run",
-                    "-d",
-                    "--name",
-                    &format!("bench-raw-{i}"),
-                    "--label",
-                    "bench-raw=1",
-                    "busybox:local",
-                    "sleep",
-                    "3600",
-                ])
-                .output()
-                .await
-        })
-        .buffer_unordered(n);
-    let outputs: Vec<_> = runs.collect().await;
-    let took = started.elapsed();
-    for o in outputs {
-        let o = o?;
-        if !o.status.success() {
-            bail!("docker run failed: {}", String::from_utf8_lossy(&o.stderr));
-        }
-    }
-    let ids =
-        tokio::process::Command::new("docker").args(["ps", "-aq", "--filter", "label=bench-raw=1"]).output().await?;
-    let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout).split_whitespace().map(str::to_owned).collect();
-    if !ids.is_empty() {
-        tokio::process::Command::new("docker").arg("rm").arg("-f").args(&ids).output().await?;
-    }
-    Ok(took)
-}
-
 async fn kubelet_pods(dir: &std::path::Path, url: &str, kc: &std::path::Path, n: usize) -> Result<Duration> {
     let root = dir.join("kubelet-docker");
     let args: Vec<String> = [
@@ -204,9 +167,9 @@ async fn main() -> Result<()> {
     kubeconfig(&url, &kc)?;
     println!("# kubelet benchmark");
     if !args.skip_docker {
-        let raw = docker_runs(args.pods).await?;
+        let raw = e2e::docker_runs(args.pods, &["sleep", "3600"]).await?;
         let ours = kubelet_pods(dir.path(), &url, &kc, args.pods).await?;
-        let raw2 = docker_runs(args.pods).await?;
+        let raw2 = e2e::docker_runs(args.pods, &["sleep", "3600"]).await?;
         println!(
             "{} parallel `docker run -d busybox:local`: {:.2} s (again after: {:.2} s)",
             args.pods,

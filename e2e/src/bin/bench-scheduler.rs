@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use e2e::{Process, apiserver_process, etcd_process, free_port, kubeconfig};
+use e2e::{Process, apiserver_process, etcd_process, free_port, kubeconfig, percentile};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -27,13 +27,6 @@ struct Args {
     /// Use the embedded store instead of etcd.
     #[arg(long)]
     embedded: bool,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 async fn post_all(
