@@ -231,42 +231,67 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "not met" }
 }
 
+/// A cluster being measured: our kubectl for it, a watching client and the RSS sampler.
+struct Measured {
+    /// Kept for its lifetime: dropping it stops every process.
+    _cluster: Cluster,
+    kubectl: Kubectl,
+    tracker: Arc<Tracker>,
+}
+
+impl Measured {
+    /// Starts watching and sampling `cluster` once `nodes` of its nodes are Ready.
+    async fn start(cluster: Cluster, nodes: usize) -> Result<(Measured, Peaks)> {
+        cluster.wait_nodes_ready(nodes, Duration::from_secs(120)).await?;
+        let kubectl = Kubectl::ours(&cluster.kubeconfig());
+        let tracker = Tracker::start(client(&cluster.url)?);
+        let peaks = Peaks::start(pids(&cluster));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Ok((Measured { _cluster: cluster, kubectl, tracker }, peaks))
+    }
+
+    /// Runs `kubectl ARGS` and times it until the live pods of `run` are `n` Ready pods of
+    /// `image`.
+    async fn step(&self, args: &[&str], run: &str, image: &str, n: usize, within: Duration) -> Result<Duration> {
+        let t = Instant::now();
+        kubectl(&self.kubectl, args)?;
+        self.tracker.settled(run, image, n, within).await?;
+        Ok(t.elapsed())
+    }
+
+    /// A row with the startup latencies recorded since the last call.
+    fn startup_row(&self, rows: &mut Vec<Row>, what: String) {
+        let startups = self.tracker.take_startups();
+        let (p50, p99) = (percentile(&startups, 0.5), percentile(&startups, 0.99));
+        row(
+            rows,
+            what,
+            format!("p50 {}, p99 {}", ms(p50), ms(p99)),
+            format!("p99 < 1 s — {}", verdict(p99 < Duration::from_secs(1))),
+        );
+    }
+}
+
 async fn simulated(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
     let n = args.replicas;
     let c = Cluster::with(Spec { etcd: true, ..Spec::sim(n / 10) }).await;
     let etcd_url = format!("http://127.0.0.1:{}", c.etcd.as_ref().map(|e| e.1).unwrap_or_default());
     let puts = etcd_put_rate(&etcd_url, "/raw/", 20_000, 64, 1900).await?;
     row(rows, "raw etcd puts/s on the cluster's etcd (64 clients, 1,900-byte values)", format!("{puts:.0}"), "");
-    c.wait_nodes_ready(n / 10, Duration::from_secs(60)).await?;
-    let k = Kubectl::ours(&c.kubeconfig());
-    let tracker = Tracker::start(client(&c.url)?);
-    let peaks = Peaks::start(pids(&c));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (m, peaks) = Measured::start(c, n / 10).await?;
+    let within = Duration::from_secs(120);
 
-    let t = Instant::now();
-    kubectl(&k, &["run", "web", "--image=web:1", &format!("--replicas={n}")])?;
-    tracker.settled("web", "web:1", n, Duration::from_secs(120)).await?;
-    let took = t.elapsed();
-    let startups = tracker.take_startups();
+    let took = m.step(&["run", "web", "--image=web:1", &format!("--replicas={n}")], "web", "web:1", n, within).await?;
     row(
         rows,
         format!("`kubectl run web --replicas={n}` on {} nodes → all Running", n / 10),
         secs(took),
         format!("< 3 s — {}", verdict(took < Duration::from_secs(3))),
     );
-    let (p50, p99) = (percentile(&startups, 0.5), percentile(&startups, 0.99));
-    row(
-        rows,
-        format!("pod startup latency, {n} pods (watch: created → Ready)"),
-        format!("p50 {}, p99 {}", ms(p50), ms(p99)),
-        format!("p99 < 1 s — {}", verdict(p99 < Duration::from_secs(1))),
-    );
+    m.startup_row(rows, format!("pod startup latency, {n} pods (watch: created → Ready)"));
 
-    let t = Instant::now();
-    kubectl(&k, &["scale", &format!("--replicas={}", 2 * n), "web"])?;
-    tracker.settled("web", "web:1", 2 * n, Duration::from_secs(120)).await?;
-    let took = t.elapsed();
-    tracker.take_startups();
+    let took = m.step(&["scale", &format!("--replicas={}", 2 * n), "web"], "web", "web:1", 2 * n, within).await?;
+    m.tracker.take_startups();
     row(
         rows,
         format!("`kubectl scale --replicas={} web` → all Running", 2 * n),
@@ -274,49 +299,31 @@ async fn simulated(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
         format!("< 3 s — {}", verdict(took < Duration::from_secs(3))),
     );
 
-    let t = Instant::now();
-    kubectl(&k, &["rolling-update", "web", "--image=web:2"])?;
-    tracker.settled("web", "web:2", 2 * n, Duration::from_secs(120)).await?;
-    let took = t.elapsed();
+    let took = m.step(&["rolling-update", "web", "--image=web:2"], "web", "web:2", 2 * n, within).await?;
     row(
         rows,
         format!("`kubectl rolling-update web --image=web:2`, {} replicas → all updated and Running", 2 * n),
         secs(took),
         format!("< 10 s — {}", verdict(took < Duration::from_secs(10))),
     );
-    let t = Instant::now();
-    kubectl(&k, &["rolling-update", "web", "--rollback"])?;
-    tracker.settled("web", "web:1", 2 * n, Duration::from_secs(120)).await?;
-    row(rows, format!("`kubectl rolling-update web --rollback`, {} replicas", 2 * n), secs(t.elapsed()), "");
+    let took = m.step(&["rolling-update", "web", "--rollback"], "web", "web:1", 2 * n, within).await?;
+    row(rows, format!("`kubectl rolling-update web --rollback`, {} replicas", 2 * n), secs(took), "");
     let small = peaks.stop();
-    drop(c);
+    drop(m);
 
     let nodes = args.many_nodes;
     let many = args.many;
     let c = Cluster::with(Spec { etcd: true, ..Spec::sim(nodes) }).await;
-    c.wait_nodes_ready(nodes, Duration::from_secs(120)).await?;
-    let k = Kubectl::ours(&c.kubeconfig());
-    let tracker = Tracker::start(client(&c.url)?);
-    let peaks = Peaks::start(pids(&c));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let t = Instant::now();
-    kubectl(&k, &["run", "many", "--image=web:1", &format!("--replicas={many}")])?;
-    tracker.settled("many", "web:1", many, Duration::from_secs(300)).await?;
-    let took = t.elapsed();
-    let startups = tracker.take_startups();
+    let (m, peaks) = Measured::start(c, nodes).await?;
+    let run = ["run", "many", "--image=web:1", &format!("--replicas={many}")];
+    let took = m.step(&run, "many", "web:1", many, Duration::from_secs(300)).await?;
     row(
         rows,
         format!("{many} pods on {nodes} nodes → all Running"),
         secs(took),
         format!("< 30 s — {}", verdict(took < Duration::from_secs(30))),
     );
-    let (p50, p99) = (percentile(&startups, 0.5), percentile(&startups, 0.99));
-    row(
-        rows,
-        format!("pod startup latency, {many} pods"),
-        format!("p50 {}, p99 {}", ms(p50), ms(p99)),
-        format!("p99 < 1 s — {}", verdict(p99 < Duration::from_secs(1))),
-    );
+    m.startup_row(rows, format!("pod startup latency, {many} pods"));
     // Settle for a moment at full size (leases, status updates), then read the peaks.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let big = peaks.stop();
@@ -429,29 +436,17 @@ async fn ours_on_docker(n: usize) -> Result<[Duration; 4]> {
         controller_args: Vec::new(),
         kubelet_args: vec!["--max-pods".into(), (4 * n).to_string()],
     };
-    let c = Cluster::with(spec).await;
-    c.wait_nodes_ready(1, Duration::from_secs(60)).await?;
-    let k = Kubectl::ours(&c.kubeconfig());
-    let tracker = Tracker::start(client(&c.url)?);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (m, _peaks) = Measured::start(Cluster::with(spec).await, 1).await?;
     let within = Duration::from_secs(600);
-    let t = Instant::now();
-    kubectl(&k, &["run", "bb", "--image=busybox:local", &format!("--replicas={n}"), "--", "sh", "-c", COMMAND])?;
-    tracker.settled("bb", "busybox:local", n, within).await?;
-    let create = t.elapsed();
-    let t = Instant::now();
-    kubectl(&k, &["scale", &format!("--replicas={}", 2 * n), "bb"])?;
-    tracker.settled("bb", "busybox:local", 2 * n, within).await?;
-    let scale = t.elapsed();
-    let t = Instant::now();
-    kubectl(&k, &["rolling-update", "bb", "--image=busybox:v2", "--timeout=10m"])?;
-    tracker.settled("bb", "busybox:v2", 2 * n, within).await?;
-    let update = t.elapsed();
-    let t = Instant::now();
-    kubectl(&k, &["rolling-update", "bb", "--rollback", "--timeout=10m"])?;
-    tracker.settled("bb", "busybox:local", 2 * n, within).await?;
-    let rollback = t.elapsed();
-    drop(c);
+    let replicas = format!("--replicas={n}");
+    let run = ["run", "bb", "--image=busybox:local", &replicas, "--", "sh", "-c", COMMAND];
+    let create = m.step(&run, "bb", "busybox:local", n, within).await?;
+    let scale =
+        m.step(&["scale", &format!("--replicas={}", 2 * n), "bb"], "bb", "busybox:local", 2 * n, within).await?;
+    let update = ["rolling-update", "bb", "--image=busybox:v2", "--timeout=10m"];
+    let update = m.step(&update, "bb", "busybox:v2", 2 * n, within).await?;
+    let rollback = ["rolling-update", "bb", "--rollback", "--timeout=10m"];
+    let rollback = m.step(&rollback, "bb", "busybox:local", 2 * n, within).await?;
     Ok([create, scale, update, rollback])
 }
 
