@@ -24,6 +24,11 @@ impl ClientFlags {
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
         crate::client(self.kubeconfig.as_deref(), self.master.as_deref()).await
     }
+
+    /// A client from these flags with at most `max_inflight` requests in flight.
+    pub async fn client_limited(&self, max_inflight: usize) -> anyhow::Result<kube::Client> {
+        crate::client_limited(self.kubeconfig.as_deref(), self.master.as_deref(), max_inflight).await
+    }
 }
 
 /// `--leader-elect*`.

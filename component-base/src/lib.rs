@@ -16,6 +16,22 @@ use axum::routing::get;
 
 /// A kube-rs client from `--kubeconfig`/`--master`, or `$KUBECONFIG`/`~/.kube/config`.
 pub async fn client(kubeconfig: Option<&Path>, master: Option<&str>) -> anyhow::Result<kube::Client> {
+    Ok(kube::Client::try_from(config(kubeconfig, master).await?)?)
+}
+
+/// Like [`client`], with at most `max_inflight` requests waiting for their response at
+/// once (a watch counts only until its response starts). Requests beyond that queue, so
+/// the client holds at most about that many connections however many tasks share it.
+pub async fn client_limited(
+    kubeconfig: Option<&Path>,
+    master: Option<&str>,
+    max_inflight: usize,
+) -> anyhow::Result<kube::Client> {
+    let builder = kube::client::ClientBuilder::try_from(config(kubeconfig, master).await?)?;
+    Ok(builder.with_layer(&tower::limit::ConcurrencyLimitLayer::new(max_inflight.max(1))).build())
+}
+
+async fn config(kubeconfig: Option<&Path>, master: Option<&str>) -> anyhow::Result<kube::Config> {
     let mut config = match kubeconfig {
         Some(path) => {
             let kc =
@@ -30,7 +46,7 @@ pub async fn client(kubeconfig: Option<&Path>, master: Option<&str>) -> anyhow::
     if let Some(url) = master {
         config.cluster_url = url.parse().with_context(|| format!("--master {url}"))?;
     }
-    Ok(kube::Client::try_from(config)?)
+    Ok(config)
 }
 
 /// A unique identity for leader election: the hostname and a random suffix.

@@ -214,11 +214,10 @@ async fn process_runtime_runs_restarts_probes_and_stops_pods() {
 async fn sim_runtime_hosts_many_nodes() {
     let c = in_process(Backend::Embedded, "kubelet_sim", |_| {}).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut all = Vec::new();
-    for i in 0..20 {
-        let n = node(&c, &format!("sim-{i}"), Arc::new(Sim::default()), dir.path(), 0);
-        all.extend(kubelet::start(n));
-    }
+    let hosted: Vec<_> =
+        (0..20).map(|i| node(&c, &format!("sim-{i}"), Arc::new(Sim::default()), dir.path(), 0)).collect();
+    // One pod watch for all 20 nodes, as the kubelet binary runs its simulated nodes.
+    let _tasks = kubelet::start_all(hosted.clone());
     let nodes: Api<NodeObject> = Api::all(c.client.clone());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while nodes.list(&Default::default()).await.unwrap().items.len() < 20 {
@@ -232,14 +231,33 @@ async fn sim_runtime_hosts_many_nodes() {
             .await
             .unwrap();
     }
+    // A pod bound to a node this kubelet does not host passes through the shared watch.
+    let spec = json!({"containers": [{"name": "app", "image": "anything:1"}]});
+    pods.create(&PostParams::default(), &bound_pod("elsewhere", "another-host", spec)).await.unwrap();
     for i in 0..40 {
-        wait_pod(&pods, &format!("p{i}"), Duration::from_secs(10), "sim pod Ready", ready).await;
+        let p = wait_pod(&pods, &format!("p{i}"), Duration::from_secs(10), "sim pod Ready", ready).await;
+        // Each pod runs in its own node's runtime, and only there.
+        let uid = p.metadata.uid.unwrap();
+        for (j, n) in hosted.iter().enumerate() {
+            let holds = n.runtime.pods().await.unwrap().contains(&uid);
+            assert_eq!(holds, j == i % 20, "pod p{i} in the runtime of sim-{j}");
+        }
+        assert_eq!(hosted[i % 20].pods.lock().get(&format!("default/p{i}")), Some(&uid));
     }
+    let elsewhere = pods.get("elsewhere").await.unwrap();
+    assert!(elsewhere.status.and_then(|s| s.container_statuses).is_none(), "a pod of another node is left alone");
+    assert!(hosted.iter().all(|n| !n.pods.lock().contains_key("default/elsewhere")));
     pods.delete("p0", &DeleteParams::default()).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while pods.get_opt("p0").await.unwrap().is_some() {
         assert!(tokio::time::Instant::now() < deadline, "sim pod deletion confirmed");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The deleted pod is forgotten: its sandbox and its entry for the log server.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while hosted[0].pods.lock().contains_key("default/p0") || hosted[0].runtime.pods().await.unwrap().len() != 1 {
+        assert!(tokio::time::Instant::now() < deadline, "p0 forgotten by sim-0: {:?}", hosted[0].pods.lock());
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Pod, Taint};
+use k8s_openapi::api::core::v1::{Pod, PodStatus, Taint};
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -62,19 +62,86 @@ pub struct Node {
     pub pods: Mutex<HashMap<String, String>>,
 }
 
-/// Watches the pods bound to `node` and keeps one worker per pod.
-pub async fn run_pods(node: Arc<Node>) {
-    let api: Api<Pod> = Api::all(node.client.clone());
-    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", node.name));
-    let mut events = watcher::watcher(api, config).default_backoff().boxed();
-    let mut workers: HashMap<String, watch::Sender<Option<Arc<Pod>>>> = HashMap::new();
+/// What a pod worker keeps of a pod: everything but `managedFields` and the status the
+/// kubelet itself wrote, except the few fields a status write carries over (condition
+/// transition times, `startTime`, `qosClass`). With thousands of pods per process (the sim
+/// runtime), this is most of the kubelet's memory.
+pub fn trim_pod(mut pod: Pod) -> Pod {
+    pod.metadata.managed_fields = None;
+    if let Some(status) = pod.status.take() {
+        let mut conditions = status.conditions;
+        if let Some(c) = &mut conditions {
+            c.shrink_to_fit();
+        }
+        pod.status = Some(PodStatus {
+            conditions,
+            start_time: status.start_time,
+            qos_class: status.qos_class,
+            ..Default::default()
+        });
+    }
+    if let Some(spec) = &mut pod.spec {
+        spec.containers.shrink_to_fit();
+        if let Some(init) = &mut spec.init_containers {
+            init.shrink_to_fit();
+        }
+    }
+    pod
+}
+
+fn pod_key(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// A pod worker's handle: the node it runs on, the pod's key and uid, and the channel that
+/// feeds it new versions of the pod (`None`: the pod is gone).
+struct Worker {
+    node: Arc<Node>,
+    key: String,
+    uid: String,
+    tx: watch::Sender<Option<pod::PodDoc>>,
+}
+
+impl Worker {
+    /// Tells the worker its pod is gone, and forgets the pod.
+    fn stop(&self) {
+        self.tx.send_replace(None);
+        self.forget();
+    }
+
+    /// Drops the pod from its node's key → uid map (unless a newer pod took the key).
+    fn forget(&self) {
+        let mut pods = self.node.pods.lock();
+        if pods.get(&self.key) == Some(&self.uid) {
+            pods.remove(&self.key);
+        }
+    }
+}
+
+/// Watches the pods bound to `nodes` and keeps one worker per pod. One watch serves all the
+/// nodes: a kubelet hosting many simulated nodes holds one connection, not one per node.
+pub async fn run_pods(nodes: Vec<Arc<Node>>) {
+    let Some(first) = nodes.first() else { return };
+    let api: Api<Pod> = Api::all(first.client.clone());
+    let metrics = first.metrics.clone();
+    let fields = match nodes.as_slice() {
+        [only] => format!("spec.nodeName={}", only.name),
+        _ => "spec.nodeName!=".to_owned(),
+    };
+    let by_name: HashMap<String, Arc<Node>> = nodes.iter().map(|n| (n.name.clone(), n.clone())).collect();
+    let mut events = watcher::watcher(api, watcher::Config::default().fields(&fields)).default_backoff().boxed();
+    let mut workers: HashMap<String, Worker> = HashMap::new();
     let mut relist: Option<HashSet<String>> = None;
     let mut first_list_done = false;
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(e) => e,
             Err(e) => {
-                tracing::warn!(node = %node.name, error = %e, "pod watch error; it resumes");
+                tracing::warn!(error = %e, "pod watch error; it resumes");
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 continue;
             }
@@ -82,66 +149,86 @@ pub async fn run_pods(node: Arc<Node>) {
         match event {
             Event::Init => relist = Some(HashSet::new()),
             Event::InitApply(pod) | Event::Apply(pod) => {
+                let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).and_then(|n| by_name.get(n))
+                else {
+                    continue;
+                };
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
                 if let Some(seen) = &mut relist {
                     seen.insert(uid.clone());
                 }
-                let key = format!(
-                    "{}/{}",
-                    pod.metadata.namespace.as_deref().unwrap_or_default(),
-                    pod.metadata.name.as_deref().unwrap_or_default()
-                );
-                node.pods.lock().insert(key, uid.clone());
-                let pod = Arc::new(pod);
+                let key = pod_key(&pod);
+                let pod = match pod::PodDoc::new(&trim_pod(pod)) {
+                    Ok(doc) => doc,
+                    Err(e) => {
+                        tracing::error!(%key, error = %e, "serializing the pod failed");
+                        continue;
+                    }
+                };
                 match workers.get(&uid) {
-                    Some(tx) if !tx.is_closed() => {
-                        tx.send_replace(Some(pod));
+                    Some(w) if !w.tx.is_closed() => {
+                        w.tx.send_replace(Some(pod));
                     }
                     _ => {
+                        node.pods.lock().insert(key.clone(), uid.clone());
                         let (tx, rx) = watch::channel(Some(pod));
-                        workers.insert(uid.clone(), tx);
-                        node.metrics.pod_started_worker();
+                        workers.insert(uid.clone(), Worker { node: node.clone(), key, uid: uid.clone(), tx });
+                        metrics.pod_started_worker();
                         tokio::spawn(pod::run(node.clone(), uid, rx));
                     }
                 }
             }
             Event::Delete(pod) => {
-                let uid = pod.metadata.uid.clone().unwrap_or_default();
-                if let Some(tx) = workers.remove(&uid) {
-                    tx.send_replace(None);
+                if let Some(w) = pod.metadata.uid.as_ref().and_then(|uid| workers.remove(uid)) {
+                    w.stop();
                 }
             }
             Event::InitDone => {
                 if let Some(seen) = relist.take() {
-                    workers.retain(|uid, tx| {
+                    workers.retain(|uid, w| {
                         let keep = seen.contains(uid);
                         if !keep {
-                            tx.send_replace(None);
+                            w.stop();
                         }
                         keep
                     });
                     if !first_list_done {
                         first_list_done = true;
-                        // Whatever the runtime holds for pods that no longer exist goes.
-                        if let Ok(uids) = node.runtime.pods().await {
-                            for uid in uids.into_iter().filter(|u| !seen.contains(u)) {
-                                tracing::info!(%uid, "removing an orphaned pod sandbox");
-                                let _ = node.runtime.remove_sandbox(&uid).await;
+                        // Whatever the runtimes hold for pods that no longer exist goes.
+                        for node in &nodes {
+                            if let Ok(uids) = node.runtime.pods().await {
+                                for uid in uids.into_iter().filter(|u| !seen.contains(u)) {
+                                    tracing::info!(node = %node.name, %uid, "removing an orphaned pod sandbox");
+                                    let _ = node.runtime.remove_sandbox(&uid).await;
+                                }
                             }
                         }
                     }
                 }
             }
         }
-        workers.retain(|_, tx| !tx.is_closed());
-        node.metrics.running_pods(workers.len());
+        workers.retain(|_, w| {
+            let done = w.tx.is_closed();
+            if done {
+                w.forget();
+            }
+            !done
+        });
+        metrics.running_pods(workers.len());
     }
 }
 
 /// Runs one node: its heartbeat and its pods, until the returned tasks are aborted (a
 /// stopped kubelet leaves its containers running for the next one to adopt).
 pub fn start(node: Arc<Node>) -> Vec<tokio::task::JoinHandle<()>> {
-    vec![tokio::spawn(node::heartbeat(node.clone())), tokio::spawn(run_pods(node))]
+    start_all(vec![node])
+}
+
+/// Runs several nodes (the sim runtime's): a heartbeat each, and one pod watch for all.
+pub fn start_all(nodes: Vec<Arc<Node>>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks: Vec<_> = nodes.iter().map(|n| tokio::spawn(node::heartbeat(n.clone()))).collect();
+    tasks.push(tokio::spawn(run_pods(nodes)));
+    tasks
 }
 
 /// Parses `--register-with-taints` (`key=value:Effect,key:Effect`).
@@ -172,4 +259,32 @@ pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
                 .ok_or_else(|| format!("label {p:?}: expected key=value"))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trimmed_pod_keeps_what_its_worker_reads() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-1", "namespace": "default", "uid": "u1", "labels": {"app": "web"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+            "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "web:1", "env": [{"name": "A", "value": "1"}]}]},
+            "status": {"phase": "Running", "qosClass": "BestEffort", "startTime": "2026-01-01T00:00:00Z",
+                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:01Z"}],
+                "containerStatuses": [{"name": "app", "image": "web:1", "imageID": "", "ready": true, "restartCount": 0}]}
+        }))
+        .unwrap();
+        let trimmed = trim_pod(pod.clone());
+        assert_eq!(trimmed.metadata.managed_fields, None);
+        assert_eq!(trimmed.metadata.labels, pod.metadata.labels);
+        assert_eq!(trimmed.spec, pod.spec);
+        let (old, new) = (pod.status.unwrap(), trimmed.status.clone().unwrap());
+        assert_eq!((new.conditions, new.start_time, new.qos_class), (old.conditions, old.start_time, old.qos_class));
+        assert_eq!((new.container_statuses, new.phase), (None, None));
+        // The worker's copy decodes to the same pod.
+        let doc = pod::PodDoc::new(&trimmed).unwrap();
+        assert_eq!(doc.decode().unwrap(), trimmed);
+    }
 }

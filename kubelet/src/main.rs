@@ -66,6 +66,11 @@ struct Args {
     /// controller-manager's --node-monitor-grace-period must be longer.
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
     node_lease_duration_seconds: u32,
+    /// Requests to the apiserver waiting for their response at once; more queue. This
+    /// bounds the kubelet's connections (and their buffers) however many pods and nodes
+    /// it runs, as upstream's --kube-api-burst bounds its request rate.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    kube_api_max_inflight: u32,
     /// The image of each pod's sandbox (pause) container, docker runtime; must be local.
     #[arg(long, default_value = "busybox:local")]
     pod_infra_container_image: String,
@@ -88,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
     if args.sim_nodes > 1 && args.runtime != Some(RuntimeKind::Sim) {
         bail!("--sim-nodes needs --runtime sim");
     }
-    let client = args.client.client().await?;
+    let client = args.client.client_limited(args.kube_api_max_inflight as usize).await?;
     let metrics = Arc::new(Metrics::default());
     let kind = match args.runtime {
         Some(k) => k,
@@ -137,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
         }));
     }
     tracing::info!(runtime = ?kind, nodes = nodes.len(), "kubelet starting");
-    let _tasks: Vec<_> = nodes.iter().flat_map(|n| kubelet::start(n.clone())).collect();
+    let _tasks = kubelet::start_all(nodes.clone());
     let addr = SocketAddr::new(args.address, args.port);
     tokio::select! {
         r = kubelet::server::serve(addr, nodes, metrics) => r.with_context(|| format!("serving on {addr}")),

@@ -136,10 +136,11 @@ async fn renew_lease(node: &Node) -> anyhow::Result<()> {
 }
 
 /// Registers the node, then renews its lease every quarter of its duration (10 s by
-/// default) and posts its status every minute.
+/// default) and posts its status every minute. The requests are boxed, so a heartbeat
+/// waiting for its next beat holds a small future (a sim kubelet runs hundreds).
 pub async fn heartbeat(node: Arc<Node>) {
     loop {
-        match register(&node).await {
+        match Box::pin(register(&node)).await {
             Ok(()) => break,
             Err(e) => {
                 tracing::warn!(node = %node.name, error = %e, "registering the node failed; retrying");
@@ -151,15 +152,13 @@ pub async fn heartbeat(node: Arc<Node>) {
     let status_every = (60_000 / renew.as_millis().max(1) as u64).max(1);
     let mut beats = 0u64;
     loop {
-        if let Err(e) = renew_lease(&node).await {
+        if let Err(e) = Box::pin(renew_lease(&node)).await {
             tracing::warn!(node = %node.name, error = %e, "renewing the node lease failed");
         }
         if beats % status_every == status_every - 1 {
             let api: Api<NodeObject> = Api::all(node.client.clone());
-            if let Err(e) = api
-                .patch_status(&node.name, &PatchParams::default(), &Patch::Merge(json!({"status": status(&node)})))
-                .await
-            {
+            let patch = Patch::Merge(json!({"status": status(&node)}));
+            if let Err(e) = Box::pin(api.patch_status(&node.name, &PatchParams::default(), &patch)).await {
                 tracing::warn!(node = %node.name, error = %e, "posting the node status failed");
             }
         }

@@ -35,13 +35,39 @@ struct Track {
     startup: Option<(u32, ProbeState)>,
 }
 
+/// Per-container memory by container name: a pod has a few containers, so a Vec (a
+/// fraction of a map's footprint, which counts with thousands of pods per kubelet).
+#[derive(Default)]
+struct Tracks(Vec<(String, Track)>);
+
+impl Tracks {
+    fn get(&self, name: &str) -> Option<&Track> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+
+    fn entry(&mut self, name: &str) -> &mut Track {
+        let i = match self.0.iter().position(|(n, _)| n == name) {
+            Some(i) => i,
+            None => {
+                self.0.reserve_exact(1);
+                self.0.push((name.to_owned(), Track::default()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[i].1
+    }
+}
+
 /// The worker's state between syncs.
 struct Worker {
     node: Arc<Node>,
     uid: String,
     sandbox: Option<Sandbox>,
-    tracks: HashMap<String, Track>,
-    last_status: Option<Value>,
+    tracks: Tracks,
+    /// The status last written, serialized (compact: one string per pod).
+    last_status: Option<Box<str>>,
+    /// Whether that status said Ready.
+    was_ready: bool,
     start_time: String,
     started: Instant,
     /// Containers started and stopped by this worker (to know when to look again).
@@ -68,14 +94,34 @@ fn previous<'a>(containers: &'a [Container], name: &str, attempt: u32) -> Option
     containers.iter().filter(|c| c.name == name && c.attempt < attempt).max_by_key(|c| c.attempt)
 }
 
-/// Runs a pod's worker until the pod is gone.
-pub async fn run(node: Arc<Node>, uid: String, mut rx: watch::Receiver<Option<Arc<Pod>>>) {
+/// A pod as its worker keeps it between looks: serialized JSON, decoded at each look.
+/// k8s-openapi's structs hold every optional field inline (a `Pod` and one `Container` take
+/// over 4 KB before any of their contents), and a kubelet hosting simulated nodes keeps
+/// thousands of pods; the JSON of a trimmed pod is a fraction of that.
+#[derive(Clone)]
+pub struct PodDoc(Arc<[u8]>);
+
+impl PodDoc {
+    /// Serializes `pod`.
+    pub fn new(pod: &Pod) -> Result<PodDoc, serde_json::Error> {
+        Ok(PodDoc(serde_json::to_vec(pod)?.into()))
+    }
+
+    /// The pod again.
+    pub fn decode(&self) -> Result<Pod, serde_json::Error> {
+        serde_json::from_slice(&self.0)
+    }
+}
+
+/// Runs a pod's worker until the pod is gone (`None` on the channel).
+pub async fn run(node: Arc<Node>, uid: String, mut rx: watch::Receiver<Option<PodDoc>>) {
     let mut w = Worker {
         node,
         uid,
         sandbox: None,
-        tracks: HashMap::new(),
+        tracks: Tracks::default(),
         last_status: None,
+        was_ready: false,
         start_time: crate::runtime::now(),
         started: Instant::now(),
         starts: 0,
@@ -83,24 +129,10 @@ pub async fn run(node: Arc<Node>, uid: String, mut rx: watch::Receiver<Option<Ar
         running: 0,
     };
     loop {
-        let pod = rx.borrow_and_update().clone();
-        let next = match pod {
-            None => {
-                w.cleanup().await;
-                return;
-            }
-            Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
-                w.terminate(&pod).await;
-                return;
-            }
-            Some(pod) => match w.sync(&pod).await {
-                Ok(next) => next,
-                Err(e) => {
-                    tracing::warn!(pod = %pod.name_any(), error = %e, "pod sync failed");
-                    Duration::from_secs(2)
-                }
-            },
-        };
+        let doc = rx.borrow_and_update().clone();
+        // Boxed, so that a worker waiting for its next look (thousands of them on a sim
+        // kubelet) holds a small future, not the largest of its await points.
+        let Some(next) = Box::pin(w.look(doc)).await else { return };
         tokio::select! {
             // The kubelet is going away (not the pod): leave the containers running for
             // the next kubelet to adopt.
@@ -111,6 +143,34 @@ pub async fn run(node: Arc<Node>, uid: String, mut rx: watch::Receiver<Option<Ar
 }
 
 impl Worker {
+    /// One look at the pod; `None` when the worker is done (the pod is gone, or was
+    /// terminated), else when to look again.
+    async fn look(&mut self, doc: Option<PodDoc>) -> Option<Duration> {
+        let pod = match doc.map(|d| d.decode()).transpose() {
+            Ok(Some(pod)) => pod,
+            Ok(None) => {
+                self.cleanup().await;
+                return None;
+            }
+            Err(e) => {
+                // Not expected: the document is our own serialization of a typed pod.
+                tracing::error!(uid = %self.uid, error = %e, "decoding the pod failed; waiting for a new version");
+                return Some(Duration::from_secs(3600));
+            }
+        };
+        if pod.metadata.deletion_timestamp.is_some() {
+            self.terminate(&pod).await;
+            return None;
+        }
+        match self.sync(&pod).await {
+            Ok(next) => Some(next),
+            Err(e) => {
+                tracing::warn!(pod = %pod.name_any(), error = %e, "pod sync failed");
+                Some(Duration::from_secs(2))
+            }
+        }
+    }
+
     async fn cleanup(&mut self) {
         self.node.metrics.containers_running(-self.running);
         self.running = 0;
@@ -309,20 +369,20 @@ impl Worker {
             Err(e) => Some(Waiting { reason: "ErrImagePull".into(), message: e.to_string() }),
         };
         if let Some(w) = waiting {
-            self.tracks.entry(spec.name.clone()).or_default().waiting = Some(w);
+            self.tracks.entry(&spec.name).waiting = Some(w);
             return;
         }
         let env = match self.env_of(pod, spec, &sandbox.ip).await {
             Ok(env) => env,
             Err(w) => {
-                self.tracks.entry(spec.name.clone()).or_default().waiting = Some(w);
+                self.tracks.entry(&spec.name).waiting = Some(w);
                 return;
             }
         };
         let mounts = match self.mounts_of(pod, spec).await {
             Ok(m) => m,
             Err(w) => {
-                self.tracks.entry(spec.name.clone()).or_default().waiting = Some(w);
+                self.tracks.entry(&spec.name).waiting = Some(w);
                 return;
             }
         };
@@ -352,7 +412,7 @@ impl Worker {
             Err(e) => Err(("CreateContainerError", e)),
         };
         self.node.metrics.runtime_op("start_container", started.elapsed(), result.is_err());
-        let track = self.tracks.entry(spec.name.clone()).or_default();
+        let track = self.tracks.entry(&spec.name);
         track.waiting = match result {
             Ok(()) => None,
             Err((reason, e)) => Some(Waiting { reason: reason.into(), message: e.to_string() }),
@@ -379,7 +439,7 @@ impl Worker {
                         message: format!("creating the pod sandbox: {e}"),
                     };
                     for c in &spec.containers {
-                        self.tracks.entry(c.name.clone()).or_default().waiting = Some(waiting.clone());
+                        self.tracks.entry(&c.name).waiting = Some(waiting.clone());
                     }
                     self.write_status(pod, &[], false).await?;
                     return Ok(Duration::from_secs(5));
@@ -440,14 +500,14 @@ impl Worker {
         self.node.metrics.containers_running(running - self.running);
         self.running = running;
         self.write_status(pod, &containers, initialized).await?;
-        if self.tracks.values().any(|t| t.waiting.is_some()) {
+        if self.tracks.0.iter().any(|(_, t)| t.waiting.is_some()) {
             next = next.min(Duration::from_secs(5));
         }
         Ok(next)
     }
 
     async fn restart_if_due(&mut self, pod: &Pod, spec: &Spec, attempt: u32) -> Duration {
-        let track = self.tracks.entry(spec.name.clone()).or_default();
+        let track = self.tracks.entry(&spec.name);
         let seen = *track.exited_seen.entry(attempt).or_insert_with(Instant::now);
         let wait = backoff(attempt);
         let left = wait.saturating_sub(seen.elapsed());
@@ -474,7 +534,7 @@ impl Worker {
         let now = Instant::now();
         let ip = self.sandbox.as_ref().map(|s| s.ip.clone()).unwrap_or_default();
         let mut next = Duration::from_secs(3600);
-        let track = self.tracks.entry(spec.name.clone()).or_default();
+        let track = self.tracks.entry(&spec.name);
         for (kind, probe) in
             [("startup", &spec.startup_probe), ("liveness", &spec.liveness_probe), ("readiness", &spec.readiness_probe)]
         {
@@ -637,17 +697,19 @@ impl Worker {
         if !init_statuses.is_empty() {
             status["initContainerStatuses"] = json!(init_statuses);
         }
-        if self.last_status.as_ref() == Some(&status) {
+        let text = status.to_string();
+        if self.last_status.as_deref() == Some(text.as_str()) {
             return Ok(());
         }
         let api: Api<Pod> = Api::namespaced(self.node.client.clone(), &pod.namespace().unwrap_or_default());
         match api.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await
         {
             Ok(_) => {
-                if ready && self.last_status.as_ref().is_none_or(|s| s["conditions"][2]["status"] != "True") {
+                if ready && !self.was_ready {
                     self.node.metrics.pod_started(self.started.elapsed());
                 }
-                self.last_status = Some(status);
+                self.was_ready = ready;
+                self.last_status = Some(text.into_boxed_str());
                 Ok(())
             }
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),

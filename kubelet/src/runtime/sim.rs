@@ -81,7 +81,10 @@ impl Runtime for Sim {
             image: config.image.clone(),
             state: State::Created,
         };
-        self.pods.lock().entry(sandbox.id.clone()).or_default().push(c);
+        let mut pods = self.pods.lock();
+        let containers = pods.entry(sandbox.id.clone()).or_default();
+        containers.reserve_exact(1);
+        containers.push(c);
         Ok(id)
     }
 
