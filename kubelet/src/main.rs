@@ -71,6 +71,10 @@ struct Args {
     /// it runs, as upstream's --kube-api-burst bounds its request rate.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     kube_api_max_inflight: u32,
+    /// Container creations, starts and removals the docker runtime runs at once (more
+    /// wait their turn, so each pod is done sooner).
+    #[arg(long, default_value_t = kubelet::runtime::docker::DEFAULT_PARALLEL_OPS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_parallel_container_operations: usize,
     /// The image of each pod's sandbox (pause) container, docker runtime; must be local.
     #[arg(long, default_value = "busybox:local")]
     pod_infra_container_image: String,
@@ -113,7 +117,10 @@ async fn main() -> anyhow::Result<()> {
         let node_name = if count > 1 { format!("{name}-{i}") } else { name.clone() };
         let runtime: Arc<dyn Runtime> = match kind {
             RuntimeKind::Docker => Arc::new(
-                Docker::connect(&args.pod_infra_container_image, &node_name).await.context("connecting to Docker")?,
+                Docker::connect(&args.pod_infra_container_image, &node_name)
+                    .await
+                    .context("connecting to Docker")?
+                    .with_parallel_ops(args.max_parallel_container_operations),
             ),
             RuntimeKind::Process => {
                 Arc::new(Process::new(&args.root_dir.join("process")).context("the process runtime's directory")?)

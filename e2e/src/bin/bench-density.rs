@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use e2e::{Cluster, Kubectl, Nodes, Spec, client, docker, etcd_put_rate, percentile, rss_mb};
+use e2e::{Cluster, Kubectl, Nodes, Spec, client, cpu_seconds, docker, etcd_put_rate, percentile, rss_mb};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
@@ -233,8 +233,8 @@ fn verdict(ok: bool) -> &'static str {
 
 /// A cluster being measured: our kubectl for it, a watching client and the RSS sampler.
 struct Measured {
-    /// Kept for its lifetime: dropping it stops every process.
-    _cluster: Cluster,
+    /// Dropping it stops every process.
+    cluster: Cluster,
     kubectl: Kubectl,
     tracker: Arc<Tracker>,
 }
@@ -247,7 +247,7 @@ impl Measured {
         let tracker = Tracker::start(client(&cluster.url)?);
         let peaks = Peaks::start(pids(&cluster));
         tokio::time::sleep(Duration::from_millis(500)).await;
-        Ok((Measured { _cluster: cluster, kubectl, tracker }, peaks))
+        Ok((Measured { cluster, kubectl, tracker }, peaks))
     }
 
     /// Runs `kubectl ARGS` and times it until the live pods of `run` are `n` Ready pods of
@@ -429,7 +429,31 @@ fn swarm(n: usize) -> Result<[Duration; 4]> {
     result
 }
 
-async fn ours_on_docker(n: usize) -> Result<[Duration; 4]> {
+/// The pid of the process whose command is `name`, if one runs.
+fn pid_named(name: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (comm.trim() == name).then_some(pid)
+    })
+}
+
+/// The share of one core that `pid` uses over `window`, in percent.
+async fn cpu_percent(pid: u32, window: Duration) -> f64 {
+    let before = cpu_seconds(pid);
+    tokio::time::sleep(window).await;
+    (cpu_seconds(pid) - before) / window.as_secs_f64() * 100.0
+}
+
+/// Our steps on the docker runtime, and what the kubelet's looks at idle pods cost.
+struct OursOnDocker {
+    steps: [Duration; 4],
+    /// CPU of dockerd and of the kubelet (% of a core) with 2n pods running and idle.
+    idle_dockerd: f64,
+    idle_kubelet: f64,
+}
+
+async fn ours_on_docker(n: usize) -> Result<OursOnDocker> {
     let spec = Spec {
         nodes: Nodes::Docker(1),
         etcd: false,
@@ -443,18 +467,36 @@ async fn ours_on_docker(n: usize) -> Result<[Duration; 4]> {
     let create = m.step(&run, "bb", "busybox:local", n, within).await?;
     let scale =
         m.step(&["scale", &format!("--replicas={}", 2 * n), "bb"], "bb", "busybox:local", 2 * n, within).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let kubelet = m.cluster.kubelets.first().and_then(|k| k.as_ref()).map(|k| k.child.id());
+    let window = Duration::from_secs(5);
+    let (idle_dockerd, idle_kubelet) = tokio::join!(
+        async {
+            match pid_named("dockerd") {
+                Some(pid) => cpu_percent(pid, window).await,
+                None => f64::NAN,
+            }
+        },
+        async {
+            match kubelet {
+                Some(pid) => cpu_percent(pid, window).await,
+                None => f64::NAN,
+            }
+        }
+    );
     let update = ["rolling-update", "bb", "--image=busybox:v2", "--timeout=10m"];
     let update = m.step(&update, "bb", "busybox:v2", 2 * n, within).await?;
     let rollback = ["rolling-update", "bb", "--rollback", "--timeout=10m"];
     let rollback = m.step(&rollback, "bb", "busybox:local", 2 * n, within).await?;
-    Ok([create, scale, update, rollback])
+    Ok(OursOnDocker { steps: [create, scale, update, rollback], idle_dockerd, idle_kubelet })
 }
 
 async fn real_containers(n: usize, rows: &mut Vec<Row>) -> Result<()> {
     docker(&["image", "inspect", "busybox:local"]).context("the busybox:local image (deploy/images/busybox.sh)")?;
     docker(&["tag", "busybox:local", "busybox:v2"])?;
     let raw = e2e::docker_runs(n, &["sh", "-c", COMMAND]).await?;
-    let ours = ours_on_docker(n).await?;
+    let measured = ours_on_docker(n).await?;
+    let ours = measured.steps;
     let swarm = swarm(n)?;
     let create_ratio = ours[0].as_secs_f64() / raw.as_secs_f64();
     row(rows, format!("{n} parallel `docker run -d busybox:local`"), secs(raw), "");
@@ -471,6 +513,12 @@ async fn real_containers(n: usize, rows: &mut Vec<Row>) -> Result<()> {
             verdict(create_ratio <= 1.2),
             verdict(ours[0].as_secs_f64() <= 0.6 * swarm[0].as_secs_f64())
         ),
+    );
+    row(
+        rows,
+        format!("CPU with {} idle pods (docker runtime)", 2 * n),
+        format!("dockerd {:.0}%, kubelet {:.0}% of a core", measured.idle_dockerd, measured.idle_kubelet),
+        "",
     );
     let names = [
         format!("create {n} replicas"),

@@ -2,20 +2,28 @@
 //! holds its network and IPC namespaces and the app containers join it. Labels tie every
 //! container to its pod uid, container name and attempt, so a restarted kubelet finds what
 //! it was running. Images must be local (no registry is assumed reachable).
+//!
+//! Pod workers look at their containers every second. One relist of every container of
+//! this node serves all of those looks for a second, and only containers whose state
+//! changed are inspected, as upstream's PLEG relists: a list and an inspect per pod per
+//! second kept dockerd at 58% of a core with 200 idle pods. A pod this kubelet just
+//! changed (created, started, stopped or removed a container) is read afresh at its
+//! next look.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bollard::Docker as Client;
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
 };
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use parking_lot::Mutex;
 
 use super::{Container, ContainerConfig, Error, LogOptions, Result, Runtime, Sandbox, SandboxConfig, State};
 
@@ -35,11 +43,71 @@ fn err(e: bollard::errors::Error) -> Error {
     }
 }
 
+/// Container creations, starts and removals under way at once, by default. Unbounded,
+/// a wave of pods makes dockerd interleave all of them and none is done until nearly all
+/// are; bounded, pods finish (and turn Ready) one after another. On a 2-core machine, 200
+/// pods all Running took 45 s unbounded, 46 s with 4, 38 s with 8, and a 200-pod rolling
+/// update 89 s unbounded, 81 s with 4, 79 s with 8.
+pub const DEFAULT_PARALLEL_OPS: usize = 8;
+
+/// How long one relist serves the pod workers' looks.
+const RELIST_EVERY: Duration = Duration::from_secs(1);
+
+/// What the last relist saw, and what changed since.
+#[derive(Default)]
+struct Cache {
+    /// When the last relist began.
+    listed_at: Option<Instant>,
+    /// The app containers of each pod.
+    pods: HashMap<String, Vec<Container>>,
+    /// The pod of each container id.
+    owners: HashMap<String, String>,
+    /// Pods this kubelet changed, and when: read afresh until a read that began later.
+    changed: HashMap<String, Instant>,
+    /// When each pod was last read on its own (a relist that began earlier keeps that).
+    read_at: HashMap<String, Instant>,
+}
+
+/// Whether a container summary's state is the kind of state `known` records (then the
+/// details an inspect gave, start and finish times, exit code, still hold).
+fn same_kind(known: &State, now: Option<ContainerSummaryStateEnum>) -> bool {
+    matches!(
+        (known, now),
+        (State::Running { .. }, Some(ContainerSummaryStateEnum::RUNNING))
+            | (State::Created, Some(ContainerSummaryStateEnum::CREATED))
+            | (State::Exited { .. }, Some(ContainerSummaryStateEnum::EXITED | ContainerSummaryStateEnum::DEAD))
+    )
+}
+
+/// A container's state from what an inspect says of it.
+fn state_of(s: bollard::models::ContainerState) -> State {
+    let started_at = s.started_at.clone().unwrap_or_default();
+    if s.running == Some(true) {
+        State::Running { started_at }
+    } else if started_at.starts_with("0001") || started_at.is_empty() {
+        State::Created
+    } else {
+        State::Exited {
+            code: s.exit_code.unwrap_or(0) as i32,
+            started_at,
+            finished_at: s.finished_at.unwrap_or_default(),
+            oom_killed: s.oom_killed.unwrap_or(false),
+        }
+    }
+}
+
 /// Containers through a Docker daemon.
 pub struct Docker {
     client: Client,
     pause_image: String,
     node: String,
+    cache: Mutex<Cache>,
+    /// Held by the one relist under way; looks that arrive meanwhile wait for its result.
+    relisting: tokio::sync::Mutex<()>,
+    /// Bounds the container creations, starts and removals under way at once.
+    heavy: tokio::sync::Semaphore,
+    /// How many those are.
+    parallel_ops: usize,
 }
 
 impl Docker {
@@ -48,7 +116,15 @@ impl Docker {
     pub async fn connect(pause_image: &str, node: &str) -> Result<Docker> {
         let client = Client::connect_with_local_defaults().map_err(err)?.negotiate_version().await.map_err(err)?;
         client.ping().await.map_err(|e| Error::Runtime(format!("the Docker daemon does not answer: {e}")))?;
-        Ok(Docker { client, pause_image: pause_image.to_owned(), node: node.to_owned() })
+        Ok(Docker {
+            client,
+            pause_image: pause_image.to_owned(),
+            node: node.to_owned(),
+            cache: Mutex::default(),
+            relisting: tokio::sync::Mutex::new(()),
+            heavy: tokio::sync::Semaphore::new(DEFAULT_PARALLEL_OPS),
+            parallel_ops: DEFAULT_PARALLEL_OPS,
+        })
     }
 
     async fn list(&self, filters: Vec<String>) -> Result<Vec<bollard::models::ContainerSummary>> {
@@ -64,6 +140,119 @@ impl Docker {
 
     async fn sandbox_of(&self, pod_uid: &str) -> Result<Option<bollard::models::ContainerSummary>> {
         Ok(self.list(vec![format!("{POD_UID}={pod_uid}"), format!("{SANDBOX}=true")]).await?.into_iter().next())
+    }
+
+    /// Runs at most `n` container creations, starts and removals at once.
+    pub fn with_parallel_ops(mut self, n: usize) -> Docker {
+        self.parallel_ops = n.max(1);
+        self.heavy = tokio::sync::Semaphore::new(self.parallel_ops);
+        self
+    }
+
+    /// Marks a pod changed by this kubelet (after the change).
+    fn touch(&self, pod_uid: &str) {
+        self.cache.lock().changed.insert(pod_uid.to_owned(), Instant::now());
+    }
+
+    /// Marks the pod of container `id` changed.
+    fn touch_container(&self, id: &str) {
+        let mut cache = self.cache.lock();
+        if let Some(uid) = cache.owners.get(id).cloned() {
+            cache.changed.insert(uid, Instant::now());
+        }
+    }
+
+    /// The app containers among `summaries`; only those whose state is not the kind
+    /// `known` (by id) records are inspected. A container gone meanwhile is left out.
+    async fn containers(
+        &self,
+        summaries: Vec<ContainerSummary>,
+        known: &HashMap<String, Container>,
+    ) -> Result<Vec<Container>> {
+        let mut out = Vec::new();
+        for summary in summaries {
+            let labels = summary.labels.unwrap_or_default();
+            if labels.get(SANDBOX).is_some_and(|s| s == "true") {
+                continue;
+            }
+            let id = summary.id.unwrap_or_default();
+            let state = match known.get(&id).filter(|c| same_kind(&c.state, summary.state)) {
+                Some(c) => c.state.clone(),
+                None => match self.client.inspect_container(&id, None).await.map_err(err) {
+                    Ok(info) => state_of(info.state.unwrap_or_default()),
+                    Err(Error::NotFound(_)) => continue,
+                    Err(e) => return Err(e),
+                },
+            };
+            out.push(Container {
+                id,
+                pod_uid: labels.get(POD_UID).cloned().unwrap_or_default(),
+                name: labels.get(CONTAINER_NAME).cloned().unwrap_or_default(),
+                attempt: labels.get(ATTEMPT).and_then(|a| a.parse().ok()).unwrap_or(0),
+                image: summary.image.unwrap_or_default(),
+                state,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Lists every container of this node, unless a relist began less than
+    /// [`RELIST_EVERY`] ago.
+    async fn relist(&self) -> Result<()> {
+        let _one = self.relisting.lock().await;
+        if self.cache.lock().listed_at.is_some_and(|t| t.elapsed() < RELIST_EVERY) {
+            return Ok(());
+        }
+        let began = Instant::now();
+        let summaries = self.list(vec![]).await?;
+        let known: HashMap<String, Container> =
+            self.cache.lock().pods.values().flatten().map(|c| (c.id.clone(), c.clone())).collect();
+        let containers = self.containers(summaries, &known).await?;
+        let mut pods: HashMap<String, Vec<Container>> = HashMap::new();
+        for c in containers {
+            pods.entry(c.pod_uid.clone()).or_default().push(c);
+        }
+        let mut cache = self.cache.lock();
+        let cache = &mut *cache;
+        // A pod read on its own since this relist began keeps that newer read.
+        for (uid, at) in &cache.read_at {
+            if *at > began {
+                match cache.pods.get(uid) {
+                    Some(cs) => pods.insert(uid.clone(), cs.clone()),
+                    None => pods.remove(uid),
+                };
+            }
+        }
+        cache.owners = pods.iter().flat_map(|(uid, cs)| cs.iter().map(|c| (c.id.clone(), uid.clone()))).collect();
+        cache.pods = pods;
+        cache.read_at.retain(|_, at| *at > began);
+        // A change made before this relist began is in it.
+        cache.changed.retain(|_, at| *at > began);
+        cache.listed_at = Some(began);
+        Ok(())
+    }
+
+    /// Reads one pod's containers now, and records them.
+    async fn read_pod(&self, pod_uid: &str) -> Result<Vec<Container>> {
+        let began = Instant::now();
+        let summaries = self.list(vec![format!("{POD_UID}={pod_uid}")]).await?;
+        let known: HashMap<String, Container> =
+            self.cache.lock().pods.get(pod_uid).into_iter().flatten().map(|c| (c.id.clone(), c.clone())).collect();
+        let containers = self.containers(summaries, &known).await?;
+        let mut cache = self.cache.lock();
+        if cache.changed.get(pod_uid).is_some_and(|at| *at <= began) {
+            cache.changed.remove(pod_uid);
+        }
+        for c in &containers {
+            cache.owners.insert(c.id.clone(), pod_uid.to_owned());
+        }
+        cache.read_at.insert(pod_uid.to_owned(), began);
+        if containers.is_empty() {
+            cache.pods.remove(pod_uid);
+        } else {
+            cache.pods.insert(pod_uid.to_owned(), containers.clone());
+        }
+        Ok(containers)
     }
 
     async fn ip_of(&self, id: &str) -> Result<String> {
@@ -95,6 +284,7 @@ impl Runtime for Docker {
     }
 
     async fn run_sandbox(&self, config: &SandboxConfig) -> Result<Sandbox> {
+        let _permit = self.heavy.acquire().await;
         if let Some(existing) = self.sandbox_of(&config.pod_uid).await? {
             let id = existing.id.unwrap_or_default();
             if existing.state.map(|s| s.to_string()).as_deref() != Some("running") {
@@ -133,17 +323,21 @@ impl Runtime for Docker {
     }
 
     async fn remove_sandbox(&self, pod_uid: &str) -> Result<()> {
-        for c in self.list(vec![format!("{POD_UID}={pod_uid}")]).await? {
-            let id = c.id.unwrap_or_default();
+        let _permit = self.heavy.acquire().await;
+        let listed = self.list(vec![format!("{POD_UID}={pod_uid}")]).await;
+        for c in listed.iter().flatten() {
+            let id = c.id.clone().unwrap_or_default();
             let _ = self
                 .client
                 .remove_container(&id, Some(RemoveContainerOptions { force: true, ..Default::default() }))
                 .await;
         }
-        Ok(())
+        self.touch(pod_uid);
+        listed.map(|_| ())
     }
 
     async fn create_container(&self, sandbox: &Sandbox, config: &ContainerConfig) -> Result<String> {
+        let _permit = self.heavy.acquire().await;
         let labels = HashMap::from([
             (POD_UID.to_owned(), config.pod_uid.clone()),
             (POD_NAME.to_owned(), config.pod_key.clone()),
@@ -189,6 +383,10 @@ impl Runtime for Docker {
             .client
             .create_container(Some(CreateContainerOptions { name: Some(name), ..Default::default() }), body)
             .await;
+        if let Ok(c) = &created {
+            self.cache.lock().owners.insert(c.id.clone(), config.pod_uid.clone());
+        }
+        self.touch(&config.pod_uid);
         match created {
             Ok(c) => Ok(c.id),
             // The image went away between the kubelet's check and the create.
@@ -200,12 +398,21 @@ impl Runtime for Docker {
     }
 
     async fn start_container(&self, id: &str) -> Result<()> {
-        self.client.start_container(id, None).await.map_err(err)
+        let _permit = self.heavy.acquire().await;
+        let started = self.client.start_container(id, None).await;
+        self.touch_container(id);
+        match started {
+            // Already running.
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(e) => Err(err(e)),
+        }
     }
 
     async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {
         let options = StopContainerOptions { t: Some(grace.as_secs() as i32), signal: None };
-        match self.client.stop_container(id, Some(options)).await {
+        let stopped = self.client.stop_container(id, Some(options)).await;
+        self.touch_container(id);
+        match stopped {
             Ok(()) => Ok(()),
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 304 | 404, .. }) => Ok(()),
             Err(e) => Err(err(e)),
@@ -213,8 +420,11 @@ impl Runtime for Docker {
     }
 
     async fn remove_container(&self, id: &str) -> Result<()> {
-        match self.client.remove_container(id, Some(RemoveContainerOptions { force: true, ..Default::default() })).await
-        {
+        let _permit = self.heavy.acquire().await;
+        let removed =
+            self.client.remove_container(id, Some(RemoveContainerOptions { force: true, ..Default::default() })).await;
+        self.touch_container(id);
+        match removed {
             Ok(()) => Ok(()),
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
             Err(e) => Err(err(e)),
@@ -222,38 +432,11 @@ impl Runtime for Docker {
     }
 
     async fn pod_containers(&self, pod_uid: &str) -> Result<Vec<Container>> {
-        let mut out = Vec::new();
-        for summary in self.list(vec![format!("{POD_UID}={pod_uid}")]).await? {
-            let labels = summary.labels.clone().unwrap_or_default();
-            if labels.get(SANDBOX).is_some_and(|s| s == "true") {
-                continue;
-            }
-            let id = summary.id.clone().unwrap_or_default();
-            let info = self.client.inspect_container(&id, None).await.map_err(err)?;
-            let s = info.state.unwrap_or_default();
-            let started_at = s.started_at.clone().unwrap_or_default();
-            let state = if s.running == Some(true) {
-                State::Running { started_at }
-            } else if started_at.starts_with("0001") || started_at.is_empty() {
-                State::Created
-            } else {
-                State::Exited {
-                    code: s.exit_code.unwrap_or(0) as i32,
-                    started_at,
-                    finished_at: s.finished_at.unwrap_or_default(),
-                    oom_killed: s.oom_killed.unwrap_or(false),
-                }
-            };
-            out.push(Container {
-                id,
-                pod_uid: pod_uid.to_owned(),
-                name: labels.get(CONTAINER_NAME).cloned().unwrap_or_default(),
-                attempt: labels.get(ATTEMPT).and_then(|a| a.parse().ok()).unwrap_or(0),
-                image: summary.image.unwrap_or_default(),
-                state,
-            });
+        if self.cache.lock().changed.contains_key(pod_uid) {
+            return self.read_pod(pod_uid).await;
         }
-        Ok(out)
+        self.relist().await?;
+        Ok(self.cache.lock().pods.get(pod_uid).cloned().unwrap_or_default())
     }
 
     async fn pods(&self) -> Result<Vec<String>> {
