@@ -69,7 +69,7 @@ struct Args {
     /// Requests to the apiserver waiting for their response at once; more queue. This
     /// bounds the kubelet's connections (and their buffers) however many pods and nodes
     /// it runs, as upstream's --kube-api-burst bounds its request rate.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     kube_api_max_inflight: u32,
     /// Container creations, starts and removals the docker runtime runs at once (more
     /// wait their turn, so each pod is done sooner).
