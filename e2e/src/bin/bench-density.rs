@@ -470,20 +470,13 @@ async fn ours_on_docker(n: usize) -> Result<OursOnDocker> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let kubelet = m.cluster.kubelets.first().and_then(|k| k.as_ref()).map(|k| k.child.id());
     let window = Duration::from_secs(5);
-    let (idle_dockerd, idle_kubelet) = tokio::join!(
-        async {
-            match pid_named("dockerd") {
-                Some(pid) => cpu_percent(pid, window).await,
-                None => f64::NAN,
-            }
-        },
-        async {
-            match kubelet {
-                Some(pid) => cpu_percent(pid, window).await,
-                None => f64::NAN,
-            }
+    let cpu = |pid: Option<u32>| async move {
+        match pid {
+            Some(pid) => cpu_percent(pid, window).await,
+            None => f64::NAN,
         }
-    );
+    };
+    let (idle_dockerd, idle_kubelet) = tokio::join!(cpu(pid_named("dockerd")), cpu(kubelet));
     let update = ["rolling-update", "bb", "--image=busybox:v2", "--timeout=10m"];
     let update = m.step(&update, "bb", "busybox:v2", 2 * n, within).await?;
     let rollback = ["rolling-update", "bb", "--rollback", "--timeout=10m"];
