@@ -52,6 +52,9 @@ for _ in $(seq 1 100); do
   if (echo > "/dev/tcp/127.0.0.1/$client_port") 2>/dev/null; then break; fi
   sleep 0.1
 done
+if ! (echo > "/dev/tcp/127.0.0.1/$client_port") 2>/dev/null; then
+  echo "etcd did not start within 10 s:" >&2; tail -20 "$work/etcd.log" >&2; exit 1
+fi
 export ETCD_ENDPOINTS="http://127.0.0.1:$client_port"
 
 # The docker runtime's tests need a daemon and the busybox:local image.
@@ -72,6 +75,9 @@ say "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 say "cargo build"
 cargo build --workspace --all-targets --quiet
+# The README test runs deploy/local-up.sh as a user would; it uses the release binaries.
+say "cargo build --release (for the README's local-up)"
+cargo build --release --quiet -p apiserver -p scheduler -p controller-manager -p kubelet -p kubectl
 say "cargo test (unit, component and e2e; etcd at $ETCD_ENDPOINTS)"
 cargo test --workspace --quiet -- --test-threads 4
 say "Python kubernetes client"

@@ -1,79 +1,225 @@
 #!/usr/bin/env bash
 # Brings up a local cluster on this machine and keeps it running until Ctrl-C or SIGTERM,
-# then stops everything it started.
+# then stops everything it started (the pods' containers, and a Docker daemon if it
+# started one).
 #
-#   deploy/local-up.sh [--store embedded|etcd] [--runtime docker|process|sim] [--nodes N]
-#                      [--dir DIR] [--port PORT]
+#   deploy/local-up.sh [--runtime docker|process|sim] [--store embedded|etcd] [--nodes N]
+#                      [--dir DIR] [--port PORT] [--detach]
+#   deploy/local-up.sh --down [--dir DIR]
 #
-# The cluster is the API server, the scheduler, the controller-manager and N nodes (one
-# kubelet each; with --runtime sim one kubelet hosts them all). The runtime is docker when a
-# Docker daemon answers, else process. It writes DIR/kubeconfig, which our kubectl
-# (target/release/kubectl) and the stock one both read:
-#   target/release/kubectl --kubeconfig .cluster/kubeconfig get nodes
+#   --runtime R   docker (the default): real containers; when no Docker daemon answers,
+#                 installs docker.io and busybox-static if missing, starts a daemon of its
+#                 own and builds the busybox:local image. process: each container's
+#                 command runs as a host process (no images). sim: no processes at all.
+#   --store S     embedded (the default): the API server's own store in DIR/apiserver;
+#                 etcd: a local etcd (installed if missing) on 127.0.0.1:2379.
+#   --nodes N     N nodes, one kubelet each (with --runtime sim, one kubelet hosts all); 1.
+#   --dir DIR     where state, logs and the kubeconfig go; .cluster.
+#   --port PORT   the API server's port on 127.0.0.1; 6443. Kubelets use 10250 upwards.
+#   --detach      start in the background, return once the cluster is ready.
+#   --down        stop the cluster that a --detach run started in DIR.
+#   -h, --help    this text.
+#
+# It writes DIR/kubeconfig, which our kubectl (target/release/kubectl) and the stock one
+# both read:
+#   KUBECONFIG=.cluster/kubeconfig kubectl get nodes
 set -euo pipefail
 cd "$(dirname "$0")/.."
+self=deploy/local-up.sh
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+die() { echo "local-up: $*" >&2; exit 2; }
 
 store=embedded
-runtime=
+runtime=docker
 nodes=1
 dir=.cluster
 port=6443
+detach=
+down=
+argv=("$@")
 while [ $# -gt 0 ]; do
-  case "$1" in
-    --store) store=$2; shift 2 ;;
-    --dir) dir=$2; shift 2 ;;
-    --runtime) runtime=$2; shift 2 ;;
-    --nodes) nodes=$2; shift 2 ;;
-    --port) port=$2; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
-    *) echo "local-up: unknown flag $1 (see --help)" >&2; exit 2 ;;
+  flag=$1
+  case "$flag" in
+    --store|--dir|--runtime|--nodes|--port)
+      [ $# -ge 2 ] || die "$flag needs a value (see --help)"
+      value=$2; shift 2
+      case "$flag" in
+        --store) store=$value ;; --dir) dir=$value ;; --runtime) runtime=$value ;;
+        --nodes) nodes=$value ;; --port) port=$value ;;
+      esac ;;
+    --store=*|--dir=*|--runtime=*|--nodes=*|--port=*)
+      value=${flag#*=}; shift
+      case "$flag" in
+        --store=*) store=$value ;; --dir=*) dir=$value ;; --runtime=*) runtime=$value ;;
+        --nodes=*) nodes=$value ;; --port=*) port=$value ;;
+      esac ;;
+    --detach) detach=1; shift ;;
+    --down) down=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) die "unknown flag $flag (see --help)" ;;
   esac
 done
-case "$store" in embedded|etcd) ;; *) echo "local-up: --store must be embedded or etcd" >&2; exit 2 ;; esac
-case "$runtime" in ""|docker|process|sim) ;; *) echo "local-up: --runtime must be docker, process or sim" >&2; exit 2 ;; esac
-case "$nodes" in ''|*[!0-9]*|0) echo "local-up: --nodes must be a positive number" >&2; exit 2 ;; esac
+case "$store" in embedded|etcd) ;; *) die "--store must be embedded or etcd, not \"$store\"" ;; esac
+case "$runtime" in docker|process|sim) ;; *) die "--runtime must be docker, process or sim, not \"$runtime\"" ;; esac
+case "$nodes" in ''|*[!0-9]*|0) die "--nodes must be a positive whole number, not \"$nodes\"" ;; esac
+case "$port" in ''|*[!0-9]*) die "--port must be a port number, not \"$port\"" ;; esac
+[ "$port" -ge 1 ] && [ "$port" -le 65535 ] || die "--port must be between 1 and 65535, not $port"
+[ -n "$dir" ] || die "--dir must not be empty"
 
 say() { printf '==> %s\n' "$*"; }
-install_missing() {
-  local pkgs=()
-  command -v protoc >/dev/null 2>&1 || pkgs+=(protobuf-compiler)
-  if [ "$store" = etcd ]; then command -v etcd >/dev/null 2>&1 || pkgs+=(etcd-server); fi
-  if [ ${#pkgs[@]} -gt 0 ]; then
-    say "installing ${pkgs[*]} (missing)"
-    local sudo=; [ "$(id -u)" -ne 0 ] && sudo=sudo
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
-  fi
-}
-install_missing
 
-say "building (release)"
-cargo build --release --quiet -p apiserver -p scheduler -p controller-manager -p kubelet -p kubectl
+# --down: stop what a --detach run started in this dir.
+if [ -n "$down" ]; then
+  pid=$(cat "$dir/local-up.pid" 2>/dev/null || true)
+  if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+    echo "local-up: no cluster is running in $dir"
+    exit 0
+  fi
+  say "stopping the cluster in $dir (local-up pid $pid)"
+  kill -TERM "$pid"
+  for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then echo "local-up: pid $pid did not stop within 60 s" >&2; exit 1; fi
+  echo "stopped"
+  exit 0
+fi
+
 mkdir -p "$dir/logs"
 dir=$(cd "$dir" && pwd)
 
+# One cluster per dir: the lock is held as long as this script runs.
+exec 9>>"$dir/local-up.lock"
+if ! flock -n 9; then
+  holder=$(cat "$dir/local-up.pid" 2>/dev/null || echo "?")
+  echo "local-up: $dir is in use by another local-up (pid $holder); stop it with: $self --down --dir $dir" >&2
+  exit 1
+fi
+
+# Who holds a TCP port on this machine, as "NAME (pid N)", or nothing when it is free.
+port_holder() {
+  local line
+  line=$(ss -ltnpH "sport = :$1" 2>/dev/null | head -1) || true
+  if [ -z "$line" ]; then
+    (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && echo "another process" || true
+    return 0
+  fi
+  if [[ $line =~ users:\(\(\"([^\"]+)\",pid=([0-9]+) ]]; then
+    echo "${BASH_REMATCH[1]} (pid ${BASH_REMATCH[2]})"
+  else
+    echo "another process"
+  fi
+}
+check_port() {
+  local holder
+  holder=$(port_holder "$1")
+  [ -z "$holder" ] || { echo "local-up: port $1 ($2) is already in use by $holder; stop it or choose another --port" >&2; exit 1; }
+}
+check_port "$port" "the API server"
+if [ "$runtime" = sim ]; then
+  check_port 10250 "the kubelet"
+else
+  for i in $(seq 0 $((nodes - 1))); do check_port $((10250 + i)) "a kubelet"; done
+fi
+if [ "$store" = etcd ]; then check_port 2379 "etcd"; check_port 2380 "etcd's peers"; fi
+
+# --detach: this same script in the background, its output in the log; back when ready.
+if [ -n "$detach" ]; then
+  flock -u 9; exec 9>&-
+  rest=()
+  for a in "${argv[@]}"; do [ "$a" = --detach ] || rest+=("$a"); done
+  log="$dir/logs/local-up.log"
+  : >"$log"
+  setsid "$0" "${rest[@]}" </dev/null >"$log" 2>&1 &
+  child=$!
+  # Show its progress as it goes (a first build takes minutes), until it is ready.
+  tail -n +1 -f "$log" --pid "$child" &
+  tailer=$!
+  while ! grep -q '^cluster ready' "$log" 2>/dev/null; do
+    if ! kill -0 "$child" 2>/dev/null; then
+      sleep 0.3; kill "$tailer" 2>/dev/null || true
+      echo "local-up: the cluster did not start (log: $log)" >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+  sleep 0.3; kill "$tailer" 2>/dev/null || true; wait "$tailer" 2>/dev/null || true
+  echo "Running in the background (pid $child, log $log); stop it with: $self --down --dir $dir"
+  exit 0
+fi
+
+echo $$ >"$dir/local-up.pid"
+
+sudo=
+[ "$(id -u)" -ne 0 ] && sudo=sudo
+apt_updated=
+apt_install() {
+  say "installing $* (missing)"
+  if [ -z "$apt_updated" ]; then $sudo apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+pkgs=()
+command -v protoc >/dev/null 2>&1 || pkgs+=(protobuf-compiler)
+if [ "$store" = etcd ]; then command -v etcd >/dev/null 2>&1 || pkgs+=(etcd-server); fi
+if [ "$runtime" = docker ]; then
+  command -v dockerd >/dev/null 2>&1 || pkgs+=(docker.io)
+  command -v file >/dev/null 2>&1 || pkgs+=(file)
+  file -L /bin/busybox 2>/dev/null | grep -q "statically linked" || pkgs+=(busybox-static)
+fi
+[ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
+
+say "building (release; the first build takes several minutes)"
+cargo build --release --quiet -p apiserver -p scheduler -p controller-manager -p kubelet -p kubectl
+
 pids=()
+dockerd_pid=
 node_names=()
 stop() {
   trap - EXIT INT TERM
-  [ ${#pids[@]} -gt 0 ] || return 0
-  say "stopping"
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ ${#pids[@]} -gt 0 ]; then
+    say "stopping"
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  fi
   # The pods' containers outlive a kubelet (a restarted one adopts them); the cluster is
   # going away, so they go too.
-  if command -v docker >/dev/null 2>&1; then
+  if [ "$runtime" = docker ] && docker info >/dev/null 2>&1; then
     for n in "${node_names[@]}"; do
       ids=$(docker ps -aq --filter "label=io.kubernetes.managed-by=$n" 2>/dev/null || true)
-      [ -n "$ids" ] && docker rm -f $ids >/dev/null 2>&1 || true
+      [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1 || true
     done
   fi
   for f in "$dir"/kubelet/process/pods/*/containers/*/pid "$dir"/kubelet/*/process/pods/*/containers/*/pid; do
     [ -f "$f" ] && kill -KILL -- "-$(cat "$f")" 2>/dev/null || true
   done
+  if [ -n "$dockerd_pid" ]; then
+    say "stopping the Docker daemon it started"
+    kill "$dockerd_pid" 2>/dev/null || true
+    wait "$dockerd_pid" 2>/dev/null || true
+  fi
+  rm -f "$dir/local-up.pid"
 }
 trap stop EXIT
 trap 'stop; exit 0' INT TERM
+
+if [ "$runtime" = docker ]; then
+  if ! docker info >/dev/null 2>&1; then
+    say "starting a Docker daemon (none answered; logs: $dir/logs/dockerd.log)"
+    # A daemon that died leaves its pid file behind; a new one refuses to start over it.
+    if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
+      $sudo rm -f /var/run/docker.pid
+    fi
+    $sudo dockerd >"$dir/logs/dockerd.log" 2>&1 9>&- &
+    dockerd_pid=$!
+    for _ in $(seq 1 150); do docker info >/dev/null 2>&1 && break; sleep 0.2; done
+    if ! docker info >/dev/null 2>&1; then
+      tail -5 "$dir/logs/dockerd.log" >&2
+      echo "local-up: the Docker daemon did not start (log above); --runtime process runs without it" >&2
+      exit 1
+    fi
+  fi
+  say "building the busybox:local image (if missing)"
+  deploy/images/busybox.sh busybox:local
+fi
 
 args=(--port "$port" --data-dir "$dir/apiserver")
 if [ "$store" = etcd ]; then
@@ -81,18 +227,18 @@ if [ "$store" = etcd ]; then
   etcd --name local --data-dir "$dir/etcd" \
     --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
     --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
-    --initial-cluster local=http://127.0.0.1:2380 >"$dir/logs/etcd.log" 2>&1 &
+    --initial-cluster local=http://127.0.0.1:2380 >"$dir/logs/etcd.log" 2>&1 9>&- &
   pids+=($!)
   args+=(--etcd-servers http://127.0.0.1:2379)
   for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/2379) 2>/dev/null && break; sleep 0.1; done
 fi
 
 say "starting kube-apiserver on 127.0.0.1:$port, $store store (logs: $dir/logs/kube-apiserver.log)"
-./target/release/kube-apiserver "${args[@]}" >"$dir/logs/kube-apiserver.log" 2>&1 &
+./target/release/kube-apiserver "${args[@]}" >"$dir/logs/kube-apiserver.log" 2>&1 9>&- &
 pids+=($!)
 for _ in $(seq 1 300); do
   curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-  kill -0 "${pids[-1]}" 2>/dev/null || { echo "kube-apiserver exited; see $dir/logs/kube-apiserver.log" >&2; exit 1; }
+  kill -0 "${pids[-1]}" 2>/dev/null || { tail -5 "$dir/logs/kube-apiserver.log" >&2; echo "local-up: kube-apiserver exited; see $dir/logs/kube-apiserver.log" >&2; exit 1; }
   sleep 0.1
 done
 
@@ -115,25 +261,18 @@ users:
 KUBECONFIG
 
 say "starting kube-scheduler (logs: $dir/logs/kube-scheduler.log)"
-./target/release/kube-scheduler --kubeconfig "$dir/kubeconfig" --secure-port 0 >"$dir/logs/kube-scheduler.log" 2>&1 &
+./target/release/kube-scheduler --kubeconfig "$dir/kubeconfig" --secure-port 0 >"$dir/logs/kube-scheduler.log" 2>&1 9>&- &
 pids+=($!)
 
 say "starting kube-controller-manager (logs: $dir/logs/kube-controller-manager.log)"
-./target/release/kube-controller-manager --kubeconfig "$dir/kubeconfig" --secure-port 0 >"$dir/logs/kube-controller-manager.log" 2>&1 &
+./target/release/kube-controller-manager --kubeconfig "$dir/kubeconfig" --secure-port 0 >"$dir/logs/kube-controller-manager.log" 2>&1 9>&- &
 pids+=($!)
 
-if [ -z "$runtime" ]; then
-  if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then runtime=docker; else runtime=process; fi
-fi
-if [ "$runtime" = docker ]; then
-  deploy/images/busybox.sh busybox:local
-fi
 host=$(hostname | tr '[:upper:]' '[:lower:]')
-node_names=()
 if [ "$runtime" = sim ]; then
   say "starting one kubelet hosting $nodes simulated nodes (logs: $dir/logs/kubelet.log)"
   ./target/release/kubelet --kubeconfig "$dir/kubeconfig" --runtime sim --sim-nodes "$nodes" --node-name "$host" \
-    --root-dir "$dir/kubelet" --port 10250 >"$dir/logs/kubelet.log" 2>&1 &
+    --root-dir "$dir/kubelet" --port 10250 >"$dir/logs/kubelet.log" 2>&1 9>&- &
   pids+=($!)
   if [ "$nodes" -gt 1 ]; then
     for i in $(seq 0 $((nodes - 1))); do node_names+=("$host-$i"); done
@@ -146,7 +285,7 @@ else
     node_names+=("$name")
     say "starting kubelet for node $name, $runtime runtime (logs: $dir/logs/kubelet-$name.log)"
     ./target/release/kubelet --kubeconfig "$dir/kubeconfig" --runtime "$runtime" --node-name "$name" \
-      --root-dir "$dir/kubelet/$name" --port $((10250 + i)) >"$dir/logs/kubelet-$name.log" 2>&1 &
+      --root-dir "$dir/kubelet/$name" --port $((10250 + i)) >"$dir/logs/kubelet-$name.log" 2>&1 9>&- &
     pids+=($!)
   done
 fi
@@ -158,15 +297,14 @@ sys.exit(0 if any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 }
 for n in "${node_names[@]}"; do
   for _ in $(seq 1 150); do node_ready "$n" && break; sleep 0.2; done
-  node_ready "$n" || { echo "node $n did not become Ready; see $dir/logs" >&2; exit 1; }
+  node_ready "$n" || { echo "local-up: node $n did not become Ready; see $dir/logs" >&2; exit 1; }
 done
 
-echo "cluster ready"
+echo "cluster ready ($runtime runtime, $store store, $nodes node(s))"
 echo "  export KUBECONFIG=$dir/kubeconfig PATH=$PWD/target/release:\$PATH   # our kubectl; the stock one works too"
 echo "  kubectl get nodes"
-echo "  kubectl run web --image=busybox:local --replicas=3 --wait -- sleep 3600"
-echo "  kubectl scale --replicas=6 web --wait && kubectl logs deploy/web"
+echo "  kubectl run web --image=busybox:local --replicas=3 --wait -- sh -c 'echo hello from \$(hostname); sleep 3600'"
 echo "Ctrl-C stops it."
 wait -n "${pids[@]}" || true
-echo "a component exited; see $dir/logs" >&2
+echo "local-up: a component exited; see $dir/logs" >&2
 exit 1

@@ -2,6 +2,7 @@
 //! a client from `--kubeconfig`/`--master`, Lease-based leader election, and the
 //! `/healthz`, `/livez`, `/readyz` and `/metrics` endpoints.
 
+pub mod events;
 pub mod flags;
 pub mod leader;
 pub mod strategic;

@@ -15,11 +15,11 @@ use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::Context;
-use crate::events::Recorder;
 use crate::informer::controller_of;
 use crate::replicaset::selects;
 use crate::rollout::{self, DESIRED_REPLICAS, HASH_LABEL, MAX_REPLICAS, REVISION, Rs};
 use crate::workqueue::Action;
+use component_base::events::Recorder;
 
 fn revision(rs: &ReplicaSet) -> i64 {
     rs.annotations().get(REVISION).and_then(|r| r.parse().ok()).unwrap_or(0)

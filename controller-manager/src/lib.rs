@@ -6,7 +6,6 @@
 //! [`nodelifecycle`] and the garbage collector [`gc`].
 
 pub mod deployment;
-pub mod events;
 pub mod expectations;
 pub mod gc;
 pub mod informer;

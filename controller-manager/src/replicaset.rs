@@ -15,9 +15,9 @@ use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::Context;
-use crate::events::Recorder;
 use crate::informer::{controller_of, key_of};
 use crate::workqueue::Action;
+use component_base::events::Recorder;
 
 /// Whether a label selector selects a set of labels (an empty selector selects nothing, as
 /// for workload controllers).

@@ -62,6 +62,14 @@ pub struct Node {
     pub pods: Mutex<HashMap<String, String>>,
 }
 
+impl Node {
+    /// Writes events about this node's pods as upstream's kubelet does
+    /// (`source: {component: kubelet, host: <node>}`).
+    pub fn recorder(&self) -> component_base::events::Recorder {
+        component_base::events::Recorder::new(self.client.clone(), "kubelet").on_host(&self.name)
+    }
+}
+
 /// What a pod worker keeps of a pod: everything but `managedFields` and the status the
 /// kubelet itself wrote, except the few fields a status write carries over (condition
 /// transition times, `startTime`, `qosClass`). With thousands of pods per process (the sim

@@ -412,11 +412,32 @@ impl Worker {
             Err(e) => Err(("CreateContainerError", e)),
         };
         self.node.metrics.runtime_op("start_container", started.elapsed(), result.is_err());
-        let track = self.tracks.entry(&spec.name);
-        track.waiting = match result {
-            Ok(()) => None,
+        let waiting = match result {
+            Ok(()) => {
+                if !self.node.runtime.uses_images() {
+                    // Said at each start, as upstream says `Pulled`/`Started`: the image
+                    // field reads as if it were used, and a user should know it is not.
+                    let argv = config.command.iter().chain(&config.args).cloned().collect::<Vec<_>>().join(" ");
+                    let message = format!(
+                        "the {} runtime does not use images: container {:?} runs {argv:?} on the host; image {:?} is ignored",
+                        self.node.runtime.name(),
+                        spec.name,
+                        config.image
+                    );
+                    self.node.recorder().record(pod, false, "ImageNotUsed", message);
+                }
+                None
+            }
             Err((reason, e)) => Some(Waiting { reason: reason.into(), message: e.to_string() }),
         };
+        let track = self.tracks.entry(&spec.name);
+        if let Some(w) = &waiting
+            && track.waiting.as_ref() != Some(w)
+        {
+            // Once per new failure, not at every retry.
+            self.node.recorder().record(pod, true, "Failed", format!("Error: {}", w.message));
+        }
+        track.waiting = waiting;
     }
 
     /// One pass toward the spec; returns when to look again.

@@ -34,7 +34,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What a pod's sandbox needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SandboxConfig {
     /// The pod's uid.
     pub pod_uid: String,
@@ -154,6 +154,11 @@ pub trait Runtime: Send + Sync + 'static {
     /// Whether containers can change state by themselves (exit, crash), so the kubelet
     /// must look at them periodically.
     fn needs_polling(&self) -> bool {
+        true
+    }
+    /// Whether containers run from their image. A runtime that runs host commands instead
+    /// says so, and the kubelet tells the pod's events that the image is not used.
+    fn uses_images(&self) -> bool {
         true
     }
     /// Whether an image is present locally.

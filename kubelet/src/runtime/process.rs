@@ -40,6 +40,20 @@ fn alive(pid: i32) -> bool {
     }
 }
 
+/// What runs on the host for a container: `command` then `args`, as a container runtime
+/// runs them. There is no image entrypoint here, so with no `command` the `args` alone are
+/// the command line (`kubectl run NAME --image=X -- CMD ARGS` sends only args).
+fn host_argv(config: &ContainerConfig) -> Result<Vec<String>> {
+    let argv: Vec<String> = config.command.iter().chain(&config.args).cloned().collect();
+    if argv.is_empty() {
+        return Err(Error::Unsupported(format!(
+            "container {:?}: the process runtime runs command and args on the host and has no image entrypoint; set command or args",
+            config.name
+        )));
+    }
+    Ok(argv)
+}
+
 impl Process {
     /// Keeps state under `root`.
     pub fn new(root: &Path) -> Result<Process> {
@@ -102,6 +116,10 @@ impl Runtime for Process {
         "process://1.0".into()
     }
 
+    fn uses_images(&self) -> bool {
+        false
+    }
+
     async fn image_present(&self, _image: &str) -> Result<bool> {
         // Images mean nothing here: the command runs from the host.
         Ok(true)
@@ -126,14 +144,7 @@ impl Runtime for Process {
     }
 
     async fn create_container(&self, sandbox: &Sandbox, config: &ContainerConfig) -> Result<String> {
-        let mut argv: Vec<String> = config.command.clone();
-        argv.extend(config.args.iter().cloned());
-        if config.command.is_empty() {
-            return Err(Error::Unsupported(format!(
-                "container {:?}: the process runtime runs spec.containers[].command on the host and has no image entrypoint; set command",
-                config.name
-            )));
-        }
+        let argv = host_argv(config)?;
         if !config.mounts.is_empty() {
             return Err(Error::Unsupported(format!(
                 "container {:?}: the process runtime cannot mount volumes; use the docker runtime",
@@ -276,5 +287,59 @@ impl Runtime for Process {
             }
         });
         Ok(first.chain(more).boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(command: &[&str], args: &[&str]) -> ContainerConfig {
+        ContainerConfig {
+            name: "web".into(),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn argv_is_command_then_args() {
+        assert_eq!(
+            host_argv(&config(&["sh", "-c"], &["echo hi"])).ok(),
+            Some(vec!["sh".into(), "-c".into(), "echo hi".into()])
+        );
+    }
+
+    #[test]
+    fn args_alone_are_the_command_line() {
+        // `kubectl run web --image=busybox -- sleep 3600` sends args only.
+        assert_eq!(host_argv(&config(&[], &["sleep", "3600"])).ok(), Some(vec!["sleep".into(), "3600".into()]));
+    }
+
+    #[test]
+    fn neither_is_a_clear_error() {
+        let e = host_argv(&config(&[], &[])).expect_err("nothing to run");
+        assert!(e.to_string().contains("set command or args"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn runs_args_without_command() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let rt = Process::new(dir.path()).expect("runtime");
+        let sandbox =
+            rt.run_sandbox(&SandboxConfig { pod_uid: "u1".into(), ..Default::default() }).await.expect("sandbox");
+        let id = rt.create_container(&sandbox, &config(&[], &["sh", "-c", "echo from-args"])).await.expect("create");
+        rt.start_container(&id).await.expect("start");
+        let mut state = State::Created;
+        for _ in 0..100 {
+            state = rt.pod_containers("u1").await.expect("list")[0].state.clone();
+            if matches!(state, State::Exited { .. }) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(matches!(state, State::Exited { code: 0, .. }), "{state:?}");
+        assert_eq!(std::fs::read_to_string(rt.dir(&id).expect("dir").join("log")).expect("log"), "from-args\n");
     }
 }

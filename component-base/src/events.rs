@@ -1,5 +1,6 @@
-//! Events for what the controllers do (`SuccessfulCreate`, `ScalingReplicaSet`,
-//! `NodeNotReady`, ...), written in the background so a reconcile never waits on them.
+//! Events for what a component does (`SuccessfulCreate`, `ScalingReplicaSet`,
+//! `NodeNotReady`, a kubelet's container events, ...), written in the background so a
+//! reconcile never waits on them.
 
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
@@ -11,12 +12,19 @@ use kube::{Resource, ResourceExt};
 pub struct Recorder {
     client: kube::Client,
     component: String,
+    host: Option<String>,
 }
 
 impl Recorder {
     /// A recorder for `component` (`replicaset-controller`, ...).
     pub fn new(client: kube::Client, component: &str) -> Recorder {
-        Recorder { client, component: component.to_owned() }
+        Recorder { client, component: component.to_owned(), host: None }
+    }
+
+    /// The same, naming the node it runs on in `source.host` (as a kubelet's events do).
+    pub fn on_host(mut self, host: &str) -> Recorder {
+        self.host = Some(host.to_owned());
+        self
     }
 
     /// Records a `Normal` (or `Warning`) event about `obj`.
@@ -36,9 +44,10 @@ impl Recorder {
             type_: Some(if warning { "Warning" } else { "Normal" }.to_owned()),
             source: Some(k8s_openapi::api::core::v1::EventSource {
                 component: Some(self.component.clone()),
-                host: None,
+                host: self.host.clone(),
             }),
             reporting_component: Some(self.component.clone()),
+            reporting_instance: self.host.clone(),
             first_timestamp: Some(Time(now)),
             last_timestamp: Some(Time(now)),
             event_time: Some(MicroTime(now)),
