@@ -4,12 +4,12 @@
 //! watches then send the cached JSON bytes as they are.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
@@ -167,48 +167,85 @@ struct State {
     objects: BTreeMap<String, Arc<Cached>>,
     revision: i64,
     history: VecDeque<Arc<CacheEvent>>,
+    /// About how many bytes the events in `history` keep alive.
+    history_bytes: usize,
     /// Watches from this revision or later can be replayed from `history`.
     floor: i64,
-    tx: broadcast::Sender<Arc<CacheEvent>>,
+    /// Live events go out as weak references: `history` alone keeps events alive, so its
+    /// bounds (count and bytes) bound the memory of every watcher's backlog too. A watcher
+    /// whose next event was dropped from `history` has fallen behind and is closed.
+    tx: broadcast::Sender<Weak<CacheEvent>>,
     ready: bool,
+}
+
+/// The bytes an event keeps alive: the object after and before.
+fn event_bytes(ev: &CacheEvent) -> usize {
+    ev.object.json.len() + ev.prev.as_ref().map_or(0, |p| p.json.len())
+}
+
+/// Every object of a cache at one revision.
+pub type Snapshot = [Arc<Cached>];
+
+/// What a watch sends before the live events.
+pub enum Initial {
+    /// The current objects, as ADDED events: a snapshot shared by every watch that starts
+    /// at the same revision (thousands of kubelets starting at once cost one copy).
+    Objects(Arc<Snapshot>),
+    /// The events after the watch's resource version.
+    Events(Vec<Arc<CacheEvent>>),
 }
 
 /// The start of a client watch: events to send first, then the live receiver.
 pub struct Subscription {
-    /// Events (or current objects, as ADDED) to send before the live ones.
-    pub initial: Vec<Arc<CacheEvent>>,
-    /// Live events.
-    pub live: broadcast::Receiver<Arc<CacheEvent>>,
+    /// What to send before the live events.
+    pub initial: Initial,
+    /// Live events; one that no longer upgrades was dropped from the history before this
+    /// watcher got to it.
+    pub live: broadcast::Receiver<Weak<CacheEvent>>,
     /// The cache's revision when the watch started.
     pub revision: i64,
+}
+
+/// How much history a cache keeps for watches that resume.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryLimit {
+    /// Events (`--watch-cache-size`).
+    pub events: usize,
+    /// Bytes of the objects those events hold (`--watch-cache-bytes`); at least the newest
+    /// event is always kept.
+    pub bytes: usize,
 }
 
 /// The cache of one stored resource.
 pub struct WatchCache {
     prefix: String,
     fields: Vec<SelectableField>,
-    capacity: usize,
+    limit: HistoryLimit,
     state: RwLock<State>,
+    /// The last snapshot handed to watches, while any of them still sends it.
+    snapshot: Mutex<Option<(i64, Weak<Snapshot>)>>,
     ready: tokio::sync::watch::Sender<bool>,
 }
 
 impl WatchCache {
     /// A cache for every resource stored under `resource.storage`; `fields` is the union of
     /// what their field selectors may name. Call [`WatchCache::run`] to fill it.
-    pub fn new(resource: &Resource, fields: Vec<SelectableField>, capacity: usize) -> Arc<WatchCache> {
-        let (tx, _) = broadcast::channel(capacity.max(16));
+    pub fn new(resource: &Resource, fields: Vec<SelectableField>, limit: HistoryLimit) -> Arc<WatchCache> {
+        let (tx, _) = broadcast::channel(limit.events.max(16));
         Arc::new(WatchCache {
             prefix: resource.prefix(),
             fields,
-            capacity,
+            limit,
             state: RwLock::new(State {
                 objects: BTreeMap::new(),
                 revision: 0,
                 history: VecDeque::new(),
+                history_bytes: 0,
                 floor: 0,
                 tx,
                 ready: false,
             }),
+            snapshot: Mutex::new(None),
             ready: tokio::sync::watch::channel(false).0,
         })
     }
@@ -246,10 +283,19 @@ impl WatchCache {
         let mut watch = store.watch(&self.prefix, revision + 1).await?;
         {
             let mut state = self.state.write();
-            let (tx, _) = broadcast::channel(self.capacity.max(16));
+            let (tx, _) = broadcast::channel(self.limit.events.max(16));
             // Replacing the sender ends every client watch on the old state.
-            *state = State { objects, revision, history: VecDeque::new(), floor: revision, tx, ready: true };
+            *state = State {
+                objects,
+                revision,
+                history: VecDeque::new(),
+                history_bytes: 0,
+                floor: revision,
+                tx,
+                ready: true,
+            };
         }
+        *self.snapshot.lock() = None;
         self.ready.send_replace(true);
         while let Some(event) = watch.next().await {
             self.apply(event?);
@@ -293,13 +339,24 @@ impl WatchCache {
         };
         let ev = Arc::new(ev);
         state.revision = revision;
-        state.history.push_back(ev.clone());
-        while state.history.len() > self.capacity {
+        state.history_bytes += event_bytes(&ev);
+        let weak = Arc::downgrade(&ev);
+        state.history.push_back(ev);
+        while state.history.len() > self.limit.events
+            || (state.history_bytes > self.limit.bytes && state.history.len() > 1)
+        {
             if let Some(old) = state.history.pop_front() {
+                state.history_bytes -= event_bytes(&old);
                 state.floor = old.revision();
             }
         }
-        let _ = state.tx.send(ev);
+        let _ = state.tx.send(weak);
+    }
+
+    /// How many events and bytes the history holds now.
+    pub fn history_size(&self) -> (usize, usize) {
+        let state = self.state.read();
+        (state.history.len(), state.history_bytes)
     }
 
     /// Waits until the first list has filled the cache.
@@ -365,17 +422,97 @@ impl WatchCache {
             return Err(Error::NotReady);
         }
         let initial = match from {
-            None => state
-                .objects
-                .values()
-                .map(|o| Arc::new(CacheEvent { kind: Kind::Added, object: o.clone(), prev: None }))
-                .collect(),
+            None => {
+                let mut memo = self.snapshot.lock();
+                let shared = memo.as_ref().filter(|(rev, _)| *rev == state.revision).and_then(|(_, w)| w.upgrade());
+                let objects = match shared {
+                    Some(objects) => objects,
+                    None => {
+                        let objects: Arc<Snapshot> = state.objects.values().cloned().collect();
+                        *memo = Some((state.revision, Arc::downgrade(&objects)));
+                        objects
+                    }
+                };
+                Initial::Objects(objects)
+            }
             Some(rv) if rv < state.floor => return Err(Error::Expired { requested: rv, oldest: state.floor }),
             Some(rv) => {
                 let skip = state.history.partition_point(|e| e.revision() <= rv);
-                state.history.iter().skip(skip).cloned().collect()
+                Initial::Events(state.history.iter().skip(skip).cloned().collect())
             }
         };
         Ok(Subscription { initial, live: state.tx.subscribe(), revision: state.revision })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::KeyValue;
+
+    fn cache(events: usize, bytes: usize) -> Arc<WatchCache> {
+        let resource = crate::registry::find("", "v1", "configmaps").expect("configmaps");
+        let cache = WatchCache::new(resource, Vec::new(), HistoryLimit { events, bytes });
+        cache.state.write().ready = true;
+        cache
+    }
+
+    fn put(cache: &WatchCache, name: &str, revision: i64, size: usize) {
+        let value =
+            serde_json::json!({"metadata": {"name": name, "namespace": "default"}, "data": {"a": "x".repeat(size)}});
+        let kv = KeyValue {
+            key: format!("/registry/configmaps/default/{name}"),
+            value: Bytes::from(value.to_string()),
+            create_revision: revision,
+            mod_revision: revision,
+        };
+        cache.apply(Event::Put { kv });
+    }
+
+    #[test]
+    fn history_is_bounded_by_bytes_and_a_slow_watcher_is_let_go() {
+        let cache = cache(1000, 1 << 20);
+        let mut slow = cache.subscribe(Some(0)).expect("watch");
+        for rev in 1..=50 {
+            put(&cache, "big", rev, 100_000);
+        }
+        let (events, bytes) = cache.history_size();
+        // Each event holds the object after and before: about 200 KB.
+        assert!(events <= 6 && bytes <= 1 << 20, "{events} events, {bytes} bytes");
+        assert!(cache.subscribe(Some(1)).is_err(), "a resume from before the window is 410");
+        // The slow watcher's first events are gone: it sees a dead reference, not a
+        // 100 KB object the history no longer pays for.
+        let first = slow.live.try_recv().expect("an event");
+        assert!(first.upgrade().is_none());
+    }
+
+    #[test]
+    fn the_newest_event_stays_even_when_larger_than_the_budget() {
+        let cache = cache(1000, 10);
+        put(&cache, "huge", 1, 1000);
+        assert_eq!(cache.history_size().0, 1);
+        assert_eq!(
+            cache.subscribe(Some(0)).map(|s| matches!(s.initial, Initial::Events(ref e) if e.len() == 1)).ok(),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn watches_from_now_share_one_snapshot() {
+        let cache = cache(1000, 1 << 20);
+        for (i, name) in ["a", "b", "c"].iter().enumerate() {
+            put(&cache, name, i as i64 + 1, 10);
+        }
+        let snapshot = |s: Subscription| match s.initial {
+            Initial::Objects(o) => o,
+            Initial::Events(_) => panic!("a watch from now starts with the objects"),
+        };
+        let one = snapshot(cache.subscribe(None).expect("watch"));
+        let two = snapshot(cache.subscribe(None).expect("watch"));
+        assert_eq!(one.len(), 3);
+        assert!(Arc::ptr_eq(&one, &two), "the same snapshot");
+        put(&cache, "d", 4, 10);
+        let three = snapshot(cache.subscribe(None).expect("watch"));
+        assert_eq!(three.len(), 4, "a new revision, a new snapshot");
     }
 }

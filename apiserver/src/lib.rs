@@ -10,6 +10,7 @@ pub mod api;
 pub mod cache;
 pub mod convert;
 pub mod defaults;
+pub mod limits;
 pub mod managed;
 pub mod metrics;
 pub mod object;

@@ -33,6 +33,21 @@ struct Args {
     /// Seconds between storage compactions (0 disables).
     #[arg(long, default_value_t = 300)]
     etcd_compaction_interval: u64,
+    /// The largest object stored, in bytes as encoded (etcd's default request limit).
+    #[arg(long, default_value_t = apiserver::limits::DEFAULT_MAX_OBJECT_BYTES)]
+    max_object_size_bytes: usize,
+    /// Bytes of objects each resource's watch cache keeps for watches that resume.
+    #[arg(long, default_value_t = apiserver::limits::DEFAULT_WATCH_HISTORY_BYTES)]
+    watch_cache_bytes: usize,
+    /// DNS names clients reach this server by, comma-separated (IP literals, localhost and
+    /// this machine's name are always accepted); other Host headers get 403, which stops
+    /// DNS rebinding.
+    #[arg(long, value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
+    /// Browser origins (scheme://host[:port], or *) allowed to send writes; a write with any
+    /// other Origin header gets 403.
+    #[arg(long, value_delimiter = ',')]
+    cors_allowed_origins: Vec<String>,
 }
 
 #[tokio::main]
@@ -48,6 +63,12 @@ async fn main() -> anyhow::Result<()> {
         watch_cache_size: args.watch_cache_size,
         compaction_interval: Duration::from_secs(args.etcd_compaction_interval),
         etcd_prefix: args.etcd_prefix,
+        limits: apiserver::limits::Limits {
+            max_object_bytes: args.max_object_size_bytes,
+            watch_history_bytes: args.watch_cache_bytes,
+        },
+        allowed_hosts: args.allowed_hosts,
+        cors_allowed_origins: args.cors_allowed_origins,
     };
     let server = apiserver::start(config).await.context("starting kube-apiserver")?;
     println!("kube-apiserver listening on {}", server.url());

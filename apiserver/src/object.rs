@@ -38,11 +38,13 @@ impl FieldValidation {
 /// Decodes a request body by its content type into a JSON object.
 pub fn decode_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
     if body.len() > MAX_BODY {
-        return Err(ApiError::too_large(MAX_BODY));
+        return Err(ApiError::body_too_large(MAX_BODY));
     }
     let media = content_type.split(';').next().unwrap_or_default().trim();
     let value: Value = match media {
-        "application/json" | "" | "*/*" => serde_json::from_slice(body)
+        // No Content-Type is refused (415) like any unknown one: a browser's cross-site
+        // form or fetch can send a body without one, and upstream needs one too.
+        "application/json" => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
             let text = std::str::from_utf8(body)
@@ -50,12 +52,18 @@ pub fn decode_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
             serde_saphyr::from_str(text)
                 .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))?
         }
-        "application/vnd.kubernetes.protobuf" => {
-            crate::protobuf::decode(body).map_err(ApiError::unsupported_media_type)?
-        }
+        "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(body).map_err(|e| {
+            // A kind or field we cannot decode is the media type's fault (415, so the
+            // client knows to send JSON); bytes that are not protobuf are the body's (400).
+            if e.contains(crate::protobuf::SEND_JSON) {
+                ApiError::unsupported_media_type(e)
+            } else {
+                ApiError::bad_request(format!("the protobuf body is malformed: {e}"))
+            }
+        })?,
         other => {
             return Err(ApiError::unsupported_media_type(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other:?})"
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {other:?})"
             )));
         }
     };
@@ -255,7 +263,11 @@ mod tests {
         assert!(decode_body("application/yaml", b"a: 1\nb: [x]\n").is_ok());
         assert_eq!(decode_body("application/yaml", b"a: [\n").unwrap_err().code, 400);
         assert_eq!(decode_body("application/vnd.kubernetes.protobuf", b"k8s\0").unwrap_err().code, 415);
-        assert_eq!(decode_body("application/vnd.kubernetes.protobuf", b"garbage").unwrap_err().code, 415);
+        // Bytes that are not protobuf are the body's fault, a kind we cannot decode is not.
+        assert_eq!(decode_body("application/vnd.kubernetes.protobuf", b"garbage").unwrap_err().code, 400);
+        assert_eq!(decode_body("application/vnd.kubernetes.protobuf", b"k8s\0\x0a\xff").unwrap_err().code, 400);
+        // No Content-Type is not JSON by default (a browser form can send a body without one).
+        assert_eq!(decode_body("", b"{}").unwrap_err().code, 415);
         assert_eq!(decode_body("text/plain", b"x").unwrap_err().code, 415);
         assert_eq!(decode_body("application/json", &vec![b' '; MAX_BODY + 1]).unwrap_err().code, 413);
     }

@@ -4,6 +4,8 @@
 //! and understands the `$patch`, `$retainKeys`, `$setElementOrder` and
 //! `$deleteFromPrimitiveList` directives.
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Map, Value};
 
 use crate::status::{ApiError, ApiResult};
@@ -36,17 +38,21 @@ impl PatchType {
     }
 }
 
+/// The most operations a JSON patch may have (upstream's `maxJSONPatchOperations`).
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+
+/// How much a JSON patch's `copy` operations may add to a document, in total (a copy of a
+/// copy doubles the document: 40 such operations of a few bytes each would need terabytes).
+/// The same as the largest request body: no patch can build more than a client could send.
+pub const MAX_JSON_PATCH_COPY_BYTES: usize = crate::object::MAX_BODY;
+
 /// Applies a patch document to `target`.
 pub fn apply(kind: PatchType, target: &mut Value, body: &[u8]) -> ApiResult<()> {
     match kind {
         PatchType::Json => {
             let patch: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("the JSON patch is not valid: {e}")))?;
-            json_patch::patch(target, &patch).map_err(|e| {
-                // A failed `test` op or a missing path: upstream answers 422 for the latter,
-                // and clients treat both as "the patch does not apply".
-                ApiError { code: 422, ..ApiError::bad_request(format!("the JSON patch could not be applied: {e}")) }
-            })
+            json_patch_bounded(target, &patch.0, MAX_JSON_PATCH_COPY_BYTES)
         }
         PatchType::Merge => {
             let patch: Value = serde_json::from_slice(body)
@@ -68,6 +74,78 @@ pub fn apply(kind: PatchType, target: &mut Value, body: &[u8]) -> ApiResult<()> 
             "server-side apply (application/apply-patch+yaml) is served for objects and their status, not for this subresource; use a merge patch",
         )),
     }
+}
+
+/// Applies JSON patch operations all or nothing, refusing more than
+/// [`MAX_JSON_PATCH_OPERATIONS`] (413, upstream's words) and `copy` operations that add more
+/// than `copy_limit` bytes in all. Merge patches, strategic merge patches and apply cannot
+/// grow a document beyond the sum of it and the body, so only `copy` needs counting.
+pub fn json_patch_bounded(target: &mut Value, ops: &[json_patch::PatchOperation], copy_limit: usize) -> ApiResult<()> {
+    if ops.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(ApiError::too_large(format!(
+            "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}",
+            ops.len()
+        )));
+    }
+    let failed = |e: json_patch::PatchError| {
+        // A failed `test` op or a missing path: upstream answers 422 for both, and clients
+        // treat them as "the patch does not apply".
+        ApiError { code: 422, ..ApiError::bad_request(format!("the JSON patch could not be applied: {e}")) }
+    };
+    if !ops.iter().any(|op| matches!(op, json_patch::PatchOperation::Copy(_))) {
+        return json_patch::patch(target, ops).map_err(failed);
+    }
+    let mut work = target.clone();
+    let mut copied = 0usize;
+    for (i, op) in ops.iter().enumerate() {
+        if let json_patch::PatchOperation::Copy(copy) = op
+            && let Some(source) = work.pointer(copy.from.as_str())
+        {
+            copied = copied.saturating_add(encoded_len(source, copy_limit.saturating_sub(copied).saturating_add(1)));
+            if copied > copy_limit {
+                return Err(ApiError::too_large(format!(
+                    "the JSON patch's copy operations add more than {copy_limit} bytes to the object (operation {i} copies {:?}); the limit is the largest request body",
+                    copy.from.as_str()
+                )));
+            }
+        }
+        json_patch::patch(&mut work, std::slice::from_ref(op)).map_err(failed)?;
+    }
+    *target = work;
+    Ok(())
+}
+
+/// About how many bytes `value` takes as JSON, counting no further than `cap` (so that a
+/// huge value costs no more than the limit it is checked against).
+pub fn encoded_len(value: &Value, cap: usize) -> usize {
+    fn walk(v: &Value, n: &mut usize, cap: usize) {
+        if *n > cap {
+            return;
+        }
+        match v {
+            Value::Null => *n += 4,
+            Value::Bool(_) => *n += 5,
+            Value::Number(_) => *n += 8,
+            Value::String(s) => *n += s.len() + 2,
+            Value::Array(items) => {
+                *n += 2;
+                for item in items {
+                    *n += 1;
+                    walk(item, n, cap);
+                }
+            }
+            Value::Object(map) => {
+                *n += 2;
+                for (k, item) in map {
+                    *n += k.len() + 4;
+                    walk(item, n, cap);
+                }
+            }
+        }
+    }
+    let mut n = 0;
+    walk(value, &mut n, cap);
+    n
 }
 
 pub(crate) use component_base::strategic::{merge_key, merges_primitives};
@@ -101,8 +179,9 @@ fn merge_map(target: &mut Value, patch: &Map<String, Value>, path: &str) -> Resu
         }
         if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/") {
             let remove = value.as_array().ok_or_else(|| format!("{key} must be a list"))?;
+            let remove: HashSet<String> = remove.iter().map(id_of).collect();
             if let Some(list) = t.get_mut(field).and_then(Value::as_array_mut) {
-                list.retain(|v| !remove.contains(v));
+                list.retain(|v| !remove.contains(&id_of(v)));
             }
             continue;
         }
@@ -144,8 +223,8 @@ fn merge_map(target: &mut Value, patch: &Map<String, Value>, path: &str) -> Resu
     }
     if let Some(keep) = patch.get("$retainKeys") {
         let keep = keep.as_array().ok_or("$retainKeys must be a list")?;
-        let keep: Vec<&str> = keep.iter().filter_map(Value::as_str).collect();
-        t.retain(|k, _| keep.contains(&k.as_str()));
+        let keep: HashSet<&str> = keep.iter().filter_map(Value::as_str).collect();
+        t.retain(|k, _| keep.contains(k.as_str()));
     }
     Ok(())
 }
@@ -157,15 +236,31 @@ fn identity<'a>(item: &'a Value, key: Option<&str>) -> Option<&'a Value> {
     }
 }
 
+/// A hashable form of a merge key's value (`serde_json::Value` is not `Hash`).
+fn id_of(v: &Value) -> String {
+    v.to_string()
+}
+
+/// Puts the items `order` names first, in that order, then the rest as they were: linear
+/// in the list and the order (a patch may carry tens of thousands of items).
 fn set_order(list: &mut Vec<Value>, order: &[Value], key: Option<&str>) {
-    let mut ordered = Vec::with_capacity(list.len());
-    for wanted in order {
-        let wanted = identity(wanted, key);
-        if let Some(pos) = list.iter().position(|item| identity(item, key) == wanted) {
-            ordered.push(list.remove(pos));
+    let mut by_id: HashMap<String, Vec<usize>> = HashMap::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate().rev() {
+        if let Some(id) = identity(item, key) {
+            by_id.entry(id_of(id)).or_default().push(i);
         }
     }
-    ordered.append(list);
+    let mut slots: Vec<Option<Value>> = std::mem::take(list).into_iter().map(Some).collect();
+    let mut ordered = Vec::with_capacity(slots.len());
+    for wanted in order {
+        let Some(wanted) = identity(wanted, key) else { continue };
+        if let Some(i) = by_id.get_mut(&id_of(wanted)).and_then(Vec::pop)
+            && let Some(item) = slots[i].take()
+        {
+            ordered.push(item);
+        }
+    }
+    ordered.extend(slots.into_iter().flatten());
     *list = ordered;
 }
 
@@ -179,10 +274,10 @@ fn merge_list(target: &mut Value, patch: &[Value], path: &str, field: &str) -> R
     }
     let Some(key) = key else {
         if merges_primitives(field) {
-            let list = target.as_array().cloned().unwrap_or_default();
-            let mut merged = list;
+            let mut merged = target.as_array().cloned().unwrap_or_default();
+            let mut seen: HashSet<String> = merged.iter().map(id_of).collect();
             for p in patch {
-                if !merged.contains(p) {
+                if seen.insert(id_of(p)) {
                     merged.push(p.clone());
                 }
             }
@@ -197,20 +292,40 @@ fn merge_list(target: &mut Value, patch: &[Value], path: &str, field: &str) -> R
     }
     let Some(list) = target.as_array_mut() else { return Ok(()) };
     let child_path = join(path, field);
+    // Each item's position by its merge key: one pass, then O(1) per patch item.
+    let mut index: HashMap<String, Vec<usize>> = HashMap::with_capacity(list.len());
+    for (i, t) in list.iter().enumerate() {
+        if let Some(id) = t.get(key) {
+            index.entry(id_of(id)).or_default().push(i);
+        }
+    }
+    let mut deleted = vec![false; list.len()];
     for item in patch {
         let Some(p) = item.as_object() else {
             return Err(format!("{child_path}: list items must be objects keyed by {key:?}"));
         };
-        let id = p.get(key).ok_or_else(|| format!("{child_path}: an item has no merge key {key:?}"))?;
-        let pos = list.iter().position(|t| t.get(key) == Some(id));
+        let id = id_of(p.get(key).ok_or_else(|| format!("{child_path}: an item has no merge key {key:?}"))?);
         if p.get("$patch").and_then(Value::as_str) == Some("delete") {
-            list.retain(|t| t.get(key) != Some(id));
+            for i in index.remove(&id).unwrap_or_default() {
+                deleted[i] = true;
+            }
             continue;
         }
-        match pos {
-            Some(i) => merge_map(&mut list[i], p, &child_path)?,
-            None => list.push(strip_directives(item.clone())),
+        match index.get(&id).and_then(|positions| positions.first()) {
+            Some(&i) => merge_map(&mut list[i], p, &child_path)?,
+            None => {
+                index.insert(id, vec![list.len()]);
+                list.push(strip_directives(item.clone()));
+                deleted.push(false);
+            }
         }
+    }
+    if deleted.iter().any(|d| *d) {
+        let mut i = 0;
+        list.retain(|_| {
+            i += 1;
+            !deleted[i - 1]
+        });
     }
     Ok(())
 }
@@ -314,6 +429,61 @@ mod tests {
         assert!(strategic_merge(&mut t, &json!({"spec": {"ports": [1]}})).is_err());
         assert!(strategic_merge(&mut t, &json!({"$bogus": 1})).is_err());
         assert!(strategic_merge(&mut t, &json!([1])).is_err());
+    }
+
+    #[test]
+    fn json_patch_copies_are_bounded_and_atomic() {
+        let ops = |n: usize| -> Vec<json_patch::PatchOperation> {
+            let ops: Vec<Value> =
+                (0..n).map(|i| json!({"op": "copy", "from": "/d", "path": format!("/d/k{i}")})).collect();
+            serde_json::from_value(json!(ops)).expect("ops")
+        };
+        let mut v = json!({"d": {"a": "x".repeat(100)}});
+        // Each copy doubles /d: 10 copies are about 100 KB, 30 would be 100 GB.
+        json_patch_bounded(&mut v, &ops(10), 1 << 20).expect("small enough");
+        assert!(encoded_len(&v, usize::MAX) > 100 << 10);
+        let before = v.clone();
+        let e = json_patch_bounded(&mut v, &ops(30), 1 << 20).expect_err("too much");
+        assert_eq!(e.code, 413);
+        assert_eq!(v, before, "a refused patch changes nothing");
+        let e = json_patch_bounded(&mut v, &vec![ops(1)[0].clone(); MAX_JSON_PATCH_OPERATIONS + 1], usize::MAX)
+            .expect_err("too many");
+        assert_eq!(e.message, "The allowed maximum operations in a JSON patch is 10000, got 10001");
+    }
+
+    #[test]
+    fn encoded_len_is_close_and_capped() {
+        let v = json!({"a": [1, "xyz", null, true], "bb": {"c": "d"}});
+        let real = serde_json::to_string(&v).expect("json").len();
+        let est = encoded_len(&v, usize::MAX);
+        assert!(est >= real && est <= real * 2, "{est} vs {real}");
+        assert!(encoded_len(&json!(vec!["x".repeat(1000); 1000]), 5000) < 10_000, "stops near the cap");
+    }
+
+    #[test]
+    fn long_lists_merge_by_key_with_deletes_and_order() {
+        let n = 20_000;
+        let list: Vec<Value> = (0..n).map(|i| json!({"name": format!("c{i}"), "image": "one"})).collect();
+        let target = json!({"spec": {"containers": list}});
+        let mut patch_items: Vec<Value> =
+            (0..n).rev().map(|i| json!({"name": format!("c{i}"), "image": "two"})).collect();
+        patch_items.push(json!({"name": "c5", "$patch": "delete"}));
+        patch_items.push(json!({"name": "new", "image": "three"}));
+        let order: Vec<Value> = (0..n).rev().map(|i| json!({"name": format!("c{i}")})).collect();
+        let out = smp(target, json!({"spec": {"containers": patch_items, "$setElementOrder/containers": order}}));
+        let cs = out["spec"]["containers"].as_array().expect("list");
+        assert_eq!(cs.len(), n, "one deleted, one added");
+        assert_eq!(cs[0]["name"], format!("c{}", n - 1));
+        assert!(!cs.iter().any(|c| c["name"] == "c5"));
+        assert_eq!(cs[n - 1], json!({"name": "new", "image": "three"}), "not in the order: last");
+        assert!(cs[..n - 1].iter().all(|c| c["image"] == "two"));
+    }
+
+    #[test]
+    fn a_deleted_key_added_back_in_the_same_patch_stays() {
+        let target = json!({"spec": {"containers": [{"name": "a", "image": "1"}, {"name": "b"}]}});
+        let patch = json!({"spec": {"containers": [{"name": "a", "$patch": "delete"}, {"name": "a", "image": "2"}]}});
+        assert_eq!(smp(target, patch)["spec"]["containers"], json!([{"name": "b"}, {"name": "a", "image": "2"}]));
     }
 
     #[test]

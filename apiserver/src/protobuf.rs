@@ -370,7 +370,7 @@ fn decode_message(bytes: &[u8], schema: &Schema, path: &str) -> Result<Value, St
                 continue;
             }
             return Err(format!(
-                "{path}: field number {tag} of {} is not supported in protobuf bodies; send the object as JSON (kubectl create -f or apply -f)",
+                "{path}: field number {tag} of {} is not supported in protobuf bodies; {SEND_JSON} (kubectl create -f or apply -f)",
                 schema.name
             ));
         };
@@ -462,6 +462,9 @@ fn int_or_string(bytes: &[u8], at: &str) -> Result<Value, String> {
     Ok(if kind == 1 { json!(s) } else { json!(int) })
 }
 
+/// What every "cannot decode this kind or field" error says, and no malformed-body error does.
+pub const SEND_JSON: &str = "send the object as JSON";
+
 /// Decodes a `k8s\0`-framed protobuf body into the JSON object it stands for.
 pub fn decode(body: &[u8]) -> Result<Value, String> {
     let rest = body.strip_prefix(b"k8s\0").ok_or("a protobuf body must start with the k8s\\0 magic")?;
@@ -471,7 +474,7 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
     let raw = unknown.get("raw").and_then(Value::as_str).unwrap_or_default();
     let raw = base64::engine::general_purpose::STANDARD.decode(raw).map_err(|e| e.to_string())?;
     let schema = schema_of(&api_version, &kind)
-        .ok_or_else(|| format!("protobuf bodies of {api_version} {kind} are not supported; send the object as JSON"))?;
+        .ok_or_else(|| format!("protobuf bodies of {api_version} {kind} are not supported; {SEND_JSON}"))?;
     let mut obj = decode_message(&raw, schema, &kind)?;
     if let Some(o) = obj.as_object_mut() {
         o.insert("apiVersion".into(), json!(api_version));

@@ -11,13 +11,15 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
+use crate::api::origin::OriginPolicy;
 use crate::api::{self, App, discovery};
-use crate::cache::WatchCache;
+use crate::cache::{HistoryLimit, WatchCache};
 use crate::metrics::{Metrics, ResourceLabel};
 use crate::registry::{self, RESOURCES, SelectableField};
 use crate::status::ApiError;
@@ -60,6 +62,13 @@ pub struct Config {
     /// The prefix of every key in etcd (`--etcd-prefix`, upstream's default `/registry` is
     /// already part of each key, so this adds to it).
     pub etcd_prefix: String,
+    /// What a request may make the server spend.
+    pub limits: crate::limits::Limits,
+    /// DNS names clients use for this server (`--allowed-hosts`), besides IP literals,
+    /// `localhost` and this machine's name.
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins allowed to write (`--cors-allowed-origins`).
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for Config {
@@ -71,6 +80,9 @@ impl Default for Config {
             watch_cache_size: 20_000,
             compaction_interval: Duration::from_secs(300),
             etcd_prefix: String::new(),
+            limits: Default::default(),
+            allowed_hosts: Vec::new(),
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -142,6 +154,19 @@ async fn ensure_namespace(app: &App, name: &str) -> Result<(), Error> {
     }
 }
 
+/// Recreates a system namespace that went missing (a store restored from an old backup, a
+/// write behind the API's back), as upstream's bootstrap controller does every minute.
+async fn keep_system_namespaces(app: Arc<App>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        for ns in api::SYSTEM_NAMESPACES {
+            if let Err(e) = ensure_namespace(&app, ns).await {
+                tracing::warn!(namespace = ns, error = %e, "recreating a system namespace failed");
+            }
+        }
+    }
+}
+
 /// Starts an apiserver and returns once it serves.
 pub async fn start(config: Config) -> Result<Server, Error> {
     let metrics = Arc::new(Metrics::default());
@@ -152,17 +177,26 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         if caches.contains_key(r.storage) {
             continue;
         }
-        let cache = WatchCache::new(r, fields_of(r.storage), config.watch_cache_size);
+        let limit = HistoryLimit { events: config.watch_cache_size, bytes: config.limits.watch_history_bytes };
+        let cache = WatchCache::new(r, fields_of(r.storage), limit);
         tasks.push(tokio::spawn(cache.clone().run(store.clone())));
         caches.insert(r.storage, cache);
     }
     for cache in caches.values() {
         cache.wait_ready().await;
     }
-    let app = Arc::new(App { store: store.clone(), caches, metrics, namespace_wake: tokio::sync::Notify::new() });
-    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+    let app = Arc::new(App {
+        store: store.clone(),
+        caches,
+        metrics,
+        namespace_wake: tokio::sync::Notify::new(),
+        limits: config.limits.clone(),
+        origin: OriginPolicy::new(config.allowed_hosts.clone(), config.cors_allowed_origins.clone()),
+    });
+    for ns in api::SYSTEM_NAMESPACES {
         ensure_namespace(&app, ns).await?;
     }
+    tasks.push(tokio::spawn(keep_system_namespaces(app.clone())));
     tasks.push(tokio::spawn(api::finalize_namespaces(app.clone())));
     tasks.push(tokio::spawn(count_objects(app.clone())));
     if !config.compaction_interval.is_zero() {
@@ -196,7 +230,17 @@ pub fn router(app: Arc<App>) -> Router {
             get(|Path(path): Path<String>| async move { discovery::openapi_group_version(&path) }),
         )
         .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(app.clone(), check_origin))
         .with_state(app)
+}
+
+/// Refuses requests for a host name we do not answer for, and browser writes from origins
+/// not allowed (see [`OriginPolicy`]), before any handler runs.
+async fn check_origin(State(app): State<Arc<App>>, request: axum::extract::Request, next: Next) -> Response {
+    match app.origin.check(request.method(), request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn fallback(state: State<Arc<App>>, request: axum::extract::Request) -> Response {

@@ -37,6 +37,15 @@ impl Cause {
         Cause { reason: "FieldValueDuplicate", field: field.into(), message: format!("Duplicate value: {value:?}") }
     }
 
+    /// A value is longer than allowed (upstream's `field.TooLong` with a byte limit).
+    pub fn too_long(field: impl Into<String>, limit: usize) -> Cause {
+        Cause {
+            reason: "FieldValueTooLong",
+            field: field.into(),
+            message: format!("Too long: must have at most {limit} bytes"),
+        }
+    }
+
     fn text(&self) -> String {
         format!("{}: {}", self.field, self.message)
     }
@@ -123,12 +132,13 @@ impl ApiError {
     }
 
     /// The body is larger than the server accepts.
-    pub fn too_large(limit: usize) -> ApiError {
-        ApiError::new(
-            413,
-            "RequestEntityTooLarge",
-            format!("the request body is larger than the limit of {limit} bytes"),
-        )
+    pub fn body_too_large(limit: usize) -> ApiError {
+        ApiError::too_large(format!("the request body is larger than the limit of {limit} bytes"))
+    }
+
+    /// The request would take more than the server allows (operations, bytes).
+    pub fn too_large(message: impl Into<String>) -> ApiError {
+        ApiError::new(413, "RequestEntityTooLarge", message)
     }
 
     /// The requested resource version or continue token is too old.

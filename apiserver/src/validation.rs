@@ -332,21 +332,41 @@ fn data_keys(obj: &Value, field: &str, causes: &mut Vec<Cause>) {
     }
 }
 
-/// ConfigMaps: valid keys.
+/// The most data a ConfigMap or Secret may hold (upstream's `MaxSecretSize`, 1 MiB).
+pub const MAX_DATA_BYTES: usize = 1 << 20;
+
+/// The bytes of the values of `obj[field]`; `base64` ones count decoded, as upstream
+/// counts them (it sees `[]byte`).
+fn data_bytes(obj: &Value, field: &str, base64: bool) -> usize {
+    let Some(data) = obj.get(field).and_then(Value::as_object) else { return 0 };
+    data.values()
+        .filter_map(Value::as_str)
+        .map(|v| if base64 { v.trim_end_matches('=').len() * 3 / 4 } else { v.len() })
+        .sum()
+}
+
+/// ConfigMaps: valid keys, at most 1 MiB of data.
 pub fn config_map(obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
     let mut causes = Vec::new();
     metadata(obj, NameRule::Subdomain, &mut causes);
     data_keys(obj, "data", &mut causes);
     data_keys(obj, "binaryData", &mut causes);
+    if data_bytes(obj, "data", false) + data_bytes(obj, "binaryData", true) > MAX_DATA_BYTES {
+        // Upstream names no field here ("[]"): the limit is on the whole object's data.
+        causes.push(Cause::too_long("[]", MAX_DATA_BYTES));
+    }
     causes
 }
 
-/// Secrets: valid keys, and a type that does not change.
+/// Secrets: valid keys, at most 1 MiB of data, and a type that does not change.
 pub fn secret(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut causes = Vec::new();
     metadata(obj, NameRule::Subdomain, &mut causes);
     data_keys(obj, "data", &mut causes);
     data_keys(obj, "stringData", &mut causes);
+    if data_bytes(obj, "data", true) + data_bytes(obj, "stringData", false) > MAX_DATA_BYTES {
+        causes.push(Cause::too_long("data", MAX_DATA_BYTES));
+    }
     if let Some(old) = old
         && old.get("type") != obj.get("type")
     {

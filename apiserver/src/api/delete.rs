@@ -37,7 +37,9 @@ impl DeleteOptions {
     pub fn parse(params: &Params, ct: &str, body: &[u8]) -> ApiResult<DeleteOptions> {
         let mut opts = DeleteOptions::default();
         if !body.iter().all(u8::is_ascii_whitespace) {
-            let v = object::decode_body(ct, body)?;
+            // DeleteOptions bodies without a Content-Type are read as JSON: a browser cannot
+            // send a cross-origin DELETE without a CORS preflight, which we never grant.
+            let v = object::decode_body(if ct.is_empty() { "application/json" } else { ct }, body)?;
             opts.grace = v.get("gracePeriodSeconds").and_then(Value::as_i64);
             opts.propagation = v.get("propagationPolicy").and_then(Value::as_str).map(str::to_owned);
             if v.get("orphanDependents").and_then(Value::as_bool) == Some(true) && opts.propagation.is_none() {
@@ -72,6 +74,10 @@ impl DeleteOptions {
     }
 }
 
+/// Namespaces the system needs: never deleted, and recreated if missing (upstream's
+/// immortal namespaces).
+pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+
 fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
@@ -101,6 +107,13 @@ fn deletion(target: &Target, opts: &DeleteOptions, obj: Value) -> ApiResult<Chan
         return Err(target.conflict());
     }
     let is_namespace = target.resource.resource == "namespaces" && target.resource.group.is_empty();
+    if is_namespace && SYSTEM_NAMESPACES.contains(&target.name()) {
+        // Upstream's NamespaceLifecycle admission: the system's own namespaces stay.
+        return Err(ApiError::forbidden(format!(
+            "namespaces {:?} is forbidden: this namespace may not be deleted",
+            target.name()
+        )));
+    }
     let bound_pod = target.resource.kind == "Pod"
         && target.resource.group.is_empty()
         && obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::cache::WatchCache;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::object::MAX_BODY;
 use crate::registry::{self, Resource, Sub};
@@ -24,12 +25,14 @@ mod delete;
 pub mod discovery;
 mod namespaces;
 mod objects;
+pub mod origin;
 mod read;
 mod subresource;
 mod table;
 mod watch;
 mod write;
 
+pub use delete::SYSTEM_NAMESPACES;
 pub use namespaces::finalize_namespaces;
 
 /// What every handler shares.
@@ -42,6 +45,10 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Woken when a namespace starts terminating.
     pub namespace_wake: tokio::sync::Notify,
+    /// What a request may make the server spend.
+    pub limits: Limits,
+    /// Which hosts and browser origins are answered.
+    pub origin: origin::OriginPolicy,
 }
 
 impl App {
@@ -179,7 +186,7 @@ pub fn value_response(code: StatusCode, value: &Value, warnings: &[String]) -> R
 }
 
 async fn read_body(body: Body) -> ApiResult<Bytes> {
-    axum::body::to_bytes(body, MAX_BODY + 1).await.map_err(|_| ApiError::too_large(MAX_BODY))
+    axum::body::to_bytes(body, MAX_BODY + 1).await.map_err(|_| ApiError::body_too_large(MAX_BODY))
 }
 
 /// The entry point for every `/api` and `/apis` request.
@@ -211,11 +218,24 @@ pub async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Re
         }
         _ => (rest, params),
     };
-    let target = match parse_target(group, version, rest) {
+    let mut target = match parse_target(group, version, rest) {
         Ok(Some(t)) => t,
         Ok(None) => return ApiError::no_route(&path).into_response(),
         Err(e) => return e.into_response(),
     };
+    let watching = params.get("watch").is_some_and(|w| w == "true" || w == "1");
+    if watching && parts.method == Method::GET && target.sub.is_none() {
+        // A watch of one object (`.../pods/web?watch=true`, or the legacy `/watch/` form)
+        // is upstream's watch of the collection narrowed to that name.
+        if let Some(name) = target.name.take() {
+            let by_name = format!("metadata.name={name}");
+            let selector = match params.get("fieldSelector").filter(|s| !s.is_empty()) {
+                Some(s) => format!("{s},{by_name}"),
+                None => by_name,
+            };
+            params.insert("fieldSelector".into(), selector);
+        }
+    }
     let verb = verb_of(&parts.method, &target, &params);
     if verb == "WATCH" {
         params.remove("watch");
@@ -273,6 +293,14 @@ async fn handle(
         ("UPDATE", Some(Sub::Scale)) => subresource::update_scale(app, &target, &ct, &read_body(body).await?).await,
         ("PATCH", Some(Sub::Scale)) => subresource::patch_scale(app, &target, &ct, &read_body(body).await?).await,
         ("DELETE", None) => delete::delete(app, &target, &params, &ct, &read_body(body).await?).await,
+        ("DELETECOLLECTION", None)
+            if (target.resource.namespaced && target.namespace.is_none())
+                || (target.resource.resource == "namespaces" && target.resource.group.is_empty()) =>
+        {
+            // Upstream serves no such route: a cluster-wide delete of a namespaced kind
+            // would empty every namespace at once, and namespaces go one by one.
+            Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"))
+        }
         ("DELETECOLLECTION", None) => {
             delete::delete_collection(app, &target, &params, &ct, &read_body(body).await?).await
         }

@@ -18,8 +18,24 @@ pub fn decode_stored(resource: &Resource, bytes: &[u8], revision: i64) -> ApiRes
     Ok(registry::from_storage(resource, value))
 }
 
-/// Encodes a served object into its stored form (no `resourceVersion`: the revision is).
-pub fn encode_for_storage(resource: &Resource, value: &Value) -> ApiResult<Bytes> {
+/// Encodes a served object into its stored form (no `resourceVersion`: the revision is),
+/// refusing one larger than the server stores (413, naming both sizes). Every write path
+/// (create, update, each patch type, apply, subresources) comes through here.
+pub fn encode_for_storage(app: &App, resource: &Resource, value: &Value) -> ApiResult<Bytes> {
+    let bytes = encode(resource, value)?;
+    let limit = app.limits.max_object_bytes;
+    if bytes.len() > limit {
+        let name = meta_str(value, "name").unwrap_or_default();
+        return Err(ApiError::too_large(format!(
+            "{} {name:?} would be {} bytes when stored, over the limit of {limit} bytes",
+            resource.qualified(),
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
+fn encode(resource: &Resource, value: &Value) -> ApiResult<Bytes> {
     let meta = value.get("metadata");
     let clean = meta.is_none_or(|m| m.get("resourceVersion").is_none() && m.get("selfLink").is_none());
     if resource.conversion.is_none() && clean {
@@ -80,7 +96,7 @@ pub async fn guaranteed_update(
             }
             Change::Remove(v) if dry_run => return Ok(v),
             Change::Write(mut v) => {
-                let bytes = encode_for_storage(target.resource, &v)?;
+                let bytes = encode_for_storage(app, target.resource, &v)?;
                 match app.store.update(&key, bytes, revision).await {
                     Ok(new_revision) => {
                         object::set_resource_version(&mut v, new_revision);

@@ -17,7 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::objects::parse_revision;
 use super::read::{filter, served_json};
 use super::{App, Params, Target, json_response};
-use crate::cache::{CacheEvent, Error as CacheError, Filter};
+use crate::cache::{CacheEvent, Cached, Error as CacheError, Filter, Initial, Kind};
 use crate::metrics::ResourceLabel;
 use crate::registry::Resource;
 use crate::status::{ApiError, ApiResult};
@@ -111,7 +111,19 @@ struct Render {
 impl Render {
     fn event(&mut self, ev: &CacheEvent) -> Option<Bytes> {
         let kind = self.filter.view(ev)?;
-        let json = served_json(self.resource, &ev.object);
+        self.render(kind, &ev.object)
+    }
+
+    /// An object of the initial snapshot, as ADDED, if it passes the filter.
+    fn added(&mut self, obj: &Cached) -> Option<Bytes> {
+        if !self.filter.matches(obj) {
+            return None;
+        }
+        self.render(Kind::Added, obj)
+    }
+
+    fn render(&mut self, kind: Kind, object: &Cached) -> Option<Bytes> {
+        let json = served_json(self.resource, object);
         let Some(include) = &self.table else { return Some(line(kind.as_str(), &json)) };
         let obj: serde_json::Value = serde_json::from_slice(&json).ok()?;
         let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or_default();
@@ -134,11 +146,22 @@ async fn stream(
     tx: &mpsc::Sender<Bytes>,
 ) -> Result<(), mpsc::error::SendError<Bytes>> {
     let mut last = start_revision;
-    for ev in &subscription.initial {
-        if let Some(l) = render.event(ev) {
-            tx.send(l).await?;
+    match &subscription.initial {
+        Initial::Objects(objects) => {
+            for obj in objects.iter() {
+                if let Some(l) = render.added(obj) {
+                    tx.send(l).await?;
+                }
+            }
         }
-        last = last.max(ev.revision());
+        Initial::Events(events) => {
+            for ev in events {
+                if let Some(l) = render.event(ev) {
+                    tx.send(l).await?;
+                }
+                last = last.max(ev.revision());
+            }
+        }
     }
     if send_initial {
         last = last.max(subscription.revision);
@@ -158,6 +181,9 @@ async fn stream(
             }
             ev = live.recv() => match ev {
                 Ok(ev) => {
+                    // Dropped from the history (its bounds) before we got to it: this
+                    // watcher is too far behind; the client resumes or relists.
+                    let Some(ev) = ev.upgrade() else { return Ok(()) };
                     if ev.revision() <= last {
                         continue;
                     }

@@ -229,7 +229,7 @@ async fn create_object(
     if dry_run {
         return Ok(obj);
     }
-    let bytes = encode_for_storage(resource, &obj)?;
+    let bytes = encode_for_storage(app, resource, &obj)?;
     let revision = app.store.create(&named.key(), bytes).await.map_err(|e| named.storage_error(e))?;
     object::set_resource_version(&mut obj, revision);
     Ok(obj)
@@ -302,7 +302,7 @@ pub async fn patch(
     let validation = FieldValidation::parse(params.get("fieldValidation").map(String::as_str))?;
     let kind = PatchType::from_content_type(ct)?;
     if body.len() > object::MAX_BODY {
-        return Err(ApiError::too_large(object::MAX_BODY));
+        return Err(ApiError::body_too_large(object::MAX_BODY));
     }
     if kind == PatchType::Apply {
         return server_side_apply(app, target, params, writer, validation, body).await;

@@ -1,0 +1,30 @@
+//! Every limit the apiserver enforces on a request, in one place: what a hostile or careless
+//! client can make it spend is bounded by these. docs/limits.md lists each with its flag,
+//! its default and upstream's value.
+
+/// The limits of one apiserver.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The largest object stored, as encoded (`--max-object-size-bytes`). etcd refuses
+    /// values over its `--max-request-bytes` (1.5 MiB by default), so upstream's apiserver
+    /// cannot store more either; the embedded store keeps the same limit so that a cluster
+    /// moved to etcd does not find objects it cannot write back.
+    pub max_object_bytes: usize,
+    /// Bytes of objects each resource's watch cache keeps in its history of events for
+    /// watches that resume (`--watch-cache-bytes`), besides the count
+    /// (`--watch-cache-size`): a few hundred updates of a large object would otherwise
+    /// hold gigabytes. Upstream bounds the count only.
+    pub watch_history_bytes: usize,
+}
+
+/// The default of [`Limits::watch_history_bytes`]: 32 MiB per resource.
+pub const DEFAULT_WATCH_HISTORY_BYTES: usize = 32 << 20;
+
+/// etcd's default `--max-request-bytes`.
+pub const DEFAULT_MAX_OBJECT_BYTES: usize = 1_572_864;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_object_bytes: DEFAULT_MAX_OBJECT_BYTES, watch_history_bytes: DEFAULT_WATCH_HISTORY_BYTES }
+    }
+}
