@@ -18,6 +18,7 @@ pub mod patch;
 pub mod protobuf;
 pub mod registry;
 pub mod selector;
+pub mod serve;
 pub mod server;
 pub mod status;
 pub mod store;

@@ -39,6 +39,21 @@ struct Args {
     /// Bytes of objects each resource's watch cache keeps for watches that resume.
     #[arg(long, default_value_t = apiserver::limits::DEFAULT_WATCH_HISTORY_BYTES)]
     watch_cache_bytes: usize,
+    /// Read-only requests served at once (watches not counted); more get 429.
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// Mutating requests served at once; more get 429.
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
+    /// Seconds a request that is not a watch may take; 504 after.
+    #[arg(long, default_value_t = 60)]
+    request_timeout: u64,
+    /// Seconds a client may take to send a request's headers, or leave a connection idle.
+    #[arg(long, default_value_t = 32)]
+    read_header_timeout: u64,
+    /// Connections open at once (and at most three quarters of the open-files limit).
+    #[arg(long, default_value_t = 10_000)]
+    max_open_connections: usize,
     /// DNS names clients reach this server by, comma-separated (IP literals, localhost and
     /// this machine's name are always accepted); other Host headers get 403, which stops
     /// DNS rebinding.
@@ -56,6 +71,10 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let args = Args::parse();
+    // A file-size limit (ulimit -f) reached by the store is an I/O error to report and
+    // recover from, as a full disk is, not a signal that kills the server.
+    let _file_size_limit =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(25)).context("handling SIGXFSZ")?;
     let config = apiserver::Config {
         etcd_servers: args.etcd_servers,
         data_dir: args.data_dir,
@@ -66,6 +85,11 @@ async fn main() -> anyhow::Result<()> {
         limits: apiserver::limits::Limits {
             max_object_bytes: args.max_object_size_bytes,
             watch_history_bytes: args.watch_cache_bytes,
+            max_requests_inflight: args.max_requests_inflight,
+            max_mutating_requests_inflight: args.max_mutating_requests_inflight,
+            request_timeout: Duration::from_secs(args.request_timeout),
+            read_header_timeout: Duration::from_secs(args.read_header_timeout),
+            max_open_connections: args.max_open_connections,
         },
         allowed_hosts: args.allowed_hosts,
         cors_allowed_origins: args.cors_allowed_origins,

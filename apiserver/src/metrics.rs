@@ -39,6 +39,13 @@ pub struct ResourceLabel {
     pub resource: String,
 }
 
+/// A `request_kind` label: `readOnly` or `mutating`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestKind {
+    /// `readOnly` or `mutating`.
+    pub request_kind: String,
+}
+
 /// Labels of `etcd_request_duration_seconds`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StorageLabels {
@@ -65,6 +72,10 @@ pub struct Metrics {
     pub watchers: Family<ResourceLabel, Gauge>,
     /// `etcd_request_duration_seconds` (for either backend).
     pub storage_duration: HistogramFamily<StorageLabels>,
+    /// `apiserver_current_inflight_requests`.
+    pub current_inflight: Family<RequestKind, Gauge>,
+    /// `apiserver_dropped_requests_total`: refused with 429 by the in-flight limits.
+    pub dropped: Family<RequestKind, Counter>,
 }
 
 impl Default for Metrics {
@@ -100,7 +111,28 @@ impl Default for Metrics {
             "Storage request latency in seconds for each operation (etcd or the embedded store)",
             storage_duration.clone(),
         );
-        Metrics { registry, requests, request_duration, storage_objects, watchers, storage_duration }
+        let current_inflight = Family::<RequestKind, Gauge>::default();
+        registry.register(
+            "apiserver_current_inflight_requests",
+            "Maximal number of currently used inflight request limit of this apiserver per request kind in last second",
+            current_inflight.clone(),
+        );
+        let dropped = Family::<RequestKind, Counter>::default();
+        registry.register(
+            "apiserver_dropped_requests",
+            "Number of requests dropped with 'Try again later' response",
+            dropped.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            storage_objects,
+            watchers,
+            storage_duration,
+            current_inflight,
+            dropped,
+        }
     }
 }
 
@@ -120,6 +152,16 @@ impl Metrics {
                 .get_or_create(&DurationLabels { verb: verb.to_owned(), resource: resource.to_owned() })
                 .observe(took.as_secs_f64());
         }
+    }
+
+    /// The in-flight gauge of one request kind.
+    pub fn inflight(&self, kind: &str) -> Gauge {
+        self.current_inflight.get_or_create(&RequestKind { request_kind: kind.to_owned() }).clone()
+    }
+
+    /// Counts a request refused by the in-flight limits.
+    pub fn rejected(&self, kind: &str) {
+        self.dropped.get_or_create(&RequestKind { request_kind: kind.to_owned() }).inc();
     }
 
     /// Records one storage operation's latency.

@@ -192,6 +192,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         namespace_wake: tokio::sync::Notify::new(),
         limits: config.limits.clone(),
         origin: OriginPolicy::new(config.allowed_hosts.clone(), config.cors_allowed_origins.clone()),
+        inflight: crate::serve::Inflight::new(&config.limits),
     });
     for ns in api::SYSTEM_NAMESPACES {
         ensure_namespace(&app, ns).await?;
@@ -207,11 +208,8 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         .map_err(|source| Error::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| Error::Listen { addr: config.listen, source })?;
     let router = router(app);
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!(error = %e, "the HTTP server stopped");
-        }
-    }));
+    let limits = config.limits.clone();
+    tasks.push(tokio::spawn(async move { crate::serve::serve(listener, router, &limits).await }));
     tracing::info!(%addr, "kube-apiserver serving");
     Ok(Server { addr, tasks })
 }
@@ -230,6 +228,7 @@ pub fn router(app: Arc<App>) -> Router {
             get(|Path(path): Path<String>| async move { discovery::openapi_group_version(&path) }),
         )
         .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(app.clone(), crate::serve::limit_inflight))
         .layer(axum::middleware::from_fn_with_state(app.clone(), check_origin))
         .with_state(app)
 }
@@ -252,10 +251,17 @@ async fn fallback(state: State<Arc<App>>, request: axum::extract::Request) -> Re
     }
 }
 
+/// How long `/readyz` waits for storage: a probe must answer quickly, and a storage that
+/// takes longer than this is not ready for clients either.
+const READY_WITHIN: Duration = Duration::from_secs(2);
+
 async fn readyz(State(app): State<Arc<App>>) -> Response {
-    match app.store.current_revision().await {
-        Ok(_) => (StatusCode::OK, "ok").into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("storage: {e}")).into_response(),
+    match tokio::time::timeout(READY_WITHIN, app.store.current_revision()).await {
+        Ok(Ok(_)) => (StatusCode::OK, "ok").into_response(),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("storage: {e}")).into_response(),
+        Err(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("storage: no answer within {READY_WITHIN:?}")).into_response()
+        }
     }
 }
 

@@ -64,6 +64,8 @@ pub struct ApiError {
     pub details: Option<Box<(String, String, String)>>,
     /// `details.causes`.
     pub causes: Vec<Cause>,
+    /// `details.retryAfterSeconds` (with 429 and some 5xx answers).
+    pub retry_after: Option<u32>,
 }
 
 /// Result of an API handler.
@@ -71,7 +73,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { code, reason, message: message.into(), details: None, causes: Vec::new() }
+        ApiError { code, reason, message: message.into(), details: None, causes: Vec::new(), retry_after: None }
     }
 
     fn with_details(mut self, name: &str, group: &str, kind: &str) -> ApiError {
@@ -181,6 +183,12 @@ impl ApiError {
                     .collect();
             }
             status["details"] = details;
+        }
+        if let Some(seconds) = self.retry_after {
+            if !status["details"].is_object() {
+                status["details"] = json!({});
+            }
+            status["details"]["retryAfterSeconds"] = json!(seconds);
         }
         status
     }

@@ -4,6 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
 use e2e::{Backend, InProcess, in_process};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, PostParams};
@@ -30,6 +34,8 @@ both_backends!(
     cluster_wide_deletecollection_of_a_namespaced_kind_is_refused,
     browser_requests_are_refused,
     smaller_protocol_details,
+    stalled_clients_lose_their_connections,
+    inflight_limits_answer_429_and_slow_requests_time_out,
 );
 
 /// One HTTP answer: code and body.
@@ -259,4 +265,250 @@ async fn smaller_protocol_details(backend: Backend, test: &str) {
         .filter_map(|e| e["object"]["metadata"]["name"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(names, vec!["watched".to_owned()], "{text}");
+}
+
+/// What the server did with `conn` within `within`: the bytes it answered, and whether it
+/// closed the connection (EOF or reset).
+fn read_until_closed(conn: &mut TcpStream, within: Duration) -> (usize, bool) {
+    conn.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut answered = 0;
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return (answered, true),
+            Ok(n) => answered += n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return (answered, false);
+            }
+            Err(_) => return (answered, true),
+        }
+    }
+}
+
+fn closed_within(conn: &mut TcpStream, within: Duration) -> bool {
+    read_until_closed(conn, within).1
+}
+
+fn addr(c: &InProcess) -> String {
+    c.url().trim_start_matches("http://").to_owned()
+}
+
+async fn stalled_clients_lose_their_connections(backend: Backend, test: &str) {
+    let Some(c) = in_process(backend, test, |config| {
+        config.limits.read_header_timeout = Duration::from_secs(2);
+        config.limits.max_open_connections = 20;
+    })
+    .await
+    else {
+        return;
+    };
+    let addr = addr(&c);
+    let mut conns = Vec::new();
+    tokio::task::spawn_blocking(move || {
+        // Half-sent headers and idle connections: each is closed after the header timeout.
+        let mut half = TcpStream::connect(&addr).unwrap();
+        half.write_all(b"GET /api/v1/namespaces HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").unwrap();
+        let mut idle = TcpStream::connect(&addr).unwrap();
+        assert!(closed_within(&mut half, Duration::from_secs(10)), "a half-sent request is closed");
+        assert!(closed_within(&mut idle, Duration::from_secs(10)), "an idle connection is closed");
+        // The cap: 20 open connections, each answered once and kept alive; the 21st is
+        // closed at accept, unanswered.
+        for _ in 0..20 {
+            let mut conn = TcpStream::connect(&addr).unwrap();
+            conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            assert!(conn.read(&mut [0u8; 512]).unwrap() > 0, "answered under the cap");
+            conns.push(conn);
+        }
+        let mut extra = TcpStream::connect(&addr).unwrap();
+        let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        let (answered, closed) = read_until_closed(&mut extra, Duration::from_secs(10));
+        assert!(closed && answered == 0, "over the cap: closed at accept, unanswered ({answered} bytes)");
+        drop(conns);
+    })
+    .await
+    .unwrap();
+    // Once they are gone (after the header timeout at the latest), clients are served.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ok = reqwest::get(format!("{}/readyz", c.url())).await.is_ok_and(|r| r.status().is_success());
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server serves again once the stalled clients are gone");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn inflight_limits_answer_429_and_slow_requests_time_out(backend: Backend, test: &str) {
+    let Some(c) = in_process(backend, test, |config| {
+        config.limits.max_mutating_requests_inflight = 1;
+        config.limits.request_timeout = Duration::from_secs(2);
+    })
+    .await
+    else {
+        return;
+    };
+    let addr = addr(&c);
+    // A create whose body never finishes holds the only mutating slot...
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.write_all(
+        b"POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"apiVersion\":",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ...so the next write is told to come back, in upstream's words.
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/api/v1/namespaces/default/configmaps", c.url()))
+        .json(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "later"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let status: Value = r.json().await.unwrap();
+    assert_eq!(status["reason"], "TooManyRequests");
+    assert_eq!(status["details"]["retryAfterSeconds"], 1);
+    // Reads have their own pool.
+    assert!(
+        http.get(format!("{}/api/v1/namespaces/default/configmaps", c.url()))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    // The stalled request times out with a 504 Status, and its slot is free again.
+    let answer = tokio::task::spawn_blocking(move || {
+        slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = slow.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    let r = http
+        .post(format!("{}/api/v1/namespaces/default/configmaps", c.url()))
+        .json(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "now"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let metrics = http.get(format!("{}/metrics", c.url())).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("apiserver_dropped_requests_total{request_kind=\"mutating\"} 1"), "{metrics}");
+}
+
+/// A frozen etcd (SIGSTOP): requests end with upstream's 504 within the request timeout,
+/// `/readyz` says 503 within its own 2 s, and both recover when etcd does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_etcd_costs_a_deadline_not_a_hang() {
+    if !e2e::etcd_installed("a_frozen_etcd_costs_a_deadline_not_a_hang") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (etcd, endpoint) = e2e::etcd_process(dir.path()).await.unwrap();
+    let Some(c) = in_process(Backend::Embedded, "frozen_etcd", |config| {
+        config.etcd_servers = vec![endpoint];
+        config.limits.request_timeout = Duration::from_secs(3);
+    })
+    .await
+    else {
+        return;
+    };
+    configmap(&c, "before", json!({})).await;
+    let pid = nix::unistd::Pid::from_raw(etcd.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+    let started = Instant::now();
+    let a = send(
+        http.post(format!("{}/api/v1/namespaces/default/configmaps", c.url()))
+            .json(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "during"}})),
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(a.code, 504, "{}", a.body);
+    assert!(a.message().starts_with("Timeout: request did not complete within requested timeout"), "{}", a.message());
+    assert!(took < Duration::from_secs(15), "bounded by the request timeout: {took:?}");
+    let r = http.get(format!("{}/readyz", c.url())).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 503, "not ready while storage does not answer");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = http.get(format!("{}/readyz", c.url())).send().await.unwrap();
+        if r.status().is_success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ready again once etcd answers");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stored(&c, "before").await;
+    drop(etcd);
+}
+
+/// The embedded store on a full disk (a file-size limit, `prlimit --fsize`, fails its
+/// writes as ENOSPC would): writes get a clear 503, `/readyz` says 503, and once there is
+/// room again the store reopens itself — ready, writable, every acknowledged write there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_survived_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = |port: u16| -> Vec<String> {
+        ["--port", &port.to_string(), "--data-dir", &data.display().to_string()].iter().map(|s| s.to_string()).collect()
+    };
+    // The store's size once the system namespaces are in it.
+    {
+        let (mut first, _) =
+            e2e::apiserver_process(&args(e2e::free_port())[2..], &dir.path().join("first.log")).await.unwrap();
+        first.kill();
+    }
+    let size = std::fs::metadata(data.join("store.redb")).unwrap().len();
+    let port = e2e::free_port();
+    let mut limited = vec![format!("--fsize={}:unlimited", size + (2 << 20)), "--".into()];
+    limited.push(e2e::binary("kube-apiserver").display().to_string());
+    limited.extend(args(port));
+    let server =
+        e2e::Process::spawn_path(std::path::Path::new("prlimit"), &limited, &dir.path().join("limited.log")).unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    e2e::wait_healthy(&url, Duration::from_secs(30)).await.unwrap();
+
+    let http = reqwest::Client::new();
+    let create = |name: String| {
+        http.post(format!("{url}/api/v1/namespaces/default/configmaps")).json(&json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"a": "x".repeat(200_000)}}))
+    };
+    let mut acknowledged = Vec::new();
+    let mut refusal = None;
+    for i in 0..100 {
+        let a = send(create(format!("cm-{i}"))).await;
+        match a.code {
+            201 => acknowledged.push(format!("cm-{i}")),
+            _ => {
+                refusal = Some(a);
+                break;
+            }
+        }
+    }
+    let refusal = refusal.expect("the file-size limit was reached");
+    assert_eq!(refusal.code, 503, "{}", refusal.body);
+    assert!(refusal.message().contains("could not write"), "{}", refusal.message());
+    assert!(!acknowledged.is_empty());
+    eprintln!("{} writes acknowledged before the limit; refused with: {}", acknowledged.len(), refusal.message());
+    let r = http.get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 503, "not ready while it cannot write");
+
+    // Room again: no restart, the store comes back by itself.
+    let pid = server.child.id().to_string();
+    let raised = std::process::Command::new("prlimit").args(["--pid", &pid, "--fsize=unlimited:unlimited"]).status();
+    assert!(raised.unwrap().success());
+    e2e::wait_healthy(&url, Duration::from_secs(30)).await.expect("ready again once there is room");
+    let a = send(create("after".into())).await;
+    assert_eq!(a.code, 201, "{}", a.body);
+    for name in &acknowledged {
+        let a = send(http.get(format!("{url}/api/v1/namespaces/default/configmaps/{name}"))).await;
+        assert_eq!(a.code, 200, "acknowledged {name} is kept");
+        assert_eq!(a.body["data"]["a"].as_str().map(str::len), Some(200_000));
+    }
+    drop(server);
 }

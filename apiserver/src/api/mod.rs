@@ -49,6 +49,8 @@ pub struct App {
     pub limits: Limits,
     /// Which hosts and browser origins are answered.
     pub origin: origin::OriginPolicy,
+    /// The in-flight request pools.
+    pub inflight: crate::serve::Inflight,
 }
 
 impl App {
@@ -117,6 +119,16 @@ impl Target {
             store::Error::FutureRevision { requested, .. } => {
                 ApiError::timeout(format!("Too large resource version: {requested}"))
             }
+            // Upstream's words for a storage call that missed its deadline.
+            e @ store::Error::Timeout { .. } => ApiError::timeout(format!(
+                "Timeout: request did not complete within requested timeout - context deadline exceeded ({e})"
+            )),
+            e @ store::Error::Unavailable(_) => {
+                let mut err = ApiError::new(503, "ServiceUnavailable", e.to_string());
+                err.retry_after = Some(1);
+                err
+            }
+            e @ store::Error::TooLarge(_) => ApiError::too_large(e.to_string()),
             store::Error::Backend(msg) => ApiError::internal(msg),
         }
     }

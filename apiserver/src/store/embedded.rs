@@ -13,12 +13,13 @@
 //! acknowledged write is on disk.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
+use parking_lot::RwLock;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::wrappers::BroadcastStream;
@@ -106,11 +107,71 @@ struct Request {
     reply: oneshot::Sender<Result<Outcome>>,
 }
 
+/// The open database, or none while it is being reopened after an I/O error. redb refuses
+/// every request after one failed write ("Previous I/O error occurred") until it is closed
+/// and opened again, so the writer does that instead of failing forever.
+struct Slot {
+    path: PathBuf,
+    db: RwLock<Option<Arc<Database>>>,
+    /// False from a write that failed for I/O until one commits again: readiness says so
+    /// (upstream's apiserver is not ready while etcd is out of space either).
+    writable: std::sync::atomic::AtomicBool,
+}
+
+impl Slot {
+    fn get(&self) -> Result<Arc<Database>> {
+        self.db.read().clone().ok_or_else(|| {
+            Error::Unavailable(format!(
+                "the embedded store {} is reopening after an I/O error (is the disk full?)",
+                self.path.display()
+            ))
+        })
+    }
+}
+
 /// The embedded store; cheap to share behind an `Arc`.
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    slot: Arc<Slot>,
     writes: mpsc::UnboundedSender<Request>,
     events: broadcast::Sender<Arc<[Event]>>,
+}
+
+/// Opens the database file, refusing one that cannot be ours: a zero-byte file is what a
+/// truncation leaves (redb would silently make it a new, empty cluster), and a damaged
+/// one must be an error, never a panic.
+fn open_db(path: &Path) -> Result<Database> {
+    let restore = "restore it from a backup, or move it away to start an empty cluster";
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.len() == 0
+    {
+        return Err(Error::Backend(format!(
+            "the store file {} is empty (0 bytes): it was truncated, not written by the apiserver; {restore}",
+            path.display()
+        )));
+    }
+    let opened = std::panic::catch_unwind(|| Database::create(path));
+    let db = match opened {
+        Ok(Ok(db)) => db,
+        Ok(Err(e)) => return Err(Error::Backend(format!("opening {}: {e}; {restore}", path.display()))),
+        Err(_) => {
+            return Err(Error::Backend(format!(
+                "the store file {} is damaged (reading it failed); {restore}",
+                path.display()
+            )));
+        }
+    };
+    let txn = db.begin_write().map_err(backend)?;
+    {
+        txn.open_table(LOG).map_err(backend)?;
+        txn.open_table(CURRENT).map_err(backend)?;
+        let mut meta = txn.open_table(META).map_err(backend)?;
+        if meta.get(META_REVISION).map_err(backend)?.is_none() {
+            meta.insert(META_REVISION, 1).map_err(backend)?;
+            meta.insert(META_COMPACTED, 0).map_err(backend)?;
+        }
+    }
+    txn.commit().map_err(backend)?;
+    Ok(db)
 }
 
 impl EmbeddedStore {
@@ -119,28 +180,21 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Backend(format!("creating data dir {}: {e}", dir.display())))?;
         let path = dir.join("store.redb");
-        let db = Database::create(&path).map_err(|e| Error::Backend(format!("opening {}: {e}", path.display())))?;
-        let txn = db.begin_write().map_err(backend)?;
-        {
-            txn.open_table(LOG).map_err(backend)?;
-            txn.open_table(CURRENT).map_err(backend)?;
-            let mut meta = txn.open_table(META).map_err(backend)?;
-            if meta.get(META_REVISION).map_err(backend)?.is_none() {
-                meta.insert(META_REVISION, 1).map_err(backend)?;
-                meta.insert(META_COMPACTED, 0).map_err(backend)?;
-            }
-        }
-        txn.commit().map_err(backend)?;
-        let db = Arc::new(db);
+        let db = open_db(&path)?;
+        let slot = Arc::new(Slot {
+            path,
+            db: RwLock::new(Some(Arc::new(db))),
+            writable: std::sync::atomic::AtomicBool::new(true),
+        });
         let (writes, rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(1024);
-        let writer_db = db.clone();
+        let writer_slot = slot.clone();
         let writer_events = events.clone();
         std::thread::Builder::new()
             .name("embedded-store-writer".into())
-            .spawn(move || writer(writer_db, rx, writer_events))
+            .spawn(move || writer(writer_slot, rx, writer_events))
             .map_err(backend)?;
-        Ok(EmbeddedStore { db, writes, events })
+        Ok(EmbeddedStore { slot, writes, events })
     }
 
     async fn submit(&self, op: Op) -> Result<Outcome> {
@@ -155,7 +209,7 @@ impl EmbeddedStore {
         &self,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let db = self.db.clone();
+        let db = self.slot.get()?;
         tokio::task::spawn_blocking(move || {
             let txn = db.begin_read().map_err(backend)?;
             f(&txn)
@@ -178,9 +232,41 @@ fn read_record(log: &impl ReadableTable<u64, &'static [u8]>, revision: u64) -> R
     }
 }
 
+/// Whether a failed batch failed for I/O (a full disk, a failing device): then the
+/// database must be reopened before it takes writes again.
+fn io_failure(e: &Error) -> bool {
+    matches!(e, Error::Backend(text) if text.contains("I/O error"))
+}
+
 /// The writer thread: drains the queue into one transaction per batch.
-fn writer(db: Arc<Database>, mut rx: mpsc::UnboundedReceiver<Request>, events: broadcast::Sender<Arc<[Event]>>) {
-    while let Some(first) = rx.blocking_recv() {
+fn writer(slot: Arc<Slot>, mut rx: mpsc::UnboundedReceiver<Request>, events: broadcast::Sender<Arc<[Event]>>) {
+    use std::sync::atomic::Ordering;
+    loop {
+        let first = if slot.writable.load(Ordering::Relaxed) {
+            match rx.blocking_recv() {
+                Some(first) => first,
+                None => return,
+            }
+        } else {
+            // After an I/O failure: try a small commit every 200 ms while no request
+            // comes, so that readiness returns once the disk has room even when nobody
+            // writes.
+            match rx.try_recv() {
+                Ok(first) => first,
+                Err(mpsc::error::TryRecvError::Disconnected) => return,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    if let Ok(db) = slot.get() {
+                        match apply_batch(&db, &[], &mut Vec::new()) {
+                            Ok(_) => slot.writable.store(true, Ordering::Relaxed),
+                            Err(e) if io_failure(&e) => reopen(&slot, db, &mut rx),
+                            Err(_) => {}
+                        }
+                    }
+                    continue;
+                }
+            }
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -188,9 +274,19 @@ fn writer(db: Arc<Database>, mut rx: mpsc::UnboundedReceiver<Request>, events: b
                 Err(_) => break,
             }
         }
+        let db = match slot.get() {
+            Ok(db) => db,
+            Err(e) => {
+                for req in batch {
+                    let _ = req.reply.send(Err(e.clone()));
+                }
+                continue;
+            }
+        };
         let mut changes = Vec::new();
         match apply_batch(&db, &batch, &mut changes) {
             Ok(outcomes) => {
+                slot.writable.store(true, Ordering::Relaxed);
                 if !changes.is_empty() {
                     // Nobody listening is fine: watches subscribe when they start.
                     let _ = events.send(changes.into());
@@ -199,11 +295,51 @@ fn writer(db: Arc<Database>, mut rx: mpsc::UnboundedReceiver<Request>, events: b
                     let _ = req.reply.send(outcome);
                 }
             }
+            Err(e) if io_failure(&e) => {
+                slot.writable.store(false, Ordering::Relaxed);
+                tracing::error!(error = %e, path = %slot.path.display(), "the embedded store could not write; reopening it");
+                let refused = Error::Unavailable(format!(
+                    "the embedded store could not write ({e}); nothing was written, and it reopens itself once the disk has room"
+                ));
+                for req in batch {
+                    let _ = req.reply.send(Err(refused.clone()));
+                }
+                reopen(&slot, db, &mut rx);
+            }
             Err(e) => {
                 for req in batch {
                     let _ = req.reply.send(Err(Error::Backend(e.to_string())));
                 }
             }
+        }
+    }
+}
+
+/// Closes the database (once the reads under way have let go of it) and opens it again,
+/// once a second until that works; writes meanwhile are refused at once, so that no
+/// client waits on a disk that is full.
+fn reopen(slot: &Slot, db: Arc<Database>, rx: &mut mpsc::UnboundedReceiver<Request>) {
+    *slot.db.write() = None;
+    let waited = std::time::Instant::now();
+    while Arc::strong_count(&db) > 1 && waited.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    drop(db);
+    loop {
+        match open_db(&slot.path) {
+            Ok(db) => {
+                tracing::info!(path = %slot.path.display(), "the embedded store is open again");
+                *slot.db.write() = Some(Arc::new(db));
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "reopening the embedded store failed; trying again in 1 s"),
+        }
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while std::time::Instant::now() < until {
+            while let Ok(req) = rx.try_recv() {
+                let _ = req.reply.send(Err(slot.get().err().unwrap_or(Error::Unavailable("reopening".into()))));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
 }
@@ -497,6 +633,12 @@ impl Store for EmbeddedStore {
     }
 
     async fn current_revision(&self) -> Result<i64> {
+        if !self.slot.writable.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::Unavailable(format!(
+                "the embedded store {} cannot write: its last write failed for I/O (is the disk full?)",
+                self.slot.path.display()
+            )));
+        }
         self.read(|txn| Ok(meta_value(txn, META_REVISION)? as i64)).await
     }
 }
@@ -543,6 +685,35 @@ mod tests {
         assert_eq!(Record::decode(&bytes).ok(), Some(rec));
         for cut in 0..21 {
             assert!(Record::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_zero_byte_store_is_refused_not_made_empty() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("store.redb"), b"").expect("empty file");
+        let e = EmbeddedStore::open(dir.path()).err().expect("refused");
+        assert!(e.to_string().contains("is empty (0 bytes)"), "{e}");
+        assert!(e.to_string().contains("restore it from a backup"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_truncated_store_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let store = EmbeddedStore::open(dir.path()).expect("open");
+            for i in 0..200 {
+                store.create(&format!("/registry/k{i}"), Bytes::from(vec![b'x'; 1000])).await.expect("create");
+            }
+        }
+        let path = dir.path().join("store.redb");
+        let len = std::fs::metadata(&path).expect("file").len();
+        for keep in [len / 2, 100, 1] {
+            let file = std::fs::OpenOptions::new().write(true).open(&path).expect("open file");
+            file.set_len(keep).expect("truncate");
+            drop(file);
+            // Whatever redb makes of it, opening returns (an error or a store), never panics.
+            let _ = EmbeddedStore::open(dir.path());
         }
     }
 }

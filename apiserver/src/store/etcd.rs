@@ -3,6 +3,8 @@
 //! Compare-and-swap is an etcd transaction on the key's `mod_revision` (or
 //! `create_revision == 0` for a create), exactly as upstream's storage layer does.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
@@ -18,15 +20,35 @@ pub struct EtcdStore {
     client: Client,
 }
 
+/// etcd's error in our terms, with its message alone (not gRPC's debug dump of status,
+/// details and metadata).
 fn backend(e: etcd_client::Error) -> Error {
-    let text = e.to_string();
+    let (text, code) = match &e {
+        etcd_client::Error::GRpcStatus(s) => (s.message().to_owned(), Some(s.code())),
+        other => (other.to_string(), None),
+    };
     if text.contains("required revision has been compacted") {
         Error::Compacted { requested: 0, compacted: 0 }
     } else if text.contains("required revision is a future revision") {
         Error::FutureRevision { requested: 0, current: 0 }
+    } else if text.contains("request is too large") {
+        Error::TooLarge(format!("etcd: {text}"))
+    } else if matches!(e, etcd_client::Error::TransportError(_)) || code == Some(tonic::Code::Unavailable) {
+        Error::Unavailable(format!("etcd: {text}"))
+    } else if code == Some(tonic::Code::DeadlineExceeded) {
+        Error::Timeout { operation: "request", seconds: DEADLINE.as_secs() }
     } else {
         Error::Backend(format!("etcd: {text}"))
     }
+}
+
+/// How long one storage call may take, retries included: upstream's request timeout.
+/// A frozen etcd then costs a request this long at most, never forever.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Runs `call` with the [`DEADLINE`].
+async fn deadline<T>(operation: &'static str, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(DEADLINE, call).await.unwrap_or(Err(Error::Timeout { operation, seconds: DEADLINE.as_secs() }))
 }
 
 /// Whether a failed request may be sent again. etcd-client spreads requests over every
@@ -84,7 +106,7 @@ impl EtcdStore {
         let client = Client::connect(endpoints, None).await.map_err(backend)?;
         let store = EtcdStore { client };
         // Fail at start, not at the first request, when etcd is unreachable.
-        store.current_revision().await?;
+        deadline("current_revision", store.current_revision_now()).await?;
         Ok(store)
     }
 
@@ -94,7 +116,7 @@ impl EtcdStore {
 
     /// Reads the key's current mod revision, to explain why a guarded write failed.
     async fn explain_failure(&self, key: &str, expected: i64) -> Error {
-        match self.get(key).await {
+        match self.get_now(key).await {
             Ok(Some(kv)) => Error::Conflict { key: key.to_owned(), expected, actual: kv.mod_revision },
             Ok(None) => Error::NotFound { key: key.to_owned() },
             Err(e) => e,
@@ -102,9 +124,8 @@ impl EtcdStore {
     }
 }
 
-#[async_trait]
-impl Store for EtcdStore {
-    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+impl EtcdStore {
+    async fn get_now(&self, key: &str) -> Result<Option<KeyValue>> {
         let resp = retried(true, || {
             let mut kv = self.kv();
             async move { kv.get(key, None).await }
@@ -114,7 +135,7 @@ impl Store for EtcdStore {
         resp.kvs().first().map(to_kv).transpose()
     }
 
-    async fn list(&self, req: ListRequest) -> Result<ListResponse> {
+    async fn list_now(&self, req: ListRequest) -> Result<ListResponse> {
         let start = if req.start.as_str() > req.prefix.as_str() { req.start.clone() } else { req.prefix.clone() };
         let mut opts = GetOptions::new().with_range(prefix_end(&req.prefix));
         if req.limit > 0 {
@@ -138,7 +159,7 @@ impl Store for EtcdStore {
         Ok(ListResponse { items, revision, more: resp.more() })
     }
 
-    async fn create(&self, key: &str, value: Bytes) -> Result<i64> {
+    async fn create_now(&self, key: &str, value: Bytes) -> Result<i64> {
         let txn = Txn::new().when(vec![Compare::create_revision(key, CompareOp::Equal, 0)]).and_then(vec![TxnOp::put(
             key,
             value.to_vec(),
@@ -156,7 +177,7 @@ impl Store for EtcdStore {
         header_revision(resp.header())
     }
 
-    async fn update(&self, key: &str, value: Bytes, expected: i64) -> Result<i64> {
+    async fn update_now(&self, key: &str, value: Bytes, expected: i64) -> Result<i64> {
         let txn = Txn::new()
             .when(vec![Compare::mod_revision(key, CompareOp::Equal, expected)])
             .and_then(vec![TxnOp::put(key, value.to_vec(), None)]);
@@ -172,7 +193,7 @@ impl Store for EtcdStore {
         header_revision(resp.header())
     }
 
-    async fn delete(&self, key: &str, expected: Option<i64>) -> Result<(i64, KeyValue)> {
+    async fn delete_now(&self, key: &str, expected: Option<i64>) -> Result<(i64, KeyValue)> {
         let guard = match expected {
             Some(rev) => Compare::mod_revision(key, CompareOp::Equal, rev),
             None => Compare::create_revision(key, CompareOp::Greater, 0),
@@ -199,7 +220,7 @@ impl Store for EtcdStore {
         Err(Error::NotFound { key: key.to_owned() })
     }
 
-    async fn watch(&self, prefix: &str, from: i64) -> Result<WatchStream> {
+    async fn watch_now(&self, prefix: &str, from: i64) -> Result<WatchStream> {
         let opts = WatchOptions::new().with_range(prefix_end(prefix)).with_start_revision(from.max(1));
         let stream = retried(true, || {
             let (mut watch, opts) = (self.client.watch_client(), opts.clone());
@@ -244,12 +265,12 @@ impl Store for EtcdStore {
         Ok(events.boxed())
     }
 
-    async fn compact(&self, revision: i64) -> Result<()> {
+    async fn compact_now(&self, revision: i64) -> Result<()> {
         self.kv().compact(revision, None).await.map_err(backend)?;
         Ok(())
     }
 
-    async fn current_revision(&self) -> Result<i64> {
+    async fn current_revision_now(&self) -> Result<i64> {
         let resp = retried(true, || {
             let mut kv = self.kv();
             async move { kv.get("/", Some(GetOptions::new().with_count_only())).await }
@@ -257,5 +278,41 @@ impl Store for EtcdStore {
         .await
         .map_err(backend)?;
         header_revision(resp.header())
+    }
+}
+
+/// Every call has the [`DEADLINE`].
+#[async_trait]
+impl Store for EtcdStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        deadline("get", self.get_now(key)).await
+    }
+
+    async fn list(&self, req: ListRequest) -> Result<ListResponse> {
+        deadline("list", self.list_now(req)).await
+    }
+
+    async fn create(&self, key: &str, value: Bytes) -> Result<i64> {
+        deadline("create", self.create_now(key, value)).await
+    }
+
+    async fn update(&self, key: &str, value: Bytes, expected: i64) -> Result<i64> {
+        deadline("update", self.update_now(key, value, expected)).await
+    }
+
+    async fn delete(&self, key: &str, expected: Option<i64>) -> Result<(i64, KeyValue)> {
+        deadline("delete", self.delete_now(key, expected)).await
+    }
+
+    async fn watch(&self, prefix: &str, from: i64) -> Result<WatchStream> {
+        deadline("watch", self.watch_now(prefix, from)).await
+    }
+
+    async fn compact(&self, revision: i64) -> Result<()> {
+        deadline("compact", self.compact_now(revision)).await
+    }
+
+    async fn current_revision(&self) -> Result<i64> {
+        deadline("current_revision", self.current_revision_now()).await
     }
 }

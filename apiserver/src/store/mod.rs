@@ -18,7 +18,7 @@ pub mod prefixed;
 mod conformance;
 
 /// What can go wrong in a storage call.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The key does not exist (update or delete of a missing key).
     #[error("key {key:?} not found")]
@@ -58,6 +58,20 @@ pub enum Error {
         /// The current revision.
         current: i64,
     },
+    /// The backend did not answer in time (a frozen or partitioned etcd).
+    #[error("the storage did not answer a {operation} within {seconds} s")]
+    Timeout {
+        /// What was asked (`get`, `list`, `create`, ...).
+        operation: &'static str,
+        /// The deadline it missed.
+        seconds: u64,
+    },
+    /// The backend cannot be reached at all (no etcd member answers).
+    #[error("the storage is unavailable: {0}")]
+    Unavailable(String),
+    /// The backend refuses a value this large (etcd's `--max-request-bytes`).
+    #[error("the storage refuses a value this large: {0}")]
+    TooLarge(String),
     /// The backend failed (I/O, connection, corruption).
     #[error("storage backend: {0}")]
     Backend(String),

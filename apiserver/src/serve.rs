@@ -1,0 +1,211 @@
+//! Serving HTTP so that no client can hold what others need: an accept loop with a cap on
+//! open connections (below the file-descriptor limit, with a log line when it is near),
+//! hyper's header-read timeout (which also closes keep-alive connections that sit idle),
+//! and upstream's in-flight limits — `--max-requests-inflight` read-only and
+//! `--max-mutating-requests-inflight` mutating requests at once, 429 with `Retry-After`
+//! beyond them — plus the request timeout for everything that is not long-running.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::api::App;
+use crate::limits::Limits;
+use crate::status::ApiError;
+
+/// Logs at most once per `every`, and says how many it held back.
+struct Throttled {
+    last: Mutex<Option<Instant>>,
+    every: Duration,
+}
+
+impl Throttled {
+    fn new(every: Duration) -> Throttled {
+        Throttled { last: Mutex::new(None), every }
+    }
+
+    fn ready(&self) -> bool {
+        let mut last = self.last.lock();
+        if last.is_some_and(|t| t.elapsed() < self.every) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
+}
+
+/// Raises the soft open-files limit to the hard one (as Go's runtime does for upstream's
+/// apiserver) and returns the limit now in force.
+pub fn raise_fd_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(_) => soft,
+        },
+        Ok((soft, _)) => soft,
+        Err(_) => 1024,
+    }
+}
+
+/// How many connections may be open at once: the configured cap, but never more than
+/// three quarters of the file descriptors, so storage, watches and logs keep theirs.
+pub fn connection_cap(configured: usize, fd_limit: u64) -> usize {
+    let by_fds = usize::try_from(fd_limit.saturating_mul(3) / 4).unwrap_or(usize::MAX).max(16);
+    configured.min(by_fds)
+}
+
+/// Accepts connections on `listener` and serves `router` on each, until the task is
+/// dropped.
+pub async fn serve(listener: TcpListener, router: Router, limits: &Limits) {
+    let fd_limit = raise_fd_limit();
+    let cap = connection_cap(limits.max_open_connections, fd_limit);
+    tracing::info!(max_open_connections = cap, fd_limit, "serving connections");
+    let permits = Arc::new(Semaphore::new(cap));
+    let warn_full = Throttled::new(Duration::from_secs(10));
+    let warn_near = Throttled::new(Duration::from_secs(60));
+    let warn_accept = Throttled::new(Duration::from_secs(10));
+    let header_timeout = limits.read_header_timeout;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // EMFILE/ENFILE: out of descriptors. Back off instead of spinning.
+                if warn_accept.ready() {
+                    tracing::warn!(error = %e, fd_limit, "accepting a connection failed (is the open-files limit reached?)");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            if warn_full.ready() {
+                tracing::warn!(%peer, cap, "refusing connections: the cap on open connections is reached (--max-open-connections, ulimit -n)");
+            }
+            drop(stream);
+            continue;
+        };
+        if permits.available_permits() < cap / 10 && warn_near.ready() {
+            tracing::warn!(open = cap - permits.available_permits(), cap, "open connections are near the cap");
+        }
+        let router = router.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, peer, router, header_timeout).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, router: Router, header_timeout: Duration) {
+    let _ = stream.set_nodelay(true);
+    // HTTP/1.1 only: every client of a plain-HTTP apiserver speaks it (HTTP/2 comes with
+    // TLS and ALPN). An HTTP/1-or-2 server would first wait for the client's first bytes
+    // to tell them apart, with no timeout: a connection that sends nothing would be
+    // held forever. The header-read timer starts at once, and runs again while a
+    // keep-alive connection waits for its next request, so it is the idle timeout too.
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    let service = TowerToHyperService::new(router);
+    if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).with_upgrades().await {
+        tracing::debug!(%peer, error = %e, "connection ended");
+    }
+}
+
+/// The two in-flight pools.
+pub struct Inflight {
+    read_only: Arc<Semaphore>,
+    mutating: Arc<Semaphore>,
+    request_timeout: Duration,
+}
+
+impl Inflight {
+    /// Pools of the sizes `limits` give.
+    pub fn new(limits: &Limits) -> Inflight {
+        Inflight {
+            read_only: Arc::new(Semaphore::new(limits.max_requests_inflight.max(1))),
+            mutating: Arc::new(Semaphore::new(limits.max_mutating_requests_inflight.max(1))),
+            request_timeout: limits.request_timeout,
+        }
+    }
+}
+
+/// Watches, followed logs and the health and metrics endpoints hold no in-flight slot and
+/// have no request timeout, as upstream's long-running requests.
+fn long_running(request: &Request) -> bool {
+    let path = request.uri().path();
+    if matches!(path, "/healthz" | "/livez" | "/readyz" | "/metrics") {
+        return true;
+    }
+    let query = request.uri().query().unwrap_or_default();
+    let watching = query.split('&').any(|kv| kv == "watch=true" || kv == "watch=1" || kv == "follow=true");
+    request.method() == Method::GET && (watching || path.contains("/watch/"))
+}
+
+/// The middleware: a slot from the request's pool, or 429; then the request timeout.
+pub async fn limit_inflight(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    if long_running(&request) {
+        return next.run(request).await;
+    }
+    let (pool, kind) = match *request.method() {
+        Method::GET | Method::HEAD | Method::OPTIONS => (&app.inflight.read_only, "readOnly"),
+        _ => (&app.inflight.mutating, "mutating"),
+    };
+    let Ok(_slot) = pool.clone().try_acquire_owned() else {
+        app.metrics.rejected(kind);
+        return too_many_requests();
+    };
+    let gauge = app.metrics.inflight(kind);
+    gauge.inc();
+    let response = match tokio::time::timeout(app.inflight.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        // Upstream's words for its request timeout.
+        Err(_) => {
+            ApiError::timeout("Timeout: request did not complete within requested timeout - context deadline exceeded")
+                .into_response()
+        }
+    };
+    gauge.dec();
+    response
+}
+
+/// Upstream's 429: a Status with `retryAfterSeconds`, and the `Retry-After` header.
+fn too_many_requests() -> Response {
+    let mut err = ApiError::new(429, "TooManyRequests", "Too many requests, please try again later.");
+    err.retry_after = Some(1);
+    let mut response = err.into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_cap_leaves_descriptors_for_the_rest() {
+        assert_eq!(connection_cap(10_000, 1024), 768);
+        assert_eq!(connection_cap(500, 1 << 20), 500);
+    }
+
+    #[test]
+    fn watches_and_health_are_long_running() {
+        let get = |uri: &str| Request::builder().uri(uri).body(axum::body::Body::empty()).expect("request");
+        assert!(long_running(&get("/api/v1/pods?watch=true&resourceVersion=5")));
+        assert!(long_running(&get("/api/v1/watch/namespaces/default/pods")));
+        assert!(long_running(&get("/api/v1/namespaces/default/pods/web/log?follow=true")));
+        assert!(long_running(&get("/readyz")));
+        assert!(!long_running(&get("/api/v1/pods")));
+        assert!(!long_running(&get("/api/v1/pods?watchful=true")));
+    }
+}
