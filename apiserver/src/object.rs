@@ -121,6 +121,88 @@ pub fn canonicalize(resource: &Resource, value: Value, validation: FieldValidati
     Ok((typed, messages))
 }
 
+/// The paths of fields that appear twice in one JSON object of `body` (`metadata.name`,
+/// `spec.containers[0].image`). A JSON parser keeps the last; upstream's strict decoding
+/// refuses them, because the two writers of such a body disagree about what it says.
+pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::cell::RefCell;
+
+    struct Walk<'a> {
+        path: String,
+        found: &'a RefCell<Vec<String>>,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let path = if self.path.is_empty() { key.clone() } else { format!("{}.{key}", self.path) };
+                if !seen.insert(key) {
+                    self.found.borrow_mut().push(path.clone());
+                }
+                map.next_value_seed(Walk { path, found: self.found })?;
+            }
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0;
+            while seq.next_element_seed(Walk { path: format!("{}[{i}]", self.path), found: self.found })?.is_some() {
+                i += 1;
+            }
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    }
+
+    let found = RefCell::new(Vec::new());
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let _ = Walk { path: String::new(), found: &found }.deserialize(&mut de);
+    found.into_inner()
+}
+
+/// Duplicate fields of a JSON body per `validation`: refused (Strict, 400 in upstream's
+/// words), or the warnings to send (Warn).
+pub fn check_duplicates(content_type: &str, body: &[u8], validation: FieldValidation) -> ApiResult<Vec<String>> {
+    let json = content_type.split(';').next().unwrap_or_default().trim().ends_with("json");
+    if validation == FieldValidation::Ignore || !json {
+        return Ok(Vec::new());
+    }
+    let messages: Vec<String> = duplicate_fields(body).iter().map(|f| format!("duplicate field \"{f}\"")).collect();
+    if validation == FieldValidation::Strict && !messages.is_empty() {
+        return Err(ApiError::bad_request(format!("strict decoding error: {}", messages.join(", "))));
+    }
+    Ok(messages)
+}
+
 /// `metadata` of an object, created when missing.
 pub fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
@@ -277,6 +359,15 @@ mod tests {
         let pods = crate::registry::find("", "v1", "pods").expect("pods");
         let bad = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": "no"}});
         assert_eq!(canonicalize(pods, bad, FieldValidation::Strict).unwrap_err().code, 400);
+        let twice = br#"{"metadata": {"name": "a", "name": "b"}, "spec": {"containers": [{"name": "c", "image": "x", "image": "y"}]}}"#;
+        assert_eq!(duplicate_fields(twice), vec!["metadata.name", "spec.containers[0].image"]);
+        let e = check_duplicates("application/json", twice, FieldValidation::Strict).unwrap_err();
+        assert_eq!(
+            e.message,
+            r#"strict decoding error: duplicate field "metadata.name", duplicate field "spec.containers[0].image""#
+        );
+        assert_eq!(check_duplicates("application/json", twice, FieldValidation::Warn).map(|w| w.len()).ok(), Some(2));
+        assert!(duplicate_fields(br#"{"a": {"x": 1}, "b": {"x": 1}}"#).is_empty());
         let extra = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [], "colour": "red"}});
         let err = canonicalize(pods, extra.clone(), FieldValidation::Strict).unwrap_err();
         assert!(err.message.contains("unknown field \"spec.colour\""), "{}", err.message);

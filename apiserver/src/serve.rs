@@ -115,11 +115,41 @@ async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, route
     // held forever. The header-read timer starts at once, and runs again while a
     // keep-alive connection waits for its next request, so it is the idle timeout too.
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(MAX_READ_BUFFER);
     let service = TowerToHyperService::new(router);
     if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).with_upgrades().await {
         tracing::debug!(%peer, error = %e, "connection ended");
     }
+}
+
+/// The longest request URI answered (longer: 414 with a Status). The HTTP layer cannot
+/// represent URIs over 64 KiB and answers those 414 itself, without a body.
+pub const MAX_URI_BYTES: usize = 32 << 10;
+/// The most header bytes answered (more: 431). Past [`MAX_READ_BUFFER`] the HTTP layer
+/// answers 431 itself, without a body, as upstream's does past its 1 MB.
+pub const MAX_HEADER_BYTES: usize = 256 << 10;
+/// The HTTP layer's read buffer: the request line and headers must fit in it.
+pub const MAX_READ_BUFFER: usize = 1 << 20;
+
+/// 414 and 431 with a Status body, for URIs and headers a client has no reason to send.
+pub fn check_size(request: &Request) -> Result<(), ApiError> {
+    let uri = request.uri().to_string().len();
+    if uri > MAX_URI_BYTES {
+        return Err(ApiError::new(
+            414,
+            "RequestURITooLong",
+            format!("the request URI is {uri} bytes, over the limit of {MAX_URI_BYTES}"),
+        ));
+    }
+    let headers: usize = request.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if headers > MAX_HEADER_BYTES {
+        return Err(ApiError::new(
+            431,
+            "RequestHeaderFieldsTooLarge",
+            format!("the request headers are {headers} bytes, over the limit of {MAX_HEADER_BYTES}"),
+        ));
+    }
+    Ok(())
 }
 
 /// The two in-flight pools.

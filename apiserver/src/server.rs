@@ -233,10 +233,12 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Refuses requests for a host name we do not answer for, and browser writes from origins
-/// not allowed (see [`OriginPolicy`]), before any handler runs.
+/// Refuses oversized URIs and headers, requests for a host name we do not answer for, and
+/// browser writes from origins not allowed (see [`OriginPolicy`]), before any handler runs.
 async fn check_origin(State(app): State<Arc<App>>, request: axum::extract::Request, next: Next) -> Response {
-    match app.origin.check(request.method(), request.headers()) {
+    let checked =
+        crate::serve::check_size(&request).and_then(|()| app.origin.check(request.method(), request.headers()));
+    match checked {
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
     }

@@ -148,6 +148,20 @@ impl ApiError {
         ApiError::new(410, "Expired", message)
     }
 
+    /// A read or watch asked for a resource version the server has not reached, and did not
+    /// reach it within the wait (upstream's words and cause).
+    pub fn too_large_resource_version(requested: i64, current: i64) -> ApiError {
+        let mut err =
+            ApiError::new(504, "Timeout", format!("Too large resource version: {requested}, current: {current}"));
+        err.causes = vec![Cause {
+            reason: "ResourceVersionTooLarge",
+            field: String::new(),
+            message: "Too large resource version".into(),
+        }];
+        err.retry_after = Some(1);
+        err
+    }
+
     /// The server timed out or is not ready.
     pub fn timeout(message: impl Into<String>) -> ApiError {
         ApiError::new(504, "Timeout", message)
@@ -169,26 +183,30 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
-        if let Some(details) = &self.details {
-            let (name, group, kind) = details.as_ref();
-            let mut details = json!({ "name": name, "kind": kind });
+        let mut details = serde_json::Map::new();
+        if let Some(d) = &self.details {
+            let (name, group, kind) = d.as_ref();
+            details.insert("name".into(), json!(name));
             if !group.is_empty() {
-                details["group"] = json!(group);
+                details.insert("group".into(), json!(group));
             }
-            if !self.causes.is_empty() {
-                details["causes"] = self
-                    .causes
-                    .iter()
-                    .map(|c| json!({ "reason": c.reason, "message": c.message, "field": c.field }))
-                    .collect();
-            }
-            status["details"] = details;
+            details.insert("kind".into(), json!(kind));
+        }
+        if !self.causes.is_empty() {
+            let causes = self.causes.iter().map(|c| {
+                let mut cause = json!({ "reason": c.reason, "message": c.message });
+                if !c.field.is_empty() {
+                    cause["field"] = json!(c.field);
+                }
+                cause
+            });
+            details.insert("causes".into(), causes.collect());
         }
         if let Some(seconds) = self.retry_after {
-            if !status["details"].is_object() {
-                status["details"] = json!({});
-            }
-            status["details"]["retryAfterSeconds"] = json!(seconds);
+            details.insert("retryAfterSeconds".into(), json!(seconds));
+        }
+        if !details.is_empty() {
+            status["details"] = Value::Object(details);
         }
         status
     }

@@ -265,6 +265,78 @@ async fn smaller_protocol_details(backend: Backend, test: &str) {
         .filter_map(|e| e["object"]["metadata"]["name"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(names, vec!["watched".to_owned()], "{text}");
+
+    // A read or watch from the future: upstream's 504 after a short wait, not an empty
+    // stream that never ends.
+    let future = 1u64 << 40;
+    for query in [format!("resourceVersion={future}"), format!("watch=true&resourceVersion={future}")] {
+        let a = send(http.get(format!("{}/api/v1/namespaces/default/configmaps?{query}", c.url()))).await;
+        assert_eq!(a.code, 504, "{query}: {}", a.body);
+        assert!(
+            a.message().starts_with(&format!("Too large resource version: {future}, current: ")),
+            "{}",
+            a.message()
+        );
+        assert_eq!(a.body["details"]["causes"][0]["reason"], "ResourceVersionTooLarge");
+    }
+    // A version of another resource that this one's cache has not seen is not the future.
+    let a = send(http.get(format!("{}/api/v1/namespaces", c.url()))).await;
+    let rv = a.body["metadata"]["resourceVersion"].as_str().unwrap().to_owned();
+    configmap(&c, "newer", json!({})).await;
+    let latest = stored(&c, "newer").await.metadata.resource_version.unwrap();
+    let a = send(http.get(format!("{}/api/v1/namespaces?resourceVersion={latest}", c.url()))).await;
+    assert_eq!(a.code, 200, "namespaces at a configmap's version {latest} (theirs: {rv}): {}", a.body);
+
+    // Strict field validation refuses duplicate fields, as upstream's strict decoding does.
+    let twice = r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "twice", "name": "other"}}"#;
+    let a = send(
+        http.post(format!("{}/api/v1/namespaces/default/configmaps?fieldValidation=Strict", c.url()))
+            .header("content-type", "application/json")
+            .body(twice),
+    )
+    .await;
+    assert_eq!(a.code, 400, "{}", a.body);
+    assert_eq!(a.message(), r#"strict decoding error: duplicate field "metadata.name""#);
+
+    // A patch that changes the uid is a failed precondition, not a silent no-op.
+    let a = send(
+        http.patch(format!("{}/api/v1/namespaces/default/configmaps/watched", c.url()))
+            .header("content-type", "application/merge-patch+json")
+            .body(r#"{"metadata": {"uid": "00000000-0000-0000-0000-000000000000"}}"#),
+    )
+    .await;
+    assert_eq!(a.code, 409, "{}", a.body);
+    assert!(a.message().contains("Precondition failed: UID in precondition"), "{}", a.message());
+
+    // Percent-encoded segments are decoded once: `watch%65d` is `watched`.
+    let a = send(http.get(format!("{}/api/v1/namespaces/default/configmaps/watch%65d", c.url()))).await;
+    assert_eq!(a.code, 200, "{}", a.body);
+    assert_eq!(a.body["metadata"]["name"], "watched");
+
+    // Oversized URIs and headers get a Status body too.
+    let long = "a".repeat(40 << 10);
+    let addr = addr(&c);
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut conn = TcpStream::connect(&addr).unwrap();
+        let request = format!("GET /api/v1/namespaces/default/configmaps?labelSelector={long} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        conn.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = conn.read_to_string(&mut answer);
+        answer
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 414"), "{}", &answer[..answer.len().min(200)]);
+    assert!(answer.contains(r#""kind":"Status""#), "{}", &answer[..answer.len().min(400)]);
+    let a = send(http.get(format!("{}/api/v1/namespaces", c.url())).header("x-big", "b".repeat(300 << 10))).await;
+    assert_eq!((a.code, a.body["kind"].as_str()), (431, Some("Status")), "{}", a.code);
+
+    // Every subresource path of the OpenAPI documents defines its path parameters.
+    let doc = send(http.get(format!("{}/openapi/v3/api/v1", c.url()))).await.body;
+    let status = &doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/status"];
+    let params: Vec<&str> =
+        status["parameters"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(params, vec!["name", "namespace"]);
 }
 
 /// What the server did with `conn` within `within`: the bytes it answered, and whether it

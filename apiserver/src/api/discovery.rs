@@ -335,10 +335,10 @@ fn build_openapi_document(group: &str, version: &str) -> Value {
             "put": operation(r, "replace", "put", &write_params),
             "patch": operation(r, "patch", "patch", &["dryRun", "fieldManager", "fieldValidation", "force", "pretty"]),
             "delete": operation(r, "delete", "delete", &["gracePeriodSeconds", "propagationPolicy", "dryRun"]),
-            "parameters": path_params,
+            "parameters": path_params.clone(),
         }));
         for sub in r.subresources {
-            let ops = match sub {
+            let mut ops = match sub {
                 Sub::Binding => json!({ "post": operation(r, "createBinding", "post", &["dryRun", "fieldManager"]) }),
                 Sub::Log => {
                     json!({ "get": operation(r, "readLog", "get", &["container", "follow", "previous", "tailLines", "timestamps"]) })
@@ -346,8 +346,11 @@ fn build_openapi_document(group: &str, version: &str) -> Value {
                 _ => json!({
                     "get": operation(r, &format!("read{}", sub.name()), "get", &[]),
                     "put": operation(r, &format!("replace{}", sub.name()), "put", &write_params),
+                    "patch": operation(r, &format!("patch{}", sub.name()), "patch", &["dryRun", "fieldManager", "fieldValidation", "force"]),
                 }),
             };
+            // Every path names its parameters: schema-driven clients and fuzzers fill them.
+            ops["parameters"] = json!(path_params);
             paths.insert(format!("{scope}/{{name}}/{}", sub.name()), ops);
         }
     }

@@ -207,7 +207,13 @@ pub async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Re
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().trim_end_matches('/').to_owned();
     let params: Params = Query::<Params>::try_from_uri(&parts.uri).map(|q| q.0).unwrap_or_default();
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // Each segment is percent-decoded once, after splitting, as upstream does: `%2F` in a
+    // name stays inside that segment.
+    let decoded: Vec<String> = match path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect() {
+        Ok(d) => d,
+        Err(e) => return e.into_response(),
+    };
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
 
     let (group, version, rest) = match segments.as_slice() {
         ["api"] => return discovery::api_versions(&parts.headers),
@@ -263,6 +269,29 @@ pub async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Re
         started.elapsed(),
     );
     response
+}
+
+/// Decodes `%XX` escapes in one path segment.
+fn percent_decode(segment: &str) -> ApiResult<String> {
+    if !segment.contains('%') {
+        return Ok(segment.to_owned());
+    }
+    let bad = || ApiError::bad_request(format!("the URL path segment {segment:?} has a malformed percent-encoding"));
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
+            let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| bad())
 }
 
 fn content_type(headers: &HeaderMap) -> String {

@@ -143,6 +143,20 @@ fn without(value: &Value, fields: &[&str]) -> Value {
 /// kept from `old`, `status` kept unless `status_only` (then only `status` changes),
 /// `generation` bumped when the spec changed, defaults filled, and validation run.
 pub fn prepare_update(resource: &Resource, old: &Value, new: Value, status_only: bool) -> ApiResult<Value> {
+    // A uid in the new object is a precondition, as upstream treats it: an update or patch
+    // meant for another incarnation of the name must not land on this one.
+    if let (Some(want), Some(have)) = (meta_str(&new, "uid"), meta_str(old, "uid"))
+        && !want.is_empty()
+        && want != have
+    {
+        return Err(ApiError::conflict(
+            &resource.qualified(),
+            resource.group,
+            resource.resource,
+            meta_str(old, "name").unwrap_or_default(),
+            &format!("Precondition failed: UID in precondition: {want}, UID in object meta: {have}"),
+        ));
+    }
     let mut next = if status_only {
         let mut next = old.clone();
         match new.get("status") {

@@ -133,6 +133,31 @@ fn parse_limit(params: &Params) -> ApiResult<usize> {
     }
 }
 
+/// How long a read at a resource version the cache has not seen yet waits for it
+/// (upstream's watch cache waits 3 s too).
+const FRESH_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Checks that storage has reached `revision` (waiting up to 3 s for it): a revision from
+/// the future is upstream's 504 "Too large resource version", not a silent read or watch
+/// of nothing. A cache behind `revision` is fine when storage is not: the revisions between
+/// belong to other resources.
+pub async fn fresh_enough(app: &App, target: &Target, revision: i64) -> ApiResult<()> {
+    if revision <= app.cache(target.resource)?.revision() {
+        return Ok(());
+    }
+    let deadline = tokio::time::Instant::now() + FRESH_WITHIN;
+    loop {
+        let current = app.store.current_revision().await.map_err(|e| target.storage_error(e))?;
+        if revision <= current {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::too_large_resource_version(revision, current));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// LIST of a collection.
 pub async fn list(app: &Arc<App>, target: &Target, params: &Params, table: Option<&str>) -> ApiResult<Response> {
     let filter = filter(target, params)?;
@@ -159,7 +184,11 @@ pub async fn list(app: &Arc<App>, target: &Target, params: &Params, table: Optio
     let from_cache = match (rv, rv_match) {
         ("", _) => false,
         (_, "Exact") => false,
-        (rv, _) => parse_revision(rv)? <= cache.revision(),
+        (rv, _) => {
+            let rv = parse_revision(rv)?;
+            fresh_enough(app, target, rv).await?;
+            rv <= cache.revision()
+        }
     };
     if from_cache {
         let (items, revision) = cache.list(&filter).map_err(|e| ApiError::timeout(e.to_string()))?;

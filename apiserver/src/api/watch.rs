@@ -79,6 +79,9 @@ pub async fn watch(app: &Arc<App>, target: &Target, params: &Params, table: Opti
         None => Duration::from_secs(1800 + u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * 7),
     };
     cache.wait_ready().await;
+    if let Some(rv) = from {
+        super::read::fresh_enough(app, target, rv).await?;
+    }
     let subscription = match cache.subscribe(from) {
         Ok(s) => s,
         Err(CacheError::Expired { requested, oldest }) => {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::objects::{self, Change, body_precondition, check_namespace, decide, encode_for_storage, prepare_update};
 use super::{App, Params, Target, value_response};
 use crate::managed::{self, Requested};
-use crate::object::{self, FieldValidation, canonicalize, decode_body, meta_mut, meta_str};
+use crate::object::{self, FieldValidation, canonicalize, check_duplicates, decode_body, meta_mut, meta_str};
 use crate::patch::{self, PatchType};
 use crate::registry::{Resource, Sub};
 use crate::status::{ApiError, ApiResult};
@@ -245,10 +245,12 @@ pub async fn create(
     body: &[u8],
 ) -> ApiResult<Response> {
     let validation = FieldValidation::parse(params.get("fieldValidation").map(String::as_str))?;
+    let duplicates = check_duplicates(ct, body, validation)?;
     let mut obj = decode_body(ct, body)?;
     check_type(target.resource, &mut obj)?;
     check_namespace_matches(target, &mut obj)?;
-    let (obj, warnings) = canonicalize(target.resource, obj, validation)?;
+    let (obj, mut warnings) = canonicalize(target.resource, obj, validation)?;
+    warnings.extend(duplicates);
     let created = create_object(app, target, obj, dry_run(params), Some(writer)).await?;
     Ok(value_response(StatusCode::CREATED, &created, &warnings))
 }
@@ -268,12 +270,14 @@ pub async fn update(
     body: &[u8],
 ) -> ApiResult<Response> {
     let validation = FieldValidation::parse(params.get("fieldValidation").map(String::as_str))?;
+    let duplicates = check_duplicates(ct, body, validation)?;
     let mut obj = decode_body(ct, body)?;
     check_type(target.resource, &mut obj)?;
     check_namespace_matches(target, &mut obj)?;
     check_name_matches(target, &mut obj)?;
     let precondition = body_precondition(&obj)?;
-    let (obj, warnings) = canonicalize(target.resource, obj, validation)?;
+    let (obj, mut warnings) = canonicalize(target.resource, obj, validation)?;
+    warnings.extend(duplicates);
     let status_only = target.sub == Some(Sub::Status);
     let result = objects::guaranteed_update(app, target, precondition, dry_run(params), |old| {
         let mut next = prepare_update(target.resource, &old, obj.clone(), status_only)?;
@@ -308,6 +312,7 @@ pub async fn patch(
         return server_side_apply(app, target, params, writer, validation, body).await;
     }
     let status_only = target.sub == Some(Sub::Status);
+    let duplicates = check_duplicates(ct, body, validation)?;
     let mut warnings = Vec::new();
     let updated = objects::guaranteed_update(app, target, None, dry_run(params), |old| {
         let mut patched = old.clone();
@@ -329,6 +334,7 @@ pub async fn patch(
         Ok(decide(old, next))
     })
     .await?;
+    warnings.extend(duplicates);
     Ok(value_response(StatusCode::OK, &updated, &warnings))
 }
 
