@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
+
+use futures::StreamExt;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -583,4 +585,82 @@ async fn a_full_disk_is_survived_without_a_restart() {
         assert_eq!(a.body["data"]["a"].as_str().map(str::len), Some(200_000));
     }
     drop(server);
+}
+
+/// The apiserver under a memory limit (`prlimit --as`, 4 GiB of address space: a
+/// regression fails this test, not the machine) through what used to take gigabytes: a
+/// doubling JSON patch, hundreds of updates of a large ConfigMap (the watch history), and
+/// many watches from now on a large collection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_bounded_under_a_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = e2e::free_port();
+    let mut args =
+        vec!["--as=4294967296".to_owned(), "--".to_owned(), e2e::binary("kube-apiserver").display().to_string()];
+    args.extend(
+        ["--port", &port.to_string(), "--data-dir", &dir.path().join("data").display().to_string()].map(String::from),
+    );
+    let server =
+        e2e::Process::spawn_path(std::path::Path::new("prlimit"), &args, &dir.path().join("apiserver.log")).unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    e2e::wait_healthy(&url, Duration::from_secs(30)).await.unwrap();
+    let http = reqwest::Client::new();
+    let cms = format!("{url}/api/v1/namespaces/default/configmaps");
+    let a = send(http.post(&cms).json(&json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "big"}, "data": {"a": "x".repeat(1000)}})))
+    .await;
+    assert_eq!(a.code, 201);
+    // The doubling patch: refused early.
+    let ops: Vec<Value> =
+        (0..40).map(|i| json!({"op": "copy", "from": "/data", "path": format!("/data/k{i}")})).collect();
+    let a = send(
+        http.patch(format!("{cms}/big"))
+            .header("content-type", "application/json-patch+json")
+            .body(json!(ops).to_string()),
+    )
+    .await;
+    assert_eq!(a.code, 413);
+    // 400 updates of a 900 KB ConfigMap: 720 MB of history if it were kept whole.
+    for i in 0..400 {
+        let patch = json!({"data": {"a": format!("{i}{}", "y".repeat(900_000))}});
+        let a = send(
+            http.patch(format!("{cms}/big"))
+                .header("content-type", "application/merge-patch+json")
+                .body(patch.to_string()),
+        )
+        .await;
+        assert_eq!(a.code, 200, "update {i}: {}", a.body);
+    }
+    // 20,000 small objects, then 50 watches from now that stay open.
+    let mut creates = futures::stream::iter((0..20_000).map(|i| {
+        let http = http.clone();
+        let cms = cms.clone();
+        async move {
+            http.post(&cms)
+                .json(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("s{i}")}}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    }))
+    .buffer_unordered(32);
+    while let Some(code) = creates.next().await {
+        assert_eq!(code.unwrap(), 201);
+    }
+    let mut watches = Vec::new();
+    for _ in 0..50 {
+        watches.push(http.get(format!("{cms}?watch=true&resourceVersion=0")).send().await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = server.child.id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the apiserver is alive");
+    let peak_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    eprintln!("apiserver peak RSS {} MB", peak_kb / 1024);
+    assert!(peak_kb < 512 * 1024, "peak RSS {} MB, over 512 MB", peak_kb / 1024);
+    assert!(http.get(format!("{url}/readyz")).send().await.unwrap().status().is_success());
+    drop(watches);
 }

@@ -32,6 +32,11 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_REVISION: &str = "revision";
 const META_COMPACTED: &str = "compacted";
 
+/// Memory for redb's page cache. Its default, 1 GiB, would let the store alone take the
+/// apiserver past the memory it is meant to stay under; the watch cache serves the reads
+/// that matter from memory already.
+const CACHE_BYTES: usize = 128 << 20;
+
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 4096;
 
@@ -149,7 +154,7 @@ fn open_db(path: &Path) -> Result<Database> {
             path.display()
         )));
     }
-    let opened = std::panic::catch_unwind(|| Database::create(path));
+    let opened = std::panic::catch_unwind(|| Database::builder().set_cache_size(CACHE_BYTES).create(path));
     let db = match opened {
         Ok(Ok(db)) => db,
         Ok(Err(e)) => return Err(Error::Backend(format!("opening {}: {e}; {restore}", path.display()))),
