@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting, lints, unit and component tests on both storage
-# backends, the stock-client tests (kube-rs, kubectl, the Python client) and the e2e tests.
+# backends, the stock-client tests (kube-rs, kubectl, the Python client), the e2e tests,
+# the README's quick start as written, and bounded fuzzing runs.
 #
 # Installs what it needs when missing (protoc, etcd, the Python client) and says so; starts
 # a private etcd on a free loopback port and stops it on exit. Under CI=true nothing that
@@ -82,4 +83,10 @@ say "cargo test (unit, component and e2e; etcd at $ETCD_ENDPOINTS)"
 cargo test --workspace --quiet -- --test-threads 4
 say "Python kubernetes client"
 python3 -m pytest -q e2e/python
+# Bounded runs: a minute and a half of coverage-guided fuzzing of what the apiserver reads
+# from the network, and a schema-driven HTTP fuzzer against its OpenAPI documents.
+say "fuzzing the decoders, patches, apply and selectors (fuzz/run.sh 15)"
+fuzz/run.sh 15
+say "schema-driven HTTP fuzzing (fuzz/http.sh)"
+fuzz/http.sh
 say "all tests passed"

@@ -346,39 +346,57 @@ pub fn track_update(
 pub struct Conflict {
     /// The other manager.
     pub manager: String,
+    /// How it came to own the field: `Apply` or `Update`.
+    pub operation: String,
     /// The API version it wrote in.
     pub api_version: String,
+    /// The subresource it wrote through, if any.
+    pub subresource: Option<String>,
+    /// When it last changed its fields (`Update` entries carry one).
+    pub time: Option<String>,
     /// The field.
     pub path: Path,
 }
 
-/// The 409 a refused apply answers, worded as upstream's.
-pub fn conflict_error(conflicts: &[Conflict]) -> ApiError {
-    let who = |c: &Conflict| format!("{:?} using {}", c.manager, c.api_version);
-    let detail = if let [only] = conflicts {
-        format!("conflict with {}: {}", who(only), display_path(&only.path))
-    } else {
-        let mut by_manager: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for c in conflicts {
-            by_manager.entry(who(c)).or_default().push(display_path(&c.path));
+impl Conflict {
+    /// The manager as upstream's apply conflicts name it (`printManager` in the
+    /// apiserver's `fieldmanager/internal/conflict.go`): `"alice"` for an Apply manager,
+    /// `"kubectl-edit" using apps/v1 at 2026-11-29T10:00:00Z` for an Update manager, with
+    /// ` with subresource "status"` after the name for a subresource's.
+    pub fn manager_text(&self) -> String {
+        let mut text = format!("{:?}", self.manager);
+        if let Some(sub) = self.subresource.as_deref().filter(|s| !s.is_empty()) {
+            text.push_str(&format!(" with subresource {sub:?}"));
         }
-        let mut text = String::from("conflicts with");
-        if by_manager.len() == 1 {
-            for (manager, paths) in &by_manager {
-                text.push_str(&format!(" {manager}:"));
-                for p in paths {
-                    text.push_str(&format!("\n- {p}"));
-                }
-            }
-        } else {
-            for (manager, paths) in &by_manager {
-                text.push_str(&format!("\n{manager}:"));
-                for p in paths {
-                    text.push_str(&format!("\n- {p}"));
-                }
+        if self.operation == "Update" {
+            text.push_str(&format!(" using {}", self.api_version));
+            if let Some(time) = &self.time {
+                text.push_str(&format!(" at {time}"));
             }
         }
         text
+    }
+}
+
+/// The 409 a refused apply answers, worded as upstream's (`getConflictMessage` in the
+/// apiserver's `fieldmanager/internal/conflict.go`): one conflict on one line; several
+/// grouped by manager, managers in sorted order, one `- .path` line per field.
+pub fn conflict_error(conflicts: &[Conflict]) -> ApiError {
+    let detail = if let [only] = conflicts {
+        format!("conflict with {}: {}", only.manager_text(), display_path(&only.path))
+    } else {
+        // Upstream sorts by the encoded manager entry; by name is the same order for the
+        // names people use.
+        let mut by_manager: BTreeMap<(&str, String), Vec<String>> = BTreeMap::new();
+        for c in conflicts {
+            by_manager.entry((c.manager.as_str(), c.manager_text())).or_default().push(display_path(&c.path));
+        }
+        let mut lines = Vec::new();
+        for ((_, manager), paths) in &by_manager {
+            lines.push(format!("conflicts with {manager}:"));
+            lines.extend(paths.iter().map(|p| format!("- {p}")));
+        }
+        lines.join("\n")
     };
     let n = conflicts.len();
     let mut err = ApiError::new(
@@ -391,7 +409,7 @@ pub fn conflict_error(conflicts: &[Conflict]) -> ApiError {
         .map(|c| Cause {
             reason: "FieldManagerConflict",
             field: display_path(&c.path),
-            message: format!("conflict with {}", who(c)),
+            message: format!("conflict with {}", c.manager_text()),
         })
         .collect();
     err
@@ -545,7 +563,10 @@ pub fn apply(
         .flat_map(|e| {
             e.fields.0.iter().filter(|p| changed.contains(p)).map(|p| Conflict {
                 manager: e.manager.clone(),
+                operation: e.operation.clone(),
                 api_version: e.api_version.clone(),
+                subresource: e.subresource.clone(),
+                time: e.time.clone(),
                 path: p.clone(),
             })
         })
@@ -638,15 +659,39 @@ mod tests {
         assert_eq!(display_path(&conflicts[0].path), ".spec.template.spec.containers[name=\"web\"].image");
         let err = conflict_error(&conflicts);
         assert_eq!(err.code, 409);
+        // An Apply manager is named alone (upstream's printManager, fieldmanager/internal/conflict.go).
         assert_eq!(
             err.message,
-            "Apply failed with 1 conflict: conflict with \"alice\" using apps/v1: .spec.template.spec.containers[name=\"web\"].image"
+            "Apply failed with 1 conflict: conflict with \"alice\": .spec.template.spec.containers[name=\"web\"].image"
         );
         let forced = apply(&live, &deployment("nginx:2", 3), "bob", "apps/v1", true, true).expect("forced");
         assert_eq!(forced["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:2");
         let alice = entries(&forced).into_iter().find(|e| e.manager == "alice").expect("alice keeps the rest");
         assert!(!paths(&alice.fields).iter().any(|p| p.ends_with(".image")));
         assert!(alice.fields.contains(&vec!["f:spec".into(), "f:replicas".into()]));
+    }
+
+    #[test]
+    fn several_conflicts_are_grouped_by_manager_in_upstreams_layout() {
+        let c = |manager: &str, operation: &str, path: &[&str]| Conflict {
+            manager: manager.into(),
+            operation: operation.into(),
+            api_version: "apps/v1".into(),
+            subresource: None,
+            time: (operation == "Update").then(|| "2026-11-29T10:00:00Z".into()),
+            path: path.iter().map(|s| s.to_string()).collect(),
+        };
+        let err = conflict_error(&[
+            c("scaler", "Update", &["f:spec", "f:replicas"]),
+            c("bob", "Apply", &["f:metadata", "f:labels", "f:app"]),
+            c("bob", "Apply", &["f:spec", "f:paused"]),
+        ]);
+        // getConflictMessage in the apiserver's fieldmanager/internal/conflict.go.
+        assert_eq!(
+            err.message,
+            "Apply failed with 3 conflicts: conflicts with \"bob\":\n- .metadata.labels.app\n- .spec.paused\nconflicts with \"scaler\" using apps/v1 at 2026-11-29T10:00:00Z:\n- .spec.replicas"
+        );
+        assert_eq!(err.causes[0].message, "conflict with \"scaler\" using apps/v1 at 2026-11-29T10:00:00Z");
     }
 
     #[test]
@@ -661,6 +706,14 @@ mod tests {
         // Alice applying 3 again is now a conflict over replicas.
         let conflicts = apply(&scaled, &deployment("nginx", 3), "alice", "apps/v1", false, true).unwrap_err();
         assert_eq!(conflicts[0].manager, "kubectl-scale");
+        // An Update manager is named with its API version and time (upstream's printManager).
+        let time = scaler.time.clone().expect("update entries have a time");
+        assert_eq!(
+            conflict_error(&conflicts).message,
+            format!(
+                "Apply failed with 1 conflict: conflict with \"kubectl-scale\" using apps/v1 at {time}: .spec.replicas"
+            )
+        );
         // Alice no longer applying replicas leaves it with the scaler, untouched.
         let mut without = deployment("nginx", 3);
         without["spec"].as_object_mut().unwrap().remove("replicas");

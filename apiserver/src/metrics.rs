@@ -10,26 +10,70 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// Labels of `apiserver_request_total`.
+/// Labels of `apiserver_request_total`, upstream's full set
+/// (`k8s.io/apiserver/pkg/endpoints/metrics`): dashboards and alerts written for upstream
+/// select on them.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// LIST, GET, WATCH, CREATE, UPDATE, PATCH, DELETE, DELETECOLLECTION.
+    /// Upstream's reported verb: the HTTP method for writes (`POST`, `PUT`, `PATCH`,
+    /// `APPLY` for server-side apply, `DELETE`), `DELETECOLLECTION`, and `GET`/`LIST`/`WATCH`.
     pub verb: String,
+    /// `All` for dry runs, else empty.
+    pub dry_run: String,
+    /// API group, empty for core.
+    pub group: String,
+    /// API version.
+    pub version: String,
     /// Plural resource name.
     pub resource: String,
     /// Subresource, empty when none.
     pub subresource: String,
+    /// `resource` (one object), `namespace` or `cluster`.
+    pub scope: String,
+    /// Always `apiserver`.
+    pub component: String,
     /// HTTP status code.
     pub code: String,
 }
 
-/// Labels of `apiserver_request_duration_seconds`.
+/// Labels of `apiserver_request_duration_seconds`: the request's labels without the code.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DurationLabels {
-    /// The verb.
+    /// The verb, as in [`RequestLabels`].
     pub verb: String,
+    /// `All` for dry runs.
+    pub dry_run: String,
+    /// API group.
+    pub group: String,
+    /// API version.
+    pub version: String,
     /// Plural resource name.
     pub resource: String,
+    /// Subresource.
+    pub subresource: String,
+    /// `resource`, `namespace` or `cluster`.
+    pub scope: String,
+    /// `apiserver`.
+    pub component: String,
+}
+
+/// What one request was, for its metrics.
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    /// The reported verb.
+    pub verb: &'static str,
+    /// A dry run?
+    pub dry_run: bool,
+    /// API group.
+    pub group: String,
+    /// API version.
+    pub version: String,
+    /// Plural resource name.
+    pub resource: String,
+    /// Subresource.
+    pub subresource: String,
+    /// `resource`, `namespace` or `cluster`.
+    pub scope: &'static str,
 }
 
 /// A `resource` label.
@@ -51,6 +95,20 @@ pub struct RequestKind {
 pub struct StorageLabels {
     /// get, list, create, update, delete, watch, compact.
     pub operation: String,
+    /// The resource (`pods`, `deployments.apps`), as upstream's storage layer labels it.
+    #[prometheus(flatten)]
+    pub kind: TypeLabel,
+}
+
+/// The `type` label (a Rust keyword, so its own struct).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct TypeLabel(pub String);
+
+impl prometheus_client::encoding::EncodeLabelSet for TypeLabel {
+    fn encode(&self, encoder: &mut prometheus_client::encoding::LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeLabel;
+        ("type", self.0.as_str()).encode(encoder.encode_label())
+    }
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -138,20 +196,42 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Counts one finished request.
-    pub fn observe_request(&self, verb: &str, resource: &str, subresource: &str, code: u16, took: Duration) {
+    pub fn observe_request(&self, info: &RequestInfo, code: u16, took: Duration) {
+        let dry_run = if info.dry_run { "All" } else { "" };
         self.requests
             .get_or_create(&RequestLabels {
-                verb: verb.to_owned(),
-                resource: resource.to_owned(),
-                subresource: subresource.to_owned(),
+                verb: info.verb.to_owned(),
+                dry_run: dry_run.to_owned(),
+                group: info.group.clone(),
+                version: info.version.clone(),
+                resource: info.resource.clone(),
+                subresource: info.subresource.clone(),
+                scope: info.scope.to_owned(),
+                component: "apiserver".to_owned(),
                 code: code.to_string(),
             })
             .inc();
-        if verb != "WATCH" {
+        if info.verb != "WATCH" {
             self.request_duration
-                .get_or_create(&DurationLabels { verb: verb.to_owned(), resource: resource.to_owned() })
+                .get_or_create(&DurationLabels {
+                    verb: info.verb.to_owned(),
+                    dry_run: dry_run.to_owned(),
+                    group: info.group.clone(),
+                    version: info.version.clone(),
+                    resource: info.resource.clone(),
+                    subresource: info.subresource.clone(),
+                    scope: info.scope.to_owned(),
+                    component: "apiserver".to_owned(),
+                })
                 .observe(took.as_secs_f64());
         }
+    }
+
+    /// Records one storage operation's latency for the resource stored under `kind`.
+    pub fn observe_storage(&self, operation: &str, kind: &str, took: Duration) {
+        self.storage_duration
+            .get_or_create(&StorageLabels { operation: operation.to_owned(), kind: TypeLabel(kind.to_owned()) })
+            .observe(took.as_secs_f64());
     }
 
     /// The in-flight gauge of one request kind.
@@ -162,13 +242,6 @@ impl Metrics {
     /// Counts a request refused by the in-flight limits.
     pub fn rejected(&self, kind: &str) {
         self.dropped.get_or_create(&RequestKind { request_kind: kind.to_owned() }).inc();
-    }
-
-    /// Records one storage operation's latency.
-    pub fn observe_storage(&self, operation: &str, took: Duration) {
-        self.storage_duration
-            .get_or_create(&StorageLabels { operation: operation.to_owned() })
-            .observe(took.as_secs_f64());
     }
 
     /// The text exposition format.

@@ -205,6 +205,11 @@ pub fn check_duplicates(content_type: &str, body: &[u8], validation: FieldValida
 
 /// `metadata` of an object, created when missing.
 pub fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    // Only an object has metadata; anything else (a client's `3`) becomes one rather than
+    // panicking on the index below. Found by the server_side_apply fuzz target.
+    if !obj.is_object() {
+        *obj = Value::Object(Map::new());
+    }
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = Value::Object(Map::new());
     }

@@ -102,6 +102,19 @@ impl std::fmt::Debug for Resource {
 }
 
 impl Resource {
+    /// Whether a collection of this kind may be deleted at once (upstream serves no
+    /// `deletecollection` for namespaces: each goes through its own finalization).
+    pub fn deletes_as_collection(&self) -> bool {
+        !(self.group.is_empty() && self.resource == "namespaces")
+    }
+
+    /// The verbs discovery lists for this kind.
+    pub fn verbs(&self) -> &'static [&'static str] {
+        const ALL: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+        const NO_COLLECTION_DELETE: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+        if self.deletes_as_collection() { ALL } else { NO_COLLECTION_DELETE }
+    }
+
     /// `v1` or `apps/v1`.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() { self.version.to_owned() } else { format!("{}/{}", self.group, self.version) }

@@ -2,8 +2,9 @@
 //! open connections (below the file-descriptor limit, with a log line when it is near),
 //! hyper's header-read timeout (which also closes keep-alive connections that sit idle),
 //! and upstream's in-flight limits — `--max-requests-inflight` read-only and
-//! `--max-mutating-requests-inflight` mutating requests at once, 429 with `Retry-After`
-//! beyond them — plus the request timeout for everything that is not long-running.
+//! `--max-mutating-requests-inflight` mutating requests at once, a bounded queue beyond
+//! them, 429 with `Retry-After` beyond that — plus the request timeout for everything that
+//! is not long-running.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -152,10 +153,32 @@ pub fn check_size(request: &Request) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The two in-flight pools.
+/// One in-flight pool: its slots, and a bounded queue of requests waiting for one.
+struct Pool {
+    slots: Arc<Semaphore>,
+    /// Places in the queue: a request beyond them is refused at once.
+    queue: Arc<Semaphore>,
+}
+
+impl Pool {
+    fn new(slots: usize) -> Pool {
+        let slots = slots.max(1);
+        Pool { slots: Arc::new(Semaphore::new(slots)), queue: Arc::new(Semaphore::new(QUEUE_PER_SLOT * slots)) }
+    }
+}
+
+/// Requests that may wait per slot of a pool.
+const QUEUE_PER_SLOT: usize = 4;
+/// The longest a request waits in the queue (and at most half its request timeout).
+const QUEUE_WAIT: Duration = Duration::from_secs(10);
+
+/// The two in-flight pools. A request beyond a pool's slots waits in its queue, as
+/// upstream's API Priority and Fairness queues requests rather than refusing them, so that
+/// a burst is served a moment later; one that finds the queue full, or waits too long, is
+/// refused with 429.
 pub struct Inflight {
-    read_only: Arc<Semaphore>,
-    mutating: Arc<Semaphore>,
+    read_only: Pool,
+    mutating: Pool,
     request_timeout: Duration,
 }
 
@@ -163,8 +186,8 @@ impl Inflight {
     /// Pools of the sizes `limits` give.
     pub fn new(limits: &Limits) -> Inflight {
         Inflight {
-            read_only: Arc::new(Semaphore::new(limits.max_requests_inflight.max(1))),
-            mutating: Arc::new(Semaphore::new(limits.max_mutating_requests_inflight.max(1))),
+            read_only: Pool::new(limits.max_requests_inflight),
+            mutating: Pool::new(limits.max_mutating_requests_inflight),
             request_timeout: limits.request_timeout,
         }
     }
@@ -191,9 +214,22 @@ pub async fn limit_inflight(State(app): State<Arc<App>>, request: Request, next:
         Method::GET | Method::HEAD | Method::OPTIONS => (&app.inflight.read_only, "readOnly"),
         _ => (&app.inflight.mutating, "mutating"),
     };
-    let Ok(_slot) = pool.clone().try_acquire_owned() else {
-        app.metrics.rejected(kind);
-        return too_many_requests();
+    let _slot = match pool.slots.clone().try_acquire_owned() {
+        Ok(slot) => slot,
+        Err(_) => {
+            let Ok(_place) = pool.queue.clone().try_acquire_owned() else {
+                app.metrics.rejected(kind);
+                return too_many_requests();
+            };
+            let wait = QUEUE_WAIT.min(app.inflight.request_timeout / 2);
+            match tokio::time::timeout(wait, pool.slots.clone().acquire_owned()).await {
+                Ok(Ok(slot)) => slot,
+                _ => {
+                    app.metrics.rejected(kind);
+                    return too_many_requests();
+                }
+            }
+        }
     };
     let gauge = app.metrics.inflight(kind);
     gauge.inc();

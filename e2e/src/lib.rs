@@ -306,25 +306,31 @@ pub fn fake_kubelet(client: kube::Client, delay: Duration) -> tokio::task::JoinH
     })
 }
 
-/// A process's resident memory in MB, from /proc.
-pub fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+/// A process's resident memory in MB, from /proc; an error (not 0) when it cannot be read.
+pub fn rss_mb(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading the RSS of pid {pid}"))?;
     status
         .lines()
         .find(|l| l.starts_with("VmRSS:"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+        .map(|kb| kb / 1024.0)
+        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))
 }
 
-/// CPU seconds (user + system) a process has used, from /proc.
-pub fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+/// CPU seconds (user + system) a process has used, from /proc; an error (not 0) when it
+/// cannot be read, so that a benchmark never reports a CPU figure it did not measure.
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading the CPU time of pid {pid}"))?;
     // Fields after the command name (which may hold spaces) start at the last ')'.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    let ticks = |i: usize| {
+        fields.get(i).and_then(|v| v.parse::<f64>().ok()).with_context(|| format!("malformed /proc/{pid}/stat"))
+    };
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 /// Whether a pod's Ready condition is True.
@@ -707,12 +713,11 @@ impl Kubectl {
     }
 }
 
-/// The `p` quantile (0..=1) of sorted durations; zero when there are none.
-pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+/// The `p` quantile (0..=1) of sorted durations; an error when there are none, so that a
+/// benchmark never reports a latency it did not measure.
+pub fn percentile(sorted: &[Duration], p: f64) -> Result<Duration> {
+    anyhow::ensure!(!sorted.is_empty(), "no samples to take a percentile of");
+    Ok(sorted[((sorted.len() as f64 - 1.0) * p).round() as usize])
 }
 
 /// Raw etcd puts per second: `total` puts of `size`-byte values under `prefix`, from

@@ -431,7 +431,8 @@ async fn inflight_limits_answer_429_and_slow_requests_time_out(backend: Backend,
     )
     .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // ...so the next write is told to come back, in upstream's words.
+    // ...so the next write waits in the queue (half the request timeout) and is then told
+    // to come back, in upstream's words.
     let http = reqwest::Client::new();
     let r = http
         .post(format!("{}/api/v1/namespaces/default/configmaps", c.url()))

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Taint, Toleration};
 
-use crate::snapshot::{Cache, NodeInfo, PodInfo};
+use crate::snapshot::{Cache, NodeInfo, PodInfo, Readiness};
 
 /// Why a pod fits no node: the message upstream writes into `PodScheduled=False`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,8 +61,11 @@ fn taint_text(taint: &Taint) -> String {
     format!("{{{}: {}}}", taint.key, taint.value.as_deref().unwrap_or_default())
 }
 
-/// The taints a node effectively has: its own, plus `not-ready` when it is not Ready and
-/// `unschedulable` when cordoned (what upstream's node lifecycle controller adds).
+/// The taints a node effectively has: its own, plus the `NoSchedule` taint upstream's node
+/// lifecycle controller puts on a node by its Ready condition (`nodeConditionToTaintKeyStatusMap`
+/// in pkg/controller/nodelifecycle: Ready=False is `node.kubernetes.io/not-ready`,
+/// Ready=Unknown is `node.kubernetes.io/unreachable`), in case the scheduler sees the
+/// condition before the taint. Upstream's scheduler reads taints only.
 fn effective_taints(node: &NodeInfo) -> Vec<Taint> {
     let mut taints = node.taints.clone();
     let mut add = |key: &str| {
@@ -70,8 +73,10 @@ fn effective_taints(node: &NodeInfo) -> Vec<Taint> {
             taints.push(Taint { key: key.into(), effect: "NoSchedule".into(), ..Default::default() });
         }
     };
-    if !node.ready {
-        add("node.kubernetes.io/not-ready");
+    match node.ready {
+        Readiness::Ready => {}
+        Readiness::NotReady => add("node.kubernetes.io/not-ready"),
+        Readiness::Unknown => add("node.kubernetes.io/unreachable"),
     }
     taints
 }
@@ -162,7 +167,8 @@ pub fn schedule(cache: &Cache, pod: &PodInfo, turn: usize) -> Result<String, Uns
     if feasible.is_empty() {
         let total = cache.node_count();
         let message = if total == 0 {
-            "0/0 nodes are available: no nodes available to schedule pods.".to_owned()
+            // ErrNoNodesAvailable in upstream's pkg/scheduler/schedule_one.go.
+            "no nodes available to schedule pods".to_owned()
         } else {
             let mut parts: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
             parts.sort();
@@ -301,16 +307,20 @@ mod tests {
     fn cordoned_and_not_ready_nodes_are_skipped() {
         let c = cache(&[
             node("cordoned", "4", json!({"spec": {"unschedulable": true}})),
-            node("down", "4", json!({"status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}})),
+            node("lost", "4", json!({"status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}})),
+            node("sick", "4", json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}})),
         ]);
         let err = schedule(&c, &pod("p", "1", json!({})), 0).unwrap_err();
+        // Ready=Unknown is unreachable, Ready=False not-ready (nodeConditionToTaintKeyStatusMap,
+        // pkg/controller/nodelifecycle); the reasons sorted as upstream's FitError prints them.
         assert_eq!(
             err.message,
-            "0/2 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, 1 node(s) were unschedulable."
+            "0/3 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, 1 node(s) had untolerated taint {node.kubernetes.io/unreachable: }, 1 node(s) were unschedulable."
         );
+        // ErrNoNodesAvailable (pkg/scheduler/schedule_one.go), not a "0/0 nodes" FitError.
         assert_eq!(
             schedule(&Cache::default(), &pod("p", "1", json!({})), 0).unwrap_err().message,
-            "0/0 nodes are available: no nodes available to schedule pods."
+            "no nodes available to schedule pods"
         );
     }
 

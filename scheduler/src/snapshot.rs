@@ -141,8 +141,8 @@ pub struct NodeInfo {
     pub taints: Vec<Taint>,
     /// `spec.unschedulable` (cordoned).
     pub unschedulable: bool,
-    /// Whether its Ready condition is True.
-    pub ready: bool,
+    /// Its Ready condition's status: `True`, `False` or `Unknown` (also when missing).
+    pub ready: Readiness,
     /// Allocatable resources.
     pub allocatable: Resources,
     /// What the pods on it request.
@@ -155,14 +155,32 @@ pub struct NodeInfo {
     pub owners: HashMap<String, u32>,
 }
 
+/// A node's Ready condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Readiness {
+    /// `True`.
+    Ready,
+    /// `False`: the kubelet says it cannot run pods.
+    NotReady,
+    /// `Unknown` or missing: the kubelet has not been heard from.
+    #[default]
+    Unknown,
+}
+
 impl NodeInfo {
     /// Reads what the plugins need from a node (pod totals start empty).
     pub fn new(node: &Node) -> NodeInfo {
         let status = node.status.as_ref();
         let allocatable = status.and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()));
-        let ready = status
+        let ready = match status
             .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status.as_str())
+        {
+            Some("True") => Readiness::Ready,
+            Some("False") => Readiness::NotReady,
+            _ => Readiness::Unknown,
+        };
         let spec = node.spec.as_ref();
         NodeInfo {
             name: node.metadata.name.clone().unwrap_or_default(),

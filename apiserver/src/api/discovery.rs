@@ -66,7 +66,7 @@ fn discovery_resource(r: &Resource) -> Value {
         "responseKind": kind(r.group, r.version, r.kind),
         "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": r.singular,
-        "verbs": VERBS,
+        "verbs": r.verbs(),
     });
     if !r.short_names.is_empty() {
         entry["shortNames"] = json!(r.short_names);
@@ -163,15 +163,13 @@ pub fn group(group: &str) -> ApiResult<Response> {
     Ok(value_response(StatusCode::OK, &entry, &[]))
 }
 
-const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
-
 fn resource_entries(r: &Resource) -> Vec<Value> {
     let mut entries = vec![json!({
         "name": r.resource,
         "singularName": r.singular,
         "namespaced": r.namespaced,
         "kind": r.kind,
-        "verbs": VERBS,
+        "verbs": r.verbs(),
         "shortNames": r.short_names,
         "categories": r.categories,
     })];
@@ -324,12 +322,20 @@ fn build_openapi_document(group: &str, version: &str) -> Value {
             path_params.push(param("namespace", "path", true));
         }
         let write_params = ["dryRun", "fieldManager", "fieldValidation", "pretty"];
-        paths.insert(scope.clone(), json!({
+        let mut collection = json!({
             "get": operation(r, "list", "list", &["labelSelector", "fieldSelector", "limit", "continue", "resourceVersion", "resourceVersionMatch", "watch", "allowWatchBookmarks", "sendInitialEvents", "timeoutSeconds"]),
             "post": operation(r, "create", "post", &write_params),
-            "delete": operation(r, "deletecollection", "deletecollection", &["labelSelector", "fieldSelector", "gracePeriodSeconds", "propagationPolicy", "dryRun"]),
             "parameters": if r.namespaced { json!([param("namespace", "path", true)]) } else { json!([]) },
-        }));
+        });
+        if r.deletes_as_collection() {
+            collection["delete"] = operation(
+                r,
+                "deletecollection",
+                "deletecollection",
+                &["labelSelector", "fieldSelector", "gracePeriodSeconds", "propagationPolicy", "dryRun"],
+            );
+        }
+        paths.insert(scope.clone(), collection);
         paths.insert(format!("{scope}/{{name}}"), json!({
             "get": operation(r, "read", "get", &[]),
             "put": operation(r, "replace", "put", &write_params),

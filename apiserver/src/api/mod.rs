@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::cache::WatchCache;
 use crate::limits::Limits;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RequestInfo};
 use crate::object::MAX_BODY;
 use crate::registry::{self, Resource, Sub};
 use crate::status::{ApiError, ApiResult};
@@ -179,6 +179,42 @@ fn verb_of(method: &Method, target: &Target, params: &Params) -> &'static str {
     }
 }
 
+/// What `apiserver_request_total` says of a request, with upstream's verbs
+/// (`InstrumentRouteFunc` gets the route's HTTP verb: POST for create, PUT for update;
+/// `cleanVerb` turns PATCH with an apply body into APPLY) and scope.
+fn request_info(method: &Method, headers: &HeaderMap, target: &Target, verb: &str, dry_run: bool) -> RequestInfo {
+    let reported = match verb {
+        "CREATE" => "POST",
+        "UPDATE" => "PUT",
+        "PATCH" if content_type(headers).starts_with("application/apply-patch") => "APPLY",
+        "PATCH" => "PATCH",
+        "LIST" => "LIST",
+        "WATCH" => "WATCH",
+        "GET" => "GET",
+        "DELETE" => "DELETE",
+        "DELETECOLLECTION" => "DELETECOLLECTION",
+        _ if method == Method::POST => "POST",
+        _ => "UNKNOWN",
+    };
+    // CleanScope: a named object, or a create, is "resource".
+    let scope = if target.name.is_some() || verb == "CREATE" {
+        "resource"
+    } else if target.namespace.is_some() {
+        "namespace"
+    } else {
+        "cluster"
+    };
+    RequestInfo {
+        verb: reported,
+        dry_run,
+        group: target.resource.group.to_owned(),
+        version: target.resource.version.to_owned(),
+        resource: target.resource.resource.to_owned(),
+        subresource: target.sub.map(Sub::name).unwrap_or_default().to_owned(),
+        scope,
+    }
+}
+
 /// A JSON response.
 pub fn json_response(code: StatusCode, body: impl Into<Body>, warnings: &[String]) -> Response {
     let mut resp = Response::builder().status(code).header(header::CONTENT_TYPE, "application/json");
@@ -255,19 +291,15 @@ pub async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Re
         }
     }
     let verb = verb_of(&parts.method, &target, &params);
+    let dry_run = params.get("dryRun").is_some_and(|d| d == "All");
     if verb == "WATCH" {
         params.remove("watch");
     }
     let response = handle(&app, &parts.method, &parts.headers, target.clone(), params, body, verb)
         .await
         .unwrap_or_else(|e| e.into_response());
-    app.metrics.observe_request(
-        verb,
-        target.resource.resource,
-        target.sub.map(Sub::name).unwrap_or_default(),
-        response.status().as_u16(),
-        started.elapsed(),
-    );
+    let info = request_info(&parts.method, &parts.headers, &target, verb, dry_run);
+    app.metrics.observe_request(&info, response.status().as_u16(), started.elapsed());
     response
 }
 
@@ -336,7 +368,7 @@ async fn handle(
         ("DELETE", None) => delete::delete(app, &target, &params, &ct, &read_body(body).await?).await,
         ("DELETECOLLECTION", None)
             if (target.resource.namespaced && target.namespace.is_none())
-                || (target.resource.resource == "namespaces" && target.resource.group.is_empty()) =>
+                || !target.resource.deletes_as_collection() =>
         {
             // Upstream serves no such route: a cluster-wide delete of a namespaced kind
             // would empty every namespace at once, and namespaces go one by one.

@@ -21,45 +21,58 @@ impl Metered {
         Metered { inner, metrics }
     }
 
-    async fn timed<T>(&self, op: &str, fut: impl std::future::Future<Output = T>) -> T {
+    async fn timed<T>(&self, op: &str, key: &str, fut: impl std::future::Future<Output = T>) -> T {
         let start = Instant::now();
         let out = fut.await;
-        self.metrics.observe_storage(op, start.elapsed());
+        self.metrics.observe_storage(op, &kind_of(key), start.elapsed());
         out
     }
+}
+
+/// The resource a storage key belongs to, as upstream's `type` label names it (`pods`,
+/// `deployments.apps`); empty for calls that name no key.
+fn kind_of(key: &str) -> String {
+    let Some(storage) = key.strip_prefix("/registry/").and_then(|rest| rest.split('/').next()) else {
+        return String::new();
+    };
+    crate::registry::RESOURCES
+        .iter()
+        .find(|r| r.storage == storage)
+        .map_or_else(|| storage.to_owned(), |r| r.qualified())
 }
 
 #[async_trait]
 impl Store for Metered {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        self.timed("get", self.inner.get(key)).await
+        self.timed("get", key, self.inner.get(key)).await
     }
 
     async fn list(&self, req: ListRequest) -> Result<ListResponse> {
-        self.timed("list", self.inner.list(req)).await
+        let prefix = req.prefix.clone();
+        self.timed("list", &prefix, self.inner.list(req)).await
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<i64> {
-        self.timed("create", self.inner.create(key, value)).await
+        self.timed("create", key, self.inner.create(key, value)).await
     }
 
     async fn update(&self, key: &str, value: Bytes, expected: i64) -> Result<i64> {
-        self.timed("update", self.inner.update(key, value, expected)).await
+        self.timed("update", key, self.inner.update(key, value, expected)).await
     }
 
     async fn delete(&self, key: &str, expected: Option<i64>) -> Result<(i64, KeyValue)> {
-        self.timed("delete", self.inner.delete(key, expected)).await
+        self.timed("delete", key, self.inner.delete(key, expected)).await
     }
 
     async fn watch(&self, prefix: &str, from: i64) -> Result<WatchStream> {
-        self.timed("watch", self.inner.watch(prefix, from)).await
+        self.timed("watch", prefix, self.inner.watch(prefix, from)).await
     }
 
     async fn compact(&self, revision: i64) -> Result<()> {
-        self.timed("compact", self.inner.compact(revision)).await
+        self.timed("compact", "", self.inner.compact(revision)).await
     }
 
     async fn current_revision(&self) -> Result<i64> {
-        self.timed("current_revision", self.inner.current_revision()).await
+        self.timed("current_revision", "", self.inner.current_revision()).await
     }
 }

@@ -132,49 +132,49 @@ async fn main() -> Result<()> {
     let value = serde_json::to_vec(&pod("raw-0"))?;
     // The stored form carries defaults and server fields: measure etcd with that size.
     let stored_size = value.len() + 700;
-    let cpu_etcd = cpu_seconds(etcd.child.id());
+    let cpu_etcd = cpu_seconds(etcd.child.id())?;
     let raw = e2e::etcd_put_rate(&etcd_url, "/raw/pods/default/raw-", args.pods, args.concurrency, stored_size).await?;
     println!("raw etcd puts/s ({}-byte values, {} clients): {raw:.0}", stored_size, args.concurrency);
-    println!("  CPU per put: etcd {:.0} us", (cpu_seconds(etcd.child.id()) - cpu_etcd) * 1e6 / args.pods as f64);
+    println!("  CPU per put: etcd {:.0} us", (cpu_seconds(etcd.child.id())? - cpu_etcd) * 1e6 / args.pods as f64);
 
     let etcd_args =
         vec!["--etcd-servers".to_owned(), etcd_url.clone(), "--etcd-prefix".to_owned(), "/bench".to_owned()];
     let (process, url) = apiserver_process(&etcd_args, &dir.path().join("apiserver-etcd.log")).await?;
-    let (cpu_api, cpu_etcd) = (cpu_seconds(process.child.id()), cpu_seconds(etcd.child.id()));
+    let (cpu_api, cpu_etcd) = (cpu_seconds(process.child.id())?, cpu_seconds(etcd.child.id())?);
     let (rate, lat) = create_pods(&url, "load", args.pods, args.concurrency).await?;
     println!("apiserver pod creates/s on etcd ({} clients): {rate:.0}", args.concurrency);
     println!(
         "  CPU per create: apiserver {:.0} us, etcd {:.0} us",
-        (cpu_seconds(process.child.id()) - cpu_api) * 1e6 / args.pods as f64,
-        (cpu_seconds(etcd.child.id()) - cpu_etcd) * 1e6 / args.pods as f64
+        (cpu_seconds(process.child.id())? - cpu_api) * 1e6 / args.pods as f64,
+        (cpu_seconds(etcd.child.id())? - cpu_etcd) * 1e6 / args.pods as f64
     );
     println!("  ratio to raw etcd puts: {:.0}%", rate / raw * 100.0);
-    println!("  create latency at full load: p50 {} p99 {}", ms(percentile(&lat, 0.5)), ms(percentile(&lat, 0.99)));
+    println!("  create latency at full load: p50 {} p99 {}", ms(percentile(&lat, 0.5)?), ms(percentile(&lat, 0.99)?));
     let steady = steady_creates(&url, 1000, args.steady_seconds).await?;
     println!(
         "  create latency at 1,000 creates/s for {}s: p50 {} p99 {}",
         args.steady_seconds,
-        ms(percentile(&steady, 0.5)),
-        ms(percentile(&steady, 0.99))
+        ms(percentile(&steady, 0.5)?),
+        ms(percentile(&steady, 0.99)?)
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (list, count) = list_from_cache(&url).await?;
     println!("LIST of {count} pods from the watch cache (median of 7): {}", ms(list));
-    println!("apiserver RSS holding {count} pods: {:.0} MB", rss_mb(process.child.id()));
+    println!("apiserver RSS holding {count} pods: {:.0} MB", rss_mb(process.child.id())?);
     drop(process);
 
     let embedded_args = vec!["--data-dir".to_owned(), dir.path().join("embedded").display().to_string()];
     let (process, url) = apiserver_process(&embedded_args, &dir.path().join("apiserver-embedded.log")).await?;
-    let cpu_api = cpu_seconds(process.child.id());
+    let cpu_api = cpu_seconds(process.child.id())?;
     let (rate_embedded, lat) = create_pods(&url, "load", args.pods, args.concurrency).await?;
     println!("apiserver pod creates/s on the embedded store ({} clients): {rate_embedded:.0}", args.concurrency);
     println!(
         "  CPU per create: apiserver {:.0} us",
-        (cpu_seconds(process.child.id()) - cpu_api) * 1e6 / args.pods as f64
+        (cpu_seconds(process.child.id())? - cpu_api) * 1e6 / args.pods as f64
     );
-    println!("  create latency at full load: p50 {} p99 {}", ms(percentile(&lat, 0.5)), ms(percentile(&lat, 0.99)));
+    println!("  create latency at full load: p50 {} p99 {}", ms(percentile(&lat, 0.5)?), ms(percentile(&lat, 0.99)?));
     let (list, count) = list_from_cache(&url).await?;
-    println!("  LIST of {count} pods from the watch cache: {}; RSS {:.0} MB", ms(list), rss_mb(process.child.id()));
+    println!("  LIST of {count} pods from the watch cache: {}; RSS {:.0} MB", ms(list), rss_mb(process.child.id())?);
     drop::<Process>(process);
     drop(etcd);
     Ok(())

@@ -147,30 +147,42 @@ impl Tracker {
 /// Peak resident memory of named processes, sampled every 100 ms.
 struct Peaks {
     peaks: Arc<Mutex<BTreeMap<String, f64>>>,
+    /// The first sample that could not be read: then no peak is reported.
+    failed: Arc<Mutex<Option<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Peaks {
     fn start(procs: Vec<(String, u32)>) -> Peaks {
         let peaks = Arc::new(Mutex::new(BTreeMap::new()));
-        let p = peaks.clone();
+        let failed = Arc::new(Mutex::new(None));
+        let (p, f) = (peaks.clone(), failed.clone());
         let task = tokio::spawn(async move {
             loop {
                 for (name, pid) in &procs {
-                    let rss = rss_mb(*pid);
-                    let mut m = p.lock();
-                    let e = m.entry(name.clone()).or_insert(0.0);
-                    *e = f64::max(*e, rss);
+                    match rss_mb(*pid) {
+                        Ok(rss) => {
+                            let mut m = p.lock();
+                            let e = m.entry(name.clone()).or_insert(0.0);
+                            *e = f64::max(*e, rss);
+                        }
+                        Err(e) => {
+                            f.lock().get_or_insert_with(|| format!("{name}: {e:#}"));
+                        }
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
-        Peaks { peaks, task }
+        Peaks { peaks, failed, task }
     }
 
-    fn stop(self) -> BTreeMap<String, f64> {
+    fn stop(self) -> Result<BTreeMap<String, f64>> {
         self.task.abort();
-        self.peaks.lock().clone()
+        if let Some(e) = self.failed.lock().take() {
+            anyhow::bail!("sampling peak memory failed: {e}");
+        }
+        Ok(self.peaks.lock().clone())
     }
 }
 
@@ -260,15 +272,16 @@ impl Measured {
     }
 
     /// A row with the startup latencies recorded since the last call.
-    fn startup_row(&self, rows: &mut Vec<Row>, what: String) {
+    fn startup_row(&self, rows: &mut Vec<Row>, what: String) -> Result<()> {
         let startups = self.tracker.take_startups();
-        let (p50, p99) = (percentile(&startups, 0.5), percentile(&startups, 0.99));
+        let (p50, p99) = (percentile(&startups, 0.5)?, percentile(&startups, 0.99)?);
         row(
             rows,
             what,
             format!("p50 {}, p99 {}", ms(p50), ms(p99)),
             format!("p99 < 1 s — {}", verdict(p99 < Duration::from_secs(1))),
         );
+        Ok(())
     }
 }
 
@@ -288,7 +301,7 @@ async fn simulated(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
         secs(took),
         format!("< 3 s — {}", verdict(took < Duration::from_secs(3))),
     );
-    m.startup_row(rows, format!("pod startup latency, {n} pods (watch: created → Ready)"));
+    m.startup_row(rows, format!("pod startup latency, {n} pods (watch: created → Ready)"))?;
 
     let took = m.step(&["scale", &format!("--replicas={}", 2 * n), "web"], "web", "web:1", 2 * n, within).await?;
     m.tracker.take_startups();
@@ -308,7 +321,7 @@ async fn simulated(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
     );
     let took = m.step(&["rolling-update", "web", "--rollback"], "web", "web:1", 2 * n, within).await?;
     row(rows, format!("`kubectl rolling-update web --rollback`, {} replicas", 2 * n), secs(took), "");
-    let small = peaks.stop();
+    let small = peaks.stop()?;
     drop(m);
 
     let nodes = args.many_nodes;
@@ -323,10 +336,10 @@ async fn simulated(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
         secs(took),
         format!("< 30 s — {}", verdict(took < Duration::from_secs(30))),
     );
-    m.startup_row(rows, format!("pod startup latency, {many} pods"));
+    m.startup_row(rows, format!("pod startup latency, {many} pods"))?;
     // Settle for a moment at full size (leases, status updates), then read the peaks.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let big = peaks.stop();
+    let big = peaks.stop()?;
     for (name, mb) in &big {
         let limit = if name == "kube-apiserver" { 300.0 } else { 100.0 };
         let goal = match name.as_str() {
@@ -439,10 +452,10 @@ fn pid_named(name: &str) -> Option<u32> {
 }
 
 /// The share of one core that `pid` uses over `window`, in percent.
-async fn cpu_percent(pid: u32, window: Duration) -> f64 {
-    let before = cpu_seconds(pid);
+async fn cpu_percent(pid: u32, window: Duration) -> Result<f64> {
+    let before = cpu_seconds(pid)?;
     tokio::time::sleep(window).await;
-    (cpu_seconds(pid) - before) / window.as_secs_f64() * 100.0
+    Ok((cpu_seconds(pid)? - before) / window.as_secs_f64() * 100.0)
 }
 
 /// Our steps on the docker runtime, and what the kubelet's looks at idle pods cost.
@@ -473,10 +486,11 @@ async fn ours_on_docker(n: usize) -> Result<OursOnDocker> {
     let cpu = |pid: Option<u32>| async move {
         match pid {
             Some(pid) => cpu_percent(pid, window).await,
-            None => f64::NAN,
+            None => Err(anyhow::anyhow!("the process to measure is not running")),
         }
     };
     let (idle_dockerd, idle_kubelet) = tokio::join!(cpu(pid_named("dockerd")), cpu(kubelet));
+    let (idle_dockerd, idle_kubelet) = (idle_dockerd?, idle_kubelet?);
     let update = ["rolling-update", "bb", "--image=busybox:v2", "--timeout=10m"];
     let update = m.step(&update, "bb", "busybox:v2", 2 * n, within).await?;
     let rollback = ["rolling-update", "bb", "--rollback", "--timeout=10m"];

@@ -152,7 +152,7 @@ async fn sim_nodes(dir: &std::path::Path, url: &str, kc: &std::path::Path, n: us
     println!(
         "one --sim-nodes {n} kubelet: {n} Ready nodes in {:.2} s, RSS {:.0} MB",
         up.as_secs_f64(),
-        rss_mb(kubelet.child.id())
+        rss_mb(kubelet.child.id())?
     );
     Ok(())
 }

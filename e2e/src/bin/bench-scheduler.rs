@@ -157,8 +157,8 @@ async fn scenario(
     );
     println!(
         "  creation to binding: p50 {:.0} ms, p99 {:.0} ms",
-        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3
+        percentile(&latencies, 0.5)?.as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99)?.as_secs_f64() * 1e3
     );
     println!(
         "  spread: at most {most} pods of the ReplicaSet on one node (bound ceil(M/N)+1 = {bound_limit}), {} nodes used",
