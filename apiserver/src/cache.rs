@@ -99,12 +99,32 @@ pub struct CacheEvent {
     pub object: Arc<Cached>,
     /// The object before, if it existed.
     pub prev: Option<Arc<Cached>>,
+    /// The watch line of this change as each kind of event, encoded once for every
+    /// watcher that sees it so (a selector can make a change ADDED or DELETED for one
+    /// watcher and MODIFIED for another).
+    lines: [std::sync::OnceLock<Bytes>; 3],
 }
 
 impl CacheEvent {
+    /// A change.
+    pub fn new(kind: Kind, object: Arc<Cached>, prev: Option<Arc<Cached>>) -> CacheEvent {
+        CacheEvent { kind, object, prev, lines: Default::default() }
+    }
+
     /// The revision of the change.
     pub fn revision(&self) -> i64 {
         self.object.revision
+    }
+
+    /// The stored object as a watch line of `kind`, built by `encode` the first time any
+    /// watcher asks: thousands of watchers of one change share one buffer.
+    pub fn line(&self, kind: Kind, encode: impl FnOnce() -> Bytes) -> Bytes {
+        let slot = match kind {
+            Kind::Added => 0,
+            Kind::Modified => 1,
+            Kind::Deleted => 2,
+        };
+        self.lines[slot].get_or_init(encode).clone()
     }
 }
 
@@ -315,7 +335,7 @@ impl WatchCache {
                 let obj = Arc::new(obj);
                 let prev = state.objects.insert(kv.key, obj.clone());
                 let kind = if prev.is_some() { Kind::Modified } else { Kind::Added };
-                CacheEvent { kind, object: obj, prev }
+                CacheEvent::new(kind, obj, prev)
             }
             (Event::Put { kv }, None) => {
                 tracing::error!(key = %kv.key, "stored object is not valid JSON; the cache skips it");
@@ -334,7 +354,7 @@ impl WatchCache {
                     labels: prev.labels.clone(),
                     fields: prev.fields.clone(),
                 });
-                CacheEvent { kind: Kind::Deleted, object: Arc::new(last), prev: Some(prev) }
+                CacheEvent::new(Kind::Deleted, Arc::new(last), Some(prev))
             }
         };
         let ev = Arc::new(ev);

@@ -51,6 +51,9 @@ pub struct App {
     pub origin: origin::OriginPolicy,
     /// The in-flight request pools.
     pub inflight: crate::serve::Inflight,
+    /// Whether storage answered its last check, and if not why (kept current by a
+    /// background check, so that `/readyz` answers at once however loaded the server is).
+    pub storage_health: tokio::sync::watch::Receiver<Result<(), String>>,
 }
 
 impl App {

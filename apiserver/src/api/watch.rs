@@ -114,6 +114,10 @@ struct Render {
 impl Render {
     fn event(&mut self, ev: &CacheEvent) -> Option<Bytes> {
         let kind = self.filter.view(ev)?;
+        if self.table.is_none() && self.resource.conversion.is_none() {
+            // The stored JSON is what is served: one encoding for every watcher.
+            return Some(ev.line(kind, || line(kind.as_str(), &ev.object.json)));
+        }
         self.render(kind, &ev.object)
     }
 

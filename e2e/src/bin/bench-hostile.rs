@@ -1,8 +1,10 @@
 //! The apiserver under load from writers, watchers and stalled clients at once. Prints, in
 //! one run on this machine:
 //! - creates/s and p50/p99 create latency of `--writers` (64) concurrent writers,
-//! - while `--watchers` (2,000) watches stream every change and `--stalled` (500)
-//!   connections each send half a request and stop,
+//! - while `--watchers` (2,000) watches stream the changes their label selector picks
+//!   (1/`--shards` of them, as kubelets see their own node's pods; `--shards 1` for every
+//!   change to every watcher) and `--stalled` (500) connections each send half a request
+//!   and stop,
 //! - `/readyz` latency (p50/p99/max) polled every 50 ms throughout,
 //! - the apiserver's peak RSS and open file descriptors,
 //! - how long the server held each stalled connection (goal: no longer than the
@@ -33,6 +35,11 @@ struct Args {
     /// Concurrent watches of the written collection.
     #[arg(long, default_value_t = 2000)]
     watchers: usize,
+    /// Watchers are spread over this many label selectors, and each write goes to one of
+    /// them, so each watcher sees 1/N of the writes (as kubelets see their own node's pods);
+    /// 1 makes every watcher see every write.
+    #[arg(long, default_value_t = 100)]
+    shards: usize,
     /// Connections that send half a request and stop.
     #[arg(long, default_value_t = 500)]
     stalled: usize,
@@ -77,8 +84,8 @@ async fn main() -> Result<()> {
     let addr = url.trim_start_matches("http://").to_owned();
     let backend = if args.etcd { "etcd" } else { "the embedded store" };
     println!(
-        "bench-hostile: {} writers, {} watchers, {} stalled connections, {} s, on {backend}",
-        args.writers, args.watchers, args.stalled, args.seconds
+        "bench-hostile: {} writers, {} watchers (each seeing 1/{} of the writes), {} stalled connections, {} s, on {backend}",
+        args.writers, args.watchers, args.shards, args.stalled, args.seconds
     );
 
     // Stalled clients: half a request each; we note when the server lets each go.
@@ -112,9 +119,13 @@ async fn main() -> Result<()> {
     // Watchers, each on its own connection, counting what they receive.
     let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut watchers = Vec::new();
-    for _ in 0..args.watchers {
+    let shards = args.shards.max(1);
+    for w in 0..args.watchers {
         let http = reqwest::Client::new();
-        let url = format!("{url}/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=0");
+        let url = format!(
+            "{url}/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=0&labelSelector=shard%3D{}",
+            w % shards
+        );
         let received = received.clone();
         watchers.push(tokio::spawn(async move {
             let Ok(r) = http.get(&url).send().await else { return };
@@ -171,7 +182,7 @@ async fn main() -> Result<()> {
             let mut i = 0;
             while Instant::now() < until {
                 let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": format!("w{w}-{i}"), "labels": {"bench": "hostile"}},
+                    "metadata": {"name": format!("w{w}-{i}"), "labels": {"bench": "hostile", "shard": ((w + i) % shards).to_string()}},
                     "data": {"k": "v".repeat(512)}});
                 let t = Instant::now();
                 match http.post(format!("{url}/api/v1/namespaces/default/configmaps")).json(&body).send().await {
