@@ -96,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let server = apiserver::start(config).await.context("starting kube-apiserver")?;
     println!("kube-apiserver listening on {}", server.url());
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    component_base::shutdown_signal().await;
     server.shutdown();
     Ok(())
 }

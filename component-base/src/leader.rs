@@ -2,7 +2,7 @@
 //! renews the lease every retry period; a candidate takes it over once the holder has not
 //! renewed it for a whole lease duration (judged by the candidate's own clock, from when it
 //! last saw the lease change); a holder that cannot renew within the renew deadline stops
-//! acting.
+//! acting; a holder that stops releases the lease, so a standby need not wait it out.
 
 use std::time::{Duration, Instant};
 
@@ -121,8 +121,32 @@ impl Elector {
         }
     }
 
+    /// Gives the lease up, as client-go's `ReleaseOnCancel` does when a leader stops: the
+    /// holder is cleared and the duration set to one second, so a standby takes over at its
+    /// next attempt instead of waiting a whole lease duration. Best effort: a leader that
+    /// cannot reach the apiserver lets the lease expire.
+    pub async fn release(&mut self) {
+        let released = async {
+            let Some(mut lease) = self.api.get_opt(&self.config.name).await? else { return Ok(()) };
+            let mut spec = lease.spec.clone().unwrap_or_default();
+            if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
+                return Ok(());
+            }
+            spec.holder_identity = None;
+            spec.lease_duration_seconds = Some(1);
+            spec.renew_time = Some(now());
+            lease.spec = Some(spec);
+            self.api.replace(&self.config.name, &PostParams::default(), &lease).await.map(|_| ())
+        };
+        match tokio::time::timeout(self.config.retry_period.max(Duration::from_secs(1)), released).await {
+            Ok(Ok(())) => tracing::info!(lease = %self.config.name, "released the lease"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "releasing the lease failed; it will expire"),
+            Err(_) => tracing::warn!("releasing the lease timed out; it will expire"),
+        }
+    }
+
     /// Renews the lease until it cannot within the renew deadline; returns then.
-    pub async fn hold(mut self) -> Error {
+    pub async fn hold(&mut self) -> Error {
         let mut last_renewal = Instant::now();
         loop {
             tokio::time::sleep(self.config.retry_period).await;

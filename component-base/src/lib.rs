@@ -15,6 +15,24 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 
+/// Resolves when the process is asked to stop: SIGINT (Ctrl-C) or SIGTERM (what
+/// systemd, `kill` and local-up send). Components finish cleanly then (a leader releases
+/// its lease) instead of dying mid-work.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
 /// A kube-rs client from `--kubeconfig`/`--master`, or `$KUBECONFIG`/`~/.kube/config`.
 pub async fn client(kubeconfig: Option<&Path>, master: Option<&str>) -> anyhow::Result<kube::Client> {
     Ok(kube::Client::try_from(config(kubeconfig, master).await?)?)

@@ -265,25 +265,38 @@ fn gc_interest(
 
 /// Runs the controllers; with `election`, only once this replica holds the lease, and
 /// returns an error when the lease is lost (the process should exit, as upstream's does).
+/// When `shutdown` resolves it stops the controllers and releases the lease.
 pub async fn run(
     client: kube::Client,
     config: Config,
     election: Option<leader::Config>,
     metrics: Arc<metrics::Metrics>,
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let tasks = Tasks::default();
+    tokio::pin!(shutdown);
     let Some(election) = election else {
         metrics.leader.set(1);
         start(client, config, metrics, &tasks).await;
-        std::future::pending::<()>().await;
+        shutdown.await;
         return Ok(());
     };
     let mut elector = leader::Elector::new(client.clone(), election);
-    elector.acquire().await;
+    tokio::select! {
+        _ = elector.acquire() => {}
+        _ = &mut shutdown => return Ok(()),
+    }
     metrics.leader.set(1);
     start(client, config, metrics.clone(), &tasks).await;
-    let lost = elector.hold().await;
+    let result = tokio::select! {
+        lost = elector.hold() => Err(lost.into()),
+        _ = &mut shutdown => Ok(()),
+    };
     metrics.leader.set(0);
     drop(tasks);
-    Err(lost.into())
+    if result.is_ok() {
+        // Stopped, not lost: hand the lease to a standby now.
+        elector.release().await;
+    }
+    result
 }

@@ -51,8 +51,7 @@ async fn main() -> anyhow::Result<()> {
         pod_eviction_timeout: args.pod_eviction_timeout,
         burst: args.replicaset_burst,
     };
-    tokio::select! {
-        r = controller_manager::run(client, config, election, metrics) => r.context("kube-controller-manager stopped"),
-        _ = tokio::signal::ctrl_c() => Ok(()),
-    }
+    controller_manager::run(client, config, election, metrics, component_base::shutdown_signal())
+        .await
+        .context("kube-controller-manager stopped")
 }

@@ -762,11 +762,7 @@ pub async fn docker_runs(n: usize, command: &[&str]) -> Result<Duration> {
         .buffer_unordered(n);
     let outputs: Vec<_> = runs.collect().await;
     let took = started.elapsed();
-    let ids = docker(&["ps", "-aq", "--filter", "label=bench-raw=1"])?;
-    let ids: Vec<&str> = ids.split_whitespace().collect();
-    if !ids.is_empty() {
-        docker(&[&["rm", "-f"], ids.as_slice()].concat())?;
-    }
+    remove_bench_containers()?;
     for o in outputs {
         let o = o?;
         if !o.status.success() {
@@ -774,4 +770,56 @@ pub async fn docker_runs(n: usize, command: &[&str]) -> Result<Duration> {
         }
     }
     Ok(took)
+}
+
+/// How long `n` pods' worth of containers take with the Docker CLI alone, started in
+/// parallel as the docker runtime starts a pod: a pause container holding the network and
+/// IPC namespaces (`--ipc shareable`), then the app container joining them. The floor of
+/// the pause-container design, beside which the kubelet's time is judged.
+pub async fn docker_pairs(n: usize, command: &[&str]) -> Result<Duration> {
+    use futures::StreamExt;
+    let run = |args: Vec<String>| async move { tokio::process::Command::new("docker").args(args).output().await };
+    let started = Instant::now();
+    let pairs = futures::stream::iter(0..n)
+        .map(|i| async move {
+            let pause = format!("bench-pair-{i}-pause");
+            let mut first: Vec<String> =
+                ["run", "-d", "--name", &pause, "--label", "bench-raw=1", "--ipc", "shareable"]
+                    .map(String::from)
+                    .to_vec();
+            first.extend(["busybox:local", "sleep", "3600"].map(String::from));
+            let out = run(first).await?;
+            if !out.status.success() {
+                return Ok(out);
+            }
+            let joined = format!("container:{pause}");
+            let mut second: Vec<String> =
+                ["run", "-d", "--name", &format!("bench-pair-{i}-app"), "--label", "bench-raw=1"]
+                    .map(String::from)
+                    .to_vec();
+            second.extend(["--network".into(), joined.clone(), "--ipc".into(), joined, "busybox:local".into()]);
+            second.extend(command.iter().map(|s| (*s).to_owned()));
+            run(second).await
+        })
+        .buffer_unordered(n);
+    let outputs: Vec<std::io::Result<std::process::Output>> = pairs.collect().await;
+    let took = started.elapsed();
+    remove_bench_containers()?;
+    for o in outputs {
+        let o = o?;
+        if !o.status.success() {
+            bail!("docker run failed: {}", String::from_utf8_lossy(&o.stderr));
+        }
+    }
+    Ok(took)
+}
+
+/// Removes the containers the Docker CLI benchmarks started (`bench-raw=1`).
+fn remove_bench_containers() -> Result<()> {
+    let ids = docker(&["ps", "-aq", "--filter", "label=bench-raw=1"])?;
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if !ids.is_empty() {
+        docker(&[&["rm", "-f"], ids.as_slice()].concat())?;
+    }
+    Ok(())
 }

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use e2e::{Cluster, Nodes, Spec, client, etcd_installed, pod_ready as ready};
+use e2e::{Cluster, Spec, client, etcd_installed, pod_ready as ready};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -40,6 +40,30 @@ async fn settle(pods: &Api<Pod>, n: usize, within: Duration, what: &str) {
     }
 }
 
+/// Live pods of the deployment, and how many of them are bound to a node.
+async fn counts(pods: &Api<Pod>) -> (usize, usize) {
+    let Ok(list) = pods.list(&ListParams::default().labels("app=web")).await else { return (0, 0) };
+    let live: Vec<&Pod> = list.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+    let bound = live.iter().filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()).count();
+    (live.len(), bound)
+}
+
+/// Waits until `measure` of the pods is strictly between `from` and `to` — the scale is
+/// under way, not done — and returns it; the kill that follows lands mid-scale, or the test
+/// says it could not make it so.
+async fn mid_scale(pods: &Api<Pod>, from: usize, to: usize, measure: fn((usize, usize)) -> usize, what: &str) -> usize {
+    let (lo, hi) = (from.min(to), from.max(to));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = measure(counts(pods).await);
+        if n > lo && n < hi {
+            return n;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: never saw the scale under way ({n} of {from} → {to})");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn web(c: &Cluster) -> (Api<Deployment>, Api<Pod>) {
     let cl = client(&c.url).unwrap();
     let deploys: Api<Deployment> = Api::namespaced(cl.clone(), "default");
@@ -62,27 +86,30 @@ async fn kill_9_mid_scale_loses_and_duplicates_nothing() {
     let mut c = Cluster::start(20).await;
     let (deploys, pods) = web(&c).await;
 
-    // The controller-manager dies while it creates pods.
+    // The controller-manager dies while it creates pods: killed once some, not all, exist.
     deploys.patch_scale("web", &PatchParams::default(), &(scale(1000))).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    let at = mid_scale(&pods, 100, 1000, |(live, _)| live, "controller-manager kill").await;
     c.controllers.take().unwrap().kill();
+    eprintln!("controller-manager killed with {at} of 1000 pods created");
     tokio::time::sleep(Duration::from_millis(500)).await;
     c.start_controllers();
     settle(&pods, 1000, Duration::from_secs(120), "1000 pods after a controller-manager kill -9").await;
 
-    // The scheduler dies while it binds.
+    // The scheduler dies while it binds: killed once some, not all, new pods are bound.
     deploys.patch_scale("web", &PatchParams::default(), &(scale(600))).await.unwrap();
     settle(&pods, 600, Duration::from_secs(60), "600 pods").await;
     deploys.patch_scale("web", &PatchParams::default(), &(scale(1000))).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let at = mid_scale(&pods, 600, 1000, |(_, bound)| bound, "scheduler kill").await;
     c.scheduler.take().unwrap().kill();
+    eprintln!("scheduler killed with {at} of 1000 pods bound");
     tokio::time::sleep(Duration::from_millis(500)).await;
     c.start_scheduler();
     settle(&pods, 1000, Duration::from_secs(120), "1000 pods after a scheduler kill -9").await;
 
     // The apiserver dies while the deployment scales down; the same data comes back.
     deploys.patch_scale("web", &PatchParams::default(), &(scale(400))).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let at = mid_scale(&pods, 1000, 400, |(live, _)| live, "apiserver kill").await;
+    eprintln!("apiserver killed with {at} pods left of 1000 → 400");
     c.restart_apiserver().await;
     settle(&pods, 400, Duration::from_secs(120), "400 pods after an apiserver kill -9").await;
     let d = deploys.get("web").await.unwrap();
@@ -95,13 +122,13 @@ async fn on_etcd_kill_9_and_an_etcd_restart_mid_scale_lose_nothing() {
         return;
     }
     let mut c = Cluster::with(Spec { etcd: true, ..Spec::sim(20) }).await;
-    assert_eq!(c.spec.nodes, Nodes::Sim(20));
     let (deploys, pods) = web(&c).await;
 
     // etcd dies (kill -9) while the controller-manager creates pods, and stays down for a
     // second; the apiserver keeps running and its watches resume.
     deploys.patch_scale("web", &PatchParams::default(), &scale(1000)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    let at = mid_scale(&pods, 100, 1000, |(live, _)| live, "etcd kill").await;
+    eprintln!("etcd killed with {at} of 1000 pods created");
     c.restart_etcd(Duration::from_secs(1)).await;
     settle(&pods, 1000, Duration::from_secs(120), "1000 pods after an etcd restart").await;
 
@@ -109,7 +136,8 @@ async fn on_etcd_kill_9_and_an_etcd_restart_mid_scale_lose_nothing() {
     deploys.patch_scale("web", &PatchParams::default(), &scale(500)).await.unwrap();
     settle(&pods, 500, Duration::from_secs(60), "500 pods").await;
     deploys.patch_scale("web", &PatchParams::default(), &scale(1000)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let at = mid_scale(&pods, 500, 1000, |(live, _)| live, "controller-manager and apiserver kill").await;
+    eprintln!("controller-manager and apiserver killed with {at} of 1000 pods created");
     c.controllers.take().unwrap().kill();
     c.restart_apiserver().await;
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -25,7 +25,8 @@ async fn cluster(test: &str) -> InProcess {
 
 fn start_cm(client: kube::Client, config: Config) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let _ = controller_manager::run(client, config, None, Arc::new(Metrics::default())).await;
+        let _ =
+            controller_manager::run(client, config, None, Arc::new(Metrics::default()), std::future::pending()).await;
     })
 }
 
@@ -554,6 +555,11 @@ async fn owners_cascade_background_orphan_and_foreground() {
     .await;
     assert_eq!(live_pods(&pods, "app=orphan").await.len(), 2, "orphaned pods keep running");
 
+    // Foreground: the dependents go first, then their owner. The revisions of the
+    // deletions (one global order across kinds) say in which order they went.
+    let deleted_pods = deletions(pods.clone(), "app=fg", "").await;
+    let deleted_sets = deletions(rss.clone(), "app=fg", "").await;
+    let deleted_deploy = deletions(deploys.clone(), "", "metadata.name=fg").await;
     let fg = DeleteParams { propagation_policy: Some(PropagationPolicy::Foreground), ..Default::default() };
     deploys.delete("fg", &fg).await.unwrap();
     let held = deploys.get("fg").await.unwrap();
@@ -564,29 +570,69 @@ async fn owners_cascade_background_orphan_and_foreground() {
             && pods.list(&ListParams::default().labels("app=fg")).await.unwrap().items.is_empty()
     })
     .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (pod_revs, set_revs, deploy_revs) =
+        (deleted_pods.lock().clone(), deleted_sets.lock().clone(), deleted_deploy.lock().clone());
+    assert_eq!((pod_revs.len(), set_revs.len(), deploy_revs.len()), (2, 1, 1), "every deletion was seen");
+    assert!(pod_revs.iter().max() < set_revs.first(), "pods {pod_revs:?} went before their replica set {set_revs:?}");
+    assert!(
+        set_revs.first() < deploy_revs.first(),
+        "the replica set {set_revs:?} went before the deployment {deploy_revs:?}"
+    );
+}
+
+/// The revisions at which objects matching `labels` and `fields` are deleted, watched from now on (from
+/// a list's revision, so that nothing after this call is missed).
+async fn deletions<K>(api: Api<K>, labels: &str, fields: &str) -> Arc<parking_lot::Mutex<Vec<i64>>>
+where
+    K: kube::Resource + Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let out = seen.clone();
+    let from = api
+        .list(&ListParams::default().labels(labels).fields(fields))
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let params = kube::api::WatchParams::default().labels(labels).fields(fields);
+    tokio::spawn(async move {
+        let Ok(stream) = api.watch(&params, &from).await else { return };
+        let mut stream = stream.boxed();
+        while let Some(Ok(event)) = stream.next().await {
+            if let kube::api::WatchEvent::Deleted(obj) = event
+                && let Some(rv) = obj.meta().resource_version.as_ref().and_then(|v| v.parse().ok())
+            {
+                out.lock().push(rv);
+            }
+        }
+    });
+    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_controller_manager_takes_over() {
     let c = cluster("cm_failover").await;
     let _kubelet = fake_kubelet(c.client.clone(), Duration::from_millis(10));
+    // A 4 s lease: a leader that dies without a word is replaced once it expires.
     let election = |id: &str| controller_manager::leader::Config {
         namespace: "kube-system".into(),
         name: "kube-controller-manager".into(),
         identity: id.into(),
-        lease_duration: Duration::from_secs(15),
-        renew_deadline: Duration::from_secs(10),
-        retry_period: Duration::from_secs(2),
+        lease_duration: Duration::from_secs(4),
+        renew_deadline: Duration::from_secs(3),
+        retry_period: Duration::from_secs(1),
     };
     let (m1, m2) = (Arc::new(Metrics::default()), Arc::new(Metrics::default()));
     let (client1, e1, mm1) = (c.client.clone(), election("first"), m1.clone());
     let first = tokio::spawn(async move {
-        let _ = controller_manager::run(client1, Config::default(), Some(e1), mm1).await;
+        let _ = controller_manager::run(client1, Config::default(), Some(e1), mm1, std::future::pending()).await;
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually("the first leads", Duration::from_secs(10), || async { m1.leader.get() == 1 }).await;
     let (client2, e2, mm2) = (c.client.clone(), election("second"), m2.clone());
     let _second = tokio::spawn(async move {
-        let _ = controller_manager::run(client2, Config::default(), Some(e2), mm2).await;
+        let _ = controller_manager::run(client2, Config::default(), Some(e2), mm2, std::future::pending()).await;
     });
     let rss: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");

@@ -69,6 +69,26 @@ async fn wait_pod(pods: &Api<Pod>, name: &str, within: Duration, what: &str, che
     }
 }
 
+/// The current container's id (`docker://...`, `process://...`).
+fn container_id(p: &Pod) -> String {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c[0].container_id.clone())
+        .unwrap_or_default()
+}
+
+/// The id of the container the last state says ended.
+fn last_terminated_id(p: &Pod) -> String {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c[0].last_state.as_ref())
+        .and_then(|l| l.terminated.as_ref())
+        .and_then(|t| t.container_id.clone())
+        .unwrap_or_default()
+}
+
 fn restarts(p: &Pod) -> i32 {
     p.status
         .as_ref()
@@ -135,21 +155,27 @@ async fn process_runtime_runs_restarts_probes_and_stops_pods() {
     let last = restarted.status.unwrap().container_statuses.unwrap()[0].last_state.clone().unwrap();
     assert_eq!(last.terminated.unwrap().exit_code, 137);
 
-    // A kubelet restarted mid-way adopts what runs: no new attempt, same process.
+    // A kubelet restarted mid-way adopts what runs: no new attempt, same process. Proved
+    // positively: the new kubelet restarts the adopted process when it is killed (attempt 2,
+    // its last state that very container), which it could not if it had not adopted it, and
+    // a duplicate started at restart would have made the count 2 before the kill.
+    let adopted_id = container_id(&pods.get("web").await.unwrap());
     let pid_before =
         std::fs::read_to_string(dir.path().join(format!("process/pods/{uid}/containers/app-1/pid"))).unwrap();
     for t in tasks {
         t.abort();
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let _tasks = kubelet::start(n.clone());
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let adopted = pods.get("web").await.unwrap();
-    assert_eq!(restarts(&adopted), 1, "no new attempt after the kubelet restart");
-    assert!(ready(&adopted));
+    let pid: i32 = pid_before.trim().parse().unwrap();
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let again = wait_pod(&pods, "web", Duration::from_secs(15), "the adopted process restarted", |p| {
+        restarts(p) >= 2 && ready(p)
+    })
+    .await;
+    assert_eq!(restarts(&again), 2, "one new attempt: for the kill, none for the kubelet restart");
+    assert_eq!(last_terminated_id(&again), adopted_id, "the killed container was the adopted one");
     let pid_after =
-        std::fs::read_to_string(dir.path().join(format!("process/pods/{uid}/containers/app-1/pid"))).unwrap();
-    assert_eq!(pid_before, pid_after, "the same process keeps running");
+        std::fs::read_to_string(dir.path().join(format!("process/pods/{uid}/containers/app-2/pid"))).unwrap();
 
     // Deleted: SIGTERM is ignored by this container, so SIGKILL comes after the 2 s grace.
     let started = tokio::time::Instant::now();
@@ -312,13 +338,24 @@ async fn docker_runtime_runs_real_containers() {
     assert!(out.status.success());
     wait_pod(&pods, "real", Duration::from_secs(20), "a restart", |p| restarts(p) == 1 && ready(p)).await;
 
-    // A restarted kubelet adopts the container.
+    // A restarted kubelet adopts the container: killed behind its back, it is restarted
+    // once (attempt 2), and the one that died is the container that ran before the restart.
+    let adopted_id = container_id(&pods.get("real").await.unwrap());
     for t in tasks {
         t.abort();
     }
     let _tasks = kubelet::start(n.clone());
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(restarts(&pods.get("real").await.unwrap()), 1);
+    let out = std::process::Command::new("docker")
+        .args(["kill", adopted_id.trim_start_matches("docker://")])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let again = wait_pod(&pods, "real", Duration::from_secs(30), "the adopted container restarted", |p| {
+        restarts(p) >= 2 && ready(p)
+    })
+    .await;
+    assert_eq!(restarts(&again), 2, "one new attempt: for the kill, none for the kubelet restart");
+    assert_eq!(last_terminated_id(&again), adopted_id, "the killed container was the adopted one");
 
     // An image that is not here: a clear reason, not a hang.
     let missing = json!({"containers": [{"name": "app", "image": "nothere:1", "imagePullPolicy": "Never"}]});

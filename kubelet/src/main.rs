@@ -153,6 +153,6 @@ async fn main() -> anyhow::Result<()> {
     let addr = SocketAddr::new(args.address, args.port);
     tokio::select! {
         r = kubelet::server::serve(addr, nodes, metrics) => r.with_context(|| format!("serving on {addr}")),
-        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = component_base::shutdown_signal() => Ok(()),
     }
 }

@@ -15,24 +15,36 @@ use std::sync::Arc;
 pub use component_base::leader;
 
 /// Runs the scheduler: waits for the lease when `election` is given, then schedules until
-/// the lease is lost (an error: the process should exit, as upstream's does) or a watch
-/// ends.
+/// the lease is lost (an error: the process should exit, as upstream's does), a watch
+/// ends, or `shutdown` resolves (then the lease is released for a standby).
 pub async fn start(
     client: kube::Client,
     config: run::Config,
     election: Option<leader::Config>,
     metrics: Arc<metrics::Metrics>,
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    tokio::pin!(shutdown);
     let Some(election) = election else {
         metrics.leader.set(1);
-        return run::run(client, config, metrics).await;
+        return tokio::select! {
+            r = run::run(client, config, metrics) => r,
+            _ = &mut shutdown => Ok(()),
+        };
     };
     let mut elector = leader::Elector::new(client.clone(), election);
-    elector.acquire().await;
+    tokio::select! {
+        _ = elector.acquire() => {}
+        _ = &mut shutdown => return Ok(()),
+    }
     metrics.leader.set(1);
     let result = tokio::select! {
         r = run::run(client, config, metrics.clone()) => r,
         lost = elector.hold() => Err(lost.into()),
+        _ = &mut shutdown => {
+            elector.release().await;
+            Ok(())
+        }
     };
     metrics.leader.set(0);
     result

@@ -47,8 +47,7 @@ async fn main() -> anyhow::Result<()> {
         binding_concurrency: args.binding_concurrency,
         ..Default::default()
     };
-    tokio::select! {
-        r = scheduler::start(client, config, election, metrics) => r.context("kube-scheduler stopped"),
-        _ = tokio::signal::ctrl_c() => Ok(()),
-    }
+    scheduler::start(client, config, election, metrics, component_base::shutdown_signal())
+        .await
+        .context("kube-scheduler stopped")
 }

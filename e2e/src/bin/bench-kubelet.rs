@@ -1,6 +1,7 @@
 //! The kubelet benchmark: (a) one docker-runtime kubelet bringing 100 pods of the
 //! `busybox:local` image to Ready, beside 100 parallel `docker run -d` of the same image on
-//! the same daemon, in the same run; (b) one `--sim-nodes 500` kubelet process holding 500
+//! the same daemon and 100 pause + app container pairs started with the Docker CLI (what
+//! each pod costs the daemon), in the same run; (b) one `--sim-nodes 500` kubelet process holding 500
 //! Ready nodes, with its RSS.
 //!
 //! Run with `cargo run --release -p e2e --bin bench-kubelet` (needs a Docker daemon and
@@ -170,6 +171,7 @@ async fn main() -> Result<()> {
         let raw = e2e::docker_runs(args.pods, &["sleep", "3600"]).await?;
         let ours = kubelet_pods(dir.path(), &url, &kc, args.pods).await?;
         let raw2 = e2e::docker_runs(args.pods, &["sleep", "3600"]).await?;
+        let pairs = e2e::docker_pairs(args.pods, &["sleep", "3600"]).await?;
         println!(
             "{} parallel `docker run -d busybox:local`: {:.2} s (again after: {:.2} s)",
             args.pods,
@@ -181,6 +183,12 @@ async fn main() -> Result<()> {
             args.pods,
             ours.as_secs_f64(),
             ours.as_secs_f64() / raw.as_secs_f64()
+        );
+        println!(
+            "{} pause + app container pairs with the Docker CLI (the floor of the pause-container design): {:.2} s ({:.2}x the kubelet's)",
+            args.pods,
+            pairs.as_secs_f64(),
+            pairs.as_secs_f64() / ours.as_secs_f64()
         );
     }
     sim_nodes(dir.path(), &url, &kc, args.sim_nodes).await?;
