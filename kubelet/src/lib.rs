@@ -9,6 +9,7 @@ pub mod pod;
 pub mod probe;
 pub mod runtime;
 pub mod server;
+pub mod status;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;

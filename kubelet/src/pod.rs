@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{ConfigMap, Container as Spec, Pod, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::watch;
 
 use crate::Node;
@@ -88,10 +88,6 @@ pub fn backoff(restarts: u32) -> Duration {
 
 fn latest<'a>(containers: &'a [Container], name: &str) -> Option<&'a Container> {
     containers.iter().filter(|c| c.name == name).max_by_key(|c| c.attempt)
-}
-
-fn previous<'a>(containers: &'a [Container], name: &str, attempt: u32) -> Option<&'a Container> {
-    containers.iter().filter(|c| c.name == name && c.attempt < attempt).max_by_key(|c| c.attempt)
 }
 
 /// A pod as its worker keeps it between looks: serialized JSON, decoded at each look.
@@ -605,119 +601,35 @@ impl Worker {
         next
     }
 
-    fn container_status(&self, spec: &Spec, containers: &[Container], init: bool) -> (Value, bool, bool) {
-        let track = self.tracks.get(&spec.name);
-        let current = latest(containers, &spec.name);
-        let terminated = |c: &Container| match &c.state {
-            State::Exited { code, started_at, finished_at, oom_killed } => Some(json!({"terminated": {
-                "exitCode": code, "reason": if *oom_killed { "OOMKilled" } else if *code == 0 { "Completed" } else { "Error" },
-                "startedAt": started_at, "finishedAt": finished_at,
-                "containerID": format!("{}://{}", self.node.runtime.name(), c.id)}})),
-            _ => None,
-        };
-        let running = current.is_some_and(|c| matches!(c.state, State::Running { .. }));
-        let readiness_ok = match (&spec.readiness_probe, track.and_then(|t| t.readiness.as_ref())) {
-            (None, _) => true,
-            (Some(_), Some((a, s))) => Some(*a) == current.map(|c| c.attempt) && s.passing == Some(true),
-            (Some(_), None) => false,
-        };
-        let startup_ok = spec.startup_probe.is_none()
-            || track.and_then(|t| t.startup.as_ref()).is_some_and(|(_, s)| s.passing == Some(true));
-        let ready = running && readiness_ok && startup_ok && !init;
-        let state = match (track.and_then(|t| t.waiting.as_ref()), current) {
-            (Some(w), _) if !running => json!({"waiting": {"reason": w.reason, "message": w.message}}),
-            (_, Some(c)) => match &c.state {
-                State::Running { started_at } => json!({"running": {"startedAt": started_at}}),
-                State::Created => json!({"waiting": {"reason": "ContainerCreating"}}),
-                State::Exited { .. } => terminated(c).unwrap_or_else(|| json!({})),
-            },
-            (_, None) => json!({"waiting": {"reason": "ContainerCreating"}}),
-        };
-        let mut status = json!({
-            "name": spec.name, "image": spec.image, "imageID": "",
-            "ready": ready, "restartCount": current.map_or(0, |c| c.attempt), "started": running && startup_ok, "state": state,
-        });
-        if let Some(c) = current {
-            status["containerID"] = json!(format!("{}://{}", self.node.runtime.name(), c.id));
-            if let Some(prev) = previous(containers, &spec.name, c.attempt).and_then(terminated) {
-                status["lastState"] = prev;
-            }
-        }
-        let done_ok = current.is_some_and(|c| matches!(c.state, State::Exited { code: 0, .. }));
-        (status, ready, done_ok)
-    }
-
     async fn write_status(&mut self, pod: &Pod, containers: &[Container], initialized: bool) -> anyhow::Result<()> {
-        let spec = pod.spec.clone().unwrap_or_default();
-        let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
-        let mut statuses = Vec::new();
-        let (mut all_ready, mut running, mut all_done, mut all_ok) = (true, false, true, true);
-        for c in &spec.containers {
-            let (s, ready, ok) = self.container_status(c, containers, false);
-            all_ready &= ready;
-            let cur = latest(containers, &c.name);
-            running |= cur.is_some_and(|c| matches!(c.state, State::Running { .. }));
-            let exited = cur.map(|c| c.state.clone());
-            let will_restart = match exited {
-                Some(State::Exited { code, .. }) => policy == "Always" || (policy == "OnFailure" && code != 0),
-                _ => true,
+        // The status is a pure function of what the worker knows (crate::status); the
+        // borrows end before the write.
+        let now = crate::runtime::now();
+        let (status, ready) = {
+            let observed = crate::status::Observed {
+                runtime: self.node.runtime.name(),
+                containers,
+                waiting: &|name| {
+                    self.tracks
+                        .get(name)
+                        .and_then(|t| t.waiting.as_ref())
+                        .map(|w| (w.reason.as_str(), w.message.as_str()))
+                },
+                probes: &|name| {
+                    let track = self.tracks.get(name);
+                    crate::status::Probes {
+                        readiness: track.and_then(|t| t.readiness.as_ref()).map(|(a, s)| (*a, s.passing)),
+                        startup: track.and_then(|t| t.startup.as_ref()).map(|(_, s)| s.passing),
+                    }
+                },
+                sandbox_ip: self.sandbox.as_ref().map(|s| s.ip.as_str()),
+                initialized,
+                host_ip: &self.node.host_ip,
+                start_time: &self.start_time,
+                now: &now,
             };
-            all_done &= !will_restart;
-            all_ok &= ok;
-            statuses.push(s);
-        }
-        let init_statuses: Vec<Value> =
-            spec.init_containers.iter().flatten().map(|c| self.container_status(c, containers, true).0).collect();
-        let init_failed = policy == "Never"
-            && spec.init_containers.iter().flatten().any(|c| {
-                latest(containers, &c.name).is_some_and(|x| matches!(x.state, State::Exited { code, .. } if code != 0))
-            });
-        let phase = if init_failed || (all_done && !all_ok) {
-            "Failed"
-        } else if all_done && all_ok {
-            "Succeeded"
-        } else if running {
-            "Running"
-        } else {
-            "Pending"
+            crate::status::pod_status(pod, &observed)
         };
-        let old = pod.status.clone().unwrap_or_default();
-        let transition = |kind: &str, status: &str| -> String {
-            old.conditions
-                .iter()
-                .flatten()
-                .find(|c| c.type_ == kind && c.status == status)
-                .and_then(|c| c.last_transition_time.as_ref())
-                .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-                .unwrap_or_else(crate::runtime::now)
-        };
-        let cond = |kind: &str, ok: bool| {
-            let status = if ok { "True" } else { "False" };
-            json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": transition(kind, status)})
-        };
-        let ready = all_ready && initialized && phase == "Running";
-        let ip = self.sandbox.as_ref().map(|s| s.ip.clone()).unwrap_or_default();
-        let start_time = old
-            .start_time
-            .as_ref()
-            .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-            .unwrap_or_else(|| self.start_time.clone());
-        let mut status = json!({
-            "phase": phase,
-            "conditions": [cond("PodReadyToStartContainers", self.sandbox.is_some()), cond("Initialized", initialized),
-                cond("Ready", ready), cond("ContainersReady", all_ready && initialized), cond("PodScheduled", true)],
-            "hostIP": self.node.host_ip, "hostIPs": [{"ip": self.node.host_ip}],
-            "startTime": start_time,
-            "containerStatuses": statuses,
-            "qosClass": old.qos_class,
-        });
-        if !ip.is_empty() {
-            status["podIP"] = json!(ip);
-            status["podIPs"] = json!([{"ip": ip}]);
-        }
-        if !init_statuses.is_empty() {
-            status["initContainerStatuses"] = json!(init_statuses);
-        }
         let text = status.to_string();
         if self.last_status.as_deref() == Some(text.as_str()) {
             return Ok(());
