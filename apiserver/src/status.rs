@@ -172,44 +172,88 @@ impl ApiError {
         ApiError::new(500, "InternalError", message)
     }
 
-    /// The Status object sent to clients.
-    pub fn to_status(&self) -> Value {
-        let mut status = json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
+    /// The Status object sent to clients, with its fields in upstream's order (clients and
+    /// their test suites compare error bodies as text): `kind`, `apiVersion`, `metadata`,
+    /// `status`, `message`, `reason`, `details` (`name`, `group`, `kind`, `causes`,
+    /// `retryAfterSeconds`), `code`.
+    pub fn body(&self) -> StatusBody<'_> {
+        let (name, group, kind) = match self.details.as_deref() {
+            Some((name, group, kind)) => (Some(name.as_str()), group.as_str(), Some(kind.as_str())),
+            None => (None, "", None),
+        };
+        let causes: Vec<CauseBody<'_>> =
+            self.causes.iter().map(|c| CauseBody { reason: c.reason, message: &c.message, field: &c.field }).collect();
+        let details = (name.is_some() || !causes.is_empty() || self.retry_after.is_some()).then_some(DetailsBody {
+            name,
+            group,
+            kind,
+            causes,
+            retry_after_seconds: self.retry_after,
         });
-        let mut details = serde_json::Map::new();
-        if let Some(d) = &self.details {
-            let (name, group, kind) = d.as_ref();
-            details.insert("name".into(), json!(name));
-            if !group.is_empty() {
-                details.insert("group".into(), json!(group));
-            }
-            details.insert("kind".into(), json!(kind));
+        StatusBody {
+            kind: "Status",
+            api_version: "v1",
+            metadata: EmptyMeta {},
+            status: "Failure",
+            message: &self.message,
+            reason: self.reason,
+            details,
+            code: self.code,
         }
-        if !self.causes.is_empty() {
-            let causes = self.causes.iter().map(|c| {
-                let mut cause = json!({ "reason": c.reason, "message": c.message });
-                if !c.field.is_empty() {
-                    cause["field"] = json!(c.field);
-                }
-                cause
-            });
-            details.insert("causes".into(), causes.collect());
-        }
-        if let Some(seconds) = self.retry_after {
-            details.insert("retryAfterSeconds".into(), json!(seconds));
-        }
-        if !details.is_empty() {
-            status["details"] = Value::Object(details);
-        }
-        status
     }
+
+    /// The Status as JSON, in upstream's field order.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.body()).unwrap_or_default()
+    }
+
+    /// The Status object as a value.
+    pub fn to_status(&self) -> Value {
+        serde_json::to_value(self.body()).unwrap_or_default()
+    }
+}
+
+/// A `Status` as upstream serializes it (field order matters to clients comparing text).
+#[derive(Debug, serde::Serialize)]
+pub struct StatusBody<'a> {
+    kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    metadata: EmptyMeta,
+    status: &'static str,
+    message: &'a str,
+    reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<DetailsBody<'a>>,
+    code: u16,
+}
+
+/// `metadata: {}`.
+#[derive(Debug, serde::Serialize)]
+pub struct EmptyMeta {}
+
+/// `details`, in upstream's field order.
+#[derive(Debug, serde::Serialize)]
+pub struct DetailsBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    group: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    causes: Vec<CauseBody<'a>>,
+    #[serde(rename = "retryAfterSeconds", skip_serializing_if = "Option::is_none")]
+    retry_after_seconds: Option<u32>,
+}
+
+/// One cause, in upstream's field order.
+#[derive(Debug, serde::Serialize)]
+pub struct CauseBody<'a> {
+    reason: &'static str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    field: &'a str,
 }
 
 impl std::fmt::Display for ApiError {
@@ -223,7 +267,9 @@ impl std::error::Error for ApiError {}
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
+        // Upstream's encoder ends the body with a newline.
+        let mut body = self.encode();
+        body.push(b'\n');
         (code, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
     }
 }
@@ -231,4 +277,37 @@ impl IntoResponse for ApiError {
 /// A successful `Status`, as upstream answers some deletes and bindings.
 pub fn success(code: u16) -> Value {
     json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_encoded_in_upstreams_field_order() {
+        // As upstream's apiserver writes them (metav1.Status's field order; a trailing
+        // newline from its JSON encoder is added by the response).
+        let not_found = ApiError::not_found("deployments.apps", "apps", "deployments", "web");
+        assert_eq!(
+            String::from_utf8(not_found.encode()).expect("utf-8"),
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"deployments.apps \"web\" not found","reason":"NotFound","details":{"name":"web","group":"apps","kind":"deployments"},"code":404}"#
+        );
+        let invalid = ApiError::invalid("Pod", "", "p", vec![Cause::required("spec.containers")]);
+        assert_eq!(
+            String::from_utf8(invalid.encode()).expect("utf-8"),
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Pod \"p\" is invalid: spec.containers: Required value","reason":"Invalid","details":{"name":"p","kind":"Pod","causes":[{"reason":"FieldValueRequired","message":"Required value","field":"spec.containers"}]},"code":422}"#
+        );
+        let plain = ApiError::bad_request("bad");
+        assert_eq!(
+            String::from_utf8(plain.encode()).expect("utf-8"),
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"bad","reason":"BadRequest","code":400}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn a_response_body_ends_with_a_newline() {
+        let response = ApiError::bad_request("bad").into_response();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        assert!(body.ends_with(b"}\n"));
+    }
 }

@@ -200,8 +200,11 @@ async fn stock_kubectl_works_end_to_end() {
     let conflict = k.run(&["apply", "--server-side", "-f", &applied2]);
     assert!(!conflict.status.success());
     let stderr = String::from_utf8_lossy(&conflict.stderr);
+    // An Update manager is named with its API version and the time of its change
+    // (printManager in the apiserver's fieldmanager/internal/conflict.go).
     assert!(
-        stderr.contains(r#"Apply failed with 1 conflict: conflict with "kubectl-patch" using apps/v1: .spec.replicas"#),
+        stderr.contains(r#"Apply failed with 1 conflict: conflict with "kubectl-patch" using apps/v1 at "#)
+            && stderr.contains("Z: .spec.replicas"),
         "{stderr}"
     );
     // ... until forced.

@@ -45,7 +45,7 @@ fn bookmark(resource: &Resource, revision: i64, initial_end: bool) -> Bytes {
 }
 
 fn expired(message: String) -> Bytes {
-    line("ERROR", ApiError::expired(message).to_status().to_string().as_bytes())
+    line("ERROR", &ApiError::expired(message).encode())
 }
 
 fn flag(params: &Params, name: &str) -> bool {
