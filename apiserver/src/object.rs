@@ -42,9 +42,10 @@ pub fn decode_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
     }
     let media = content_type.split(';').next().unwrap_or_default().trim();
     let value: Value = match media {
-        // No Content-Type is refused (415) like any unknown one: a browser's cross-site
-        // form or fetch can send a body without one, and upstream needs one too.
-        "application/json" => serde_json::from_slice(body)
+        // No Content-Type is JSON, as upstream negotiates it (the Python client sends
+        // creates without one). A browser cannot use that to write: every write a browser
+        // sends carries an Origin, which is refused unless allowed (api::origin).
+        "application/json" | "" => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
             let text = std::str::from_utf8(body)
@@ -353,8 +354,9 @@ mod tests {
         // Bytes that are not protobuf are the body's fault, a kind we cannot decode is not.
         assert_eq!(decode_body("application/vnd.kubernetes.protobuf", b"garbage").unwrap_err().code, 400);
         assert_eq!(decode_body("application/vnd.kubernetes.protobuf", b"k8s\0\x0a\xff").unwrap_err().code, 400);
-        // No Content-Type is not JSON by default (a browser form can send a body without one).
-        assert_eq!(decode_body("", b"{}").unwrap_err().code, 415);
+        // No Content-Type is JSON, as upstream reads it; a form's text/plain is not.
+        assert!(decode_body("", b"{}").is_ok());
+        assert_eq!(decode_body("text/plain", b"{}").unwrap_err().code, 415);
         assert_eq!(decode_body("text/plain", b"x").unwrap_err().code, 415);
         assert_eq!(decode_body("application/json", &vec![b' '; MAX_BODY + 1]).unwrap_err().code, 413);
     }

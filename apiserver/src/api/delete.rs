@@ -37,9 +37,7 @@ impl DeleteOptions {
     pub fn parse(params: &Params, ct: &str, body: &[u8]) -> ApiResult<DeleteOptions> {
         let mut opts = DeleteOptions::default();
         if !body.iter().all(u8::is_ascii_whitespace) {
-            // DeleteOptions bodies without a Content-Type are read as JSON: a browser cannot
-            // send a cross-origin DELETE without a CORS preflight, which we never grant.
-            let v = object::decode_body(if ct.is_empty() { "application/json" } else { ct }, body)?;
+            let v = object::decode_body(ct, body)?;
             opts.grace = v.get("gracePeriodSeconds").and_then(Value::as_i64);
             opts.propagation = v.get("propagationPolicy").and_then(Value::as_str).map(str::to_owned);
             if v.get("orphanDependents").and_then(Value::as_bool) == Some(true) && opts.propagation.is_none() {
