@@ -12,9 +12,19 @@ use prometheus_client::registry::Registry;
 
 /// Labels of `apiserver_request_total`, upstream's full set
 /// (`k8s.io/apiserver/pkg/endpoints/metrics`): dashboards and alerts written for upstream
-/// select on them.
+/// select on them. The request's route, then its code.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
+    /// Which request.
+    #[prometheus(flatten)]
+    pub route: DurationLabels,
+    /// HTTP status code.
+    pub code: String,
+}
+
+/// Labels of `apiserver_request_duration_seconds`: the request's route.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DurationLabels {
     /// Upstream's reported verb: the HTTP method for writes (`POST`, `PUT`, `PATCH`,
     /// `APPLY` for server-side apply, `DELETE`), `DELETECOLLECTION`, and `GET`/`LIST`/`WATCH`.
     pub verb: String,
@@ -31,29 +41,6 @@ pub struct RequestLabels {
     /// `resource` (one object), `namespace` or `cluster`.
     pub scope: String,
     /// Always `apiserver`.
-    pub component: String,
-    /// HTTP status code.
-    pub code: String,
-}
-
-/// Labels of `apiserver_request_duration_seconds`: the request's labels without the code.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DurationLabels {
-    /// The verb, as in [`RequestLabels`].
-    pub verb: String,
-    /// `All` for dry runs.
-    pub dry_run: String,
-    /// API group.
-    pub group: String,
-    /// API version.
-    pub version: String,
-    /// Plural resource name.
-    pub resource: String,
-    /// Subresource.
-    pub subresource: String,
-    /// `resource`, `namespace` or `cluster`.
-    pub scope: String,
-    /// `apiserver`.
     pub component: String,
 }
 
@@ -197,34 +184,20 @@ impl Default for Metrics {
 impl Metrics {
     /// Counts one finished request.
     pub fn observe_request(&self, info: &RequestInfo, code: u16, took: Duration) {
-        let dry_run = if info.dry_run { "All" } else { "" };
-        self.requests
-            .get_or_create(&RequestLabels {
-                verb: info.verb.to_owned(),
-                dry_run: dry_run.to_owned(),
-                group: info.group.clone(),
-                version: info.version.clone(),
-                resource: info.resource.clone(),
-                subresource: info.subresource.clone(),
-                scope: info.scope.to_owned(),
-                component: "apiserver".to_owned(),
-                code: code.to_string(),
-            })
-            .inc();
+        let route = DurationLabels {
+            verb: info.verb.to_owned(),
+            dry_run: if info.dry_run { "All" } else { "" }.to_owned(),
+            group: info.group.clone(),
+            version: info.version.clone(),
+            resource: info.resource.clone(),
+            subresource: info.subresource.clone(),
+            scope: info.scope.to_owned(),
+            component: "apiserver".to_owned(),
+        };
         if info.verb != "WATCH" {
-            self.request_duration
-                .get_or_create(&DurationLabels {
-                    verb: info.verb.to_owned(),
-                    dry_run: dry_run.to_owned(),
-                    group: info.group.clone(),
-                    version: info.version.clone(),
-                    resource: info.resource.clone(),
-                    subresource: info.subresource.clone(),
-                    scope: info.scope.to_owned(),
-                    component: "apiserver".to_owned(),
-                })
-                .observe(took.as_secs_f64());
+            self.request_duration.get_or_create(&route).observe(took.as_secs_f64());
         }
+        self.requests.get_or_create(&RequestLabels { route, code: code.to_string() }).inc();
     }
 
     /// Records one storage operation's latency for the resource stored under `kind`.

@@ -11,6 +11,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+/// Runs each named `async fn(Backend, &str)` test twice, as `embedded::NAME` and
+/// `etcd::NAME` (the etcd one skips, or fails under `CI=true`, without `ETCD_ENDPOINTS`).
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::Backend::Embedded, stringify!($name)).await; })*
+        }
+        mod etcd {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::Backend::Etcd, stringify!($name)).await; })*
+        }
+    };
+}
+
 /// Which storage a test cluster uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -763,13 +779,19 @@ pub async fn docker_runs(n: usize, command: &[&str]) -> Result<Duration> {
     let outputs: Vec<_> = runs.collect().await;
     let took = started.elapsed();
     remove_bench_containers()?;
+    all_succeeded(outputs)?;
+    Ok(took)
+}
+
+/// Fails with the first failed `docker` command's error.
+fn all_succeeded(outputs: Vec<std::io::Result<std::process::Output>>) -> Result<()> {
     for o in outputs {
         let o = o?;
         if !o.status.success() {
             bail!("docker run failed: {}", String::from_utf8_lossy(&o.stderr));
         }
     }
-    Ok(took)
+    Ok(())
 }
 
 /// How long `n` pods' worth of containers take with the Docker CLI alone, started in
@@ -805,12 +827,7 @@ pub async fn docker_pairs(n: usize, command: &[&str]) -> Result<Duration> {
     let outputs: Vec<std::io::Result<std::process::Output>> = pairs.collect().await;
     let took = started.elapsed();
     remove_bench_containers()?;
-    for o in outputs {
-        let o = o?;
-        if !o.status.success() {
-            bail!("docker run failed: {}", String::from_utf8_lossy(&o.stderr));
-        }
-    }
+    all_succeeded(outputs)?;
     Ok(took)
 }
 

@@ -13,20 +13,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, W
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(e2e::Backend::Embedded, stringify!($name)).await; })*
-        }
-        mod etcd {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(e2e::Backend::Etcd, stringify!($name)).await; })*
-        }
-    };
-}
-
-both_backends!(
+e2e::both_backends!(
     crud_of_pods_and_deployments,
     optimistic_concurrency,
     validation_errors_name_the_field,

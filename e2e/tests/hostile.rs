@@ -15,20 +15,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(e2e::Backend::Embedded, stringify!($name)).await; })*
-        }
-        mod etcd {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(e2e::Backend::Etcd, stringify!($name)).await; })*
-        }
-    };
-}
-
-both_backends!(
+e2e::both_backends!(
     json_patch_amplification_is_bounded,
     objects_over_the_size_limit_are_refused_on_every_write_path,
     strategic_merge_of_long_lists,
