@@ -667,6 +667,48 @@ pub fn docker(args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The lines a child process (`kubectl get -w`) prints, read as they come, so that a test
+/// waits for what it expects instead of sleeping and hoping.
+pub struct Lines {
+    lines: std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
+}
+
+impl Lines {
+    /// Reads `child`'s stdout (which must be piped) in the background.
+    pub fn of(child: &mut Child) -> Lines {
+        let lines = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        if let Some(out) = child.stdout.take() {
+            let sink = lines.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(out).lines().map_while(std::io::Result::ok) {
+                    sink.lock().push(line);
+                }
+            });
+        }
+        Lines { lines }
+    }
+
+    /// Waits (polling) until some line printed so far satisfies `pred`; false after `within`.
+    pub async fn until(&self, within: Duration, pred: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.lines.lock().iter().any(|l| pred(l)) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Everything printed so far.
+    pub fn text(&self) -> String {
+        self.lines.lock().join("\n")
+    }
+}
+
 /// A kubectl (ours or the stock one) pointed at a kubeconfig.
 pub struct Kubectl {
     program: PathBuf,

@@ -416,8 +416,11 @@ async fn kube_watcher_sees_every_change(backend: Backend, test: &str) {
     pods.create(&PostParams::default(), &pod("before", json!({}))).await.expect("create");
     let stream = watcher(pods.clone(), watcher::Config::default()).boxed();
     let writer = pods.clone();
+    // The writes start once the watcher has its initial state (no guessing with a sleep).
+    let (listed, initial_done) = tokio::sync::oneshot::channel::<()>();
+    let mut listed = Some(listed);
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        initial_done.await.expect("the watcher listed");
         writer.create(&PostParams::default(), &pod("after", json!({}))).await.expect("create");
         writer
             .patch("after", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "1"}}})))
@@ -438,6 +441,11 @@ async fn kube_watcher_sees_every_change(backend: Backend, test: &str) {
                 p.metadata.labels.unwrap_or_default().len()
             )),
             Some(watcher::Event::Delete(p)) => seen.push(format!("delete {}", p.metadata.name.unwrap_or_default())),
+            Some(watcher::Event::InitDone) => {
+                if let Some(tx) = listed.take() {
+                    let _ = tx.send(());
+                }
+            }
             _ => {}
         }
     }

@@ -151,13 +151,14 @@ async fn stock_kubectl_works_end_to_end() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("watch");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Wait for what the watch prints, not for a guessed time.
+    let lines = e2e::Lines::of(&mut watcher);
+    assert!(lines.until(Duration::from_secs(20), |l| l == "pod/solo").await, "get -w listed: {}", lines.text());
     k.ok(&["run", "late", "-n", "demo", "--image", "busybox:1", "--restart", "Never"]);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let late = lines.until(Duration::from_secs(20), |l| l == "pod/late").await;
     let _ = watcher.kill();
-    let out = watcher.wait_with_output().expect("watch output");
-    let seen = String::from_utf8_lossy(&out.stdout);
-    assert!(seen.contains("pod/solo") && seen.contains("pod/late"), "get -w printed: {seen}");
+    let _ = watcher.wait();
+    assert!(late, "get -w printed the new pod: {}", lines.text());
 
     // apply twice: the second changes the image, an env var and a port (strategic merge).
     let api_manifest = MANIFEST

@@ -314,13 +314,16 @@ async fn everyday_commands_match_stock_kubectl() {
     // get -w prints the table, then a row per change.
     let mut watch =
         k.command().args(["get", "deploy", "web", "-n", "shop", "-w"]).stdout(Stdio::piped()).spawn().unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let lines = e2e::Lines::of(&mut watch);
+    assert!(lines.until(Duration::from_secs(20), |l| l.starts_with("web    3/3")).await, "{}", lines.text());
     k.ok(&["scale", "deploy/web", "-n", "shop", "--replicas=1"]);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A row for the change (the deployment scaled to 1).
+    let scaled = lines.until(Duration::from_secs(20), |l| l.starts_with("web ") && l.contains("/1 ")).await;
     let _ = watch.kill();
-    let seen = String::from_utf8_lossy(&watch.wait_with_output().unwrap().stdout).into_owned();
+    let _ = watch.wait();
+    let seen = lines.text();
+    assert!(scaled, "changes were printed: {seen}");
     assert!(seen.starts_with("NAME   READY   UP-TO-DATE   AVAILABLE   AGE\nweb    3/3"), "{seen}");
-    assert!(seen.lines().count() > 2, "changes were printed: {seen}");
 
     // logs find a deployment's pod and go through the apiserver (the simulated runtime's
     // containers print nothing).
