@@ -14,7 +14,9 @@ shift || true
 case "$examples" in ''|*[!0-9]*) echo "fuzz/http.sh: EXAMPLES must be a whole number, not \"$examples\"" >&2; exit 2 ;; esac
 docs=("$@")
 [ ${#docs[@]} -gt 0 ] || docs=(api/v1 apis/apps/v1)
-if ! command -v st >/dev/null 2>&1; then
+# Through the module, not the `st` script: a fresh pip install may not have put it on
+# PATH yet (pyenv's shims need a rehash).
+if ! python3 -m schemathesis.cli --version >/dev/null 2>&1; then
   echo "==> installing schemathesis (missing)"
   python3 -m pip install -q schemathesis
 fi
@@ -30,7 +32,7 @@ status=0
 for doc in "${docs[@]}"; do
   echo "==> schemathesis: $examples examples per operation of $doc"
   # From the temporary directory: schemathesis keeps a cache in the working directory.
-  if ! (cd "$work" && st --no-color run "$url/openapi/v3/$doc" --url "$url" --checks not_a_server_error \
+  if ! (cd "$work" && python3 -m schemathesis.cli --no-color run "$url/openapi/v3/$doc" --url "$url" --checks not_a_server_error \
       --max-examples "$examples" --workers 2) >"$work/st.log" 2>&1; then
     tail -60 "$work/st.log" >&2
     status=1
