@@ -27,6 +27,12 @@ macro_rules! both_backends {
     };
 }
 
+mod docker;
+mod kubectl;
+
+pub use docker::{docker, docker_available, docker_pairs, docker_runs, remove_docker_containers};
+pub use kubectl::{Kubectl, Lines};
+
 /// Which storage a test cluster uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -608,16 +614,6 @@ impl Drop for Cluster {
     }
 }
 
-/// Removes the containers a docker-runtime kubelet for `node` started.
-pub fn remove_docker_containers(node: &str) {
-    let filter = format!("label=io.kubernetes.managed-by={node}");
-    let Ok(out) = Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output() else { return };
-    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect();
-    if !ids.is_empty() {
-        let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).stdout(Stdio::null()).status();
-    }
-}
-
 /// Kills the process groups of the process runtime's containers under `root` (their pid
 /// files are `.../process/pods/POD/containers/NAME/pid`).
 fn kill_process_containers(root: &std::path::Path) {
@@ -640,134 +636,6 @@ fn kill_process_containers(root: &std::path::Path) {
         {
             let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).stderr(Stdio::null()).status();
         }
-    }
-}
-
-/// Whether the local Docker daemon answers and has the `busybox:local` image; when not,
-/// says why and returns false, except under `CI=true`, where that is a failure.
-pub fn docker_available(test: &str) -> bool {
-    let why = match Command::new("docker").args(["image", "inspect", "busybox:local"]).output() {
-        Ok(out) if out.status.success() => return true,
-        Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        Err(e) => format!("docker: {e}"),
-    };
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: CI=true but Docker cannot run it ({why}); ./test.sh starts dockerd and builds busybox:local");
-    }
-    eprintln!("skipping {test}: {why} (./test.sh starts dockerd and builds busybox:local)");
-    false
-}
-
-/// Runs `docker ARGS` and returns its stdout; fails with its stderr.
-pub fn docker(args: &[&str]) -> Result<String> {
-    let out = Command::new("docker").args(args).output().context("running docker")?;
-    if !out.status.success() {
-        bail!("docker {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The lines a child process (`kubectl get -w`) prints, read as they come, so that a test
-/// waits for what it expects instead of sleeping and hoping.
-pub struct Lines {
-    lines: std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
-}
-
-impl Lines {
-    /// Reads `child`'s stdout (which must be piped) in the background.
-    pub fn of(child: &mut Child) -> Lines {
-        let lines = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
-        if let Some(out) = child.stdout.take() {
-            let sink = lines.clone();
-            std::thread::spawn(move || {
-                use std::io::BufRead;
-                for line in std::io::BufReader::new(out).lines().map_while(std::io::Result::ok) {
-                    sink.lock().push(line);
-                }
-            });
-        }
-        Lines { lines }
-    }
-
-    /// Waits (polling) until some line printed so far satisfies `pred`; false after `within`.
-    pub async fn until(&self, within: Duration, pred: impl Fn(&str) -> bool) -> bool {
-        let deadline = Instant::now() + within;
-        loop {
-            if self.lines.lock().iter().any(|l| pred(l)) {
-                return true;
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Everything printed so far.
-    pub fn text(&self) -> String {
-        self.lines.lock().join("\n")
-    }
-}
-
-/// A kubectl (ours or the stock one) pointed at a kubeconfig.
-pub struct Kubectl {
-    program: PathBuf,
-    /// The kubeconfig it reads.
-    pub kubeconfig: String,
-    cache: Option<PathBuf>,
-}
-
-impl Kubectl {
-    /// Our kubectl, built beside the tests.
-    pub fn ours(kubeconfig: &str) -> Kubectl {
-        Kubectl { program: binary("kubectl"), kubeconfig: kubeconfig.to_owned(), cache: None }
-    }
-
-    /// The stock kubectl on PATH, its discovery cache in `cache`; `None` (after saying
-    /// why) when it is not installed, a failure under `CI=true`.
-    pub fn stock(kubeconfig: &str, cache: &std::path::Path) -> Option<Kubectl> {
-        let found = Command::new("kubectl").args(["version", "--client"]).stdout(Stdio::null()).status().is_ok();
-        if !found {
-            assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "CI=true but kubectl is not on PATH");
-            eprintln!("skipping the stock kubectl steps: kubectl is not on PATH");
-            return None;
-        }
-        Some(Kubectl { program: "kubectl".into(), kubeconfig: kubeconfig.to_owned(), cache: Some(cache.to_owned()) })
-    }
-
-    /// The command with `--kubeconfig` (and `--cache-dir`) set.
-    pub fn command(&self) -> Command {
-        let mut c = Command::new(&self.program);
-        c.arg("--kubeconfig").arg(&self.kubeconfig);
-        if let Some(cache) = &self.cache {
-            c.arg("--cache-dir").arg(cache);
-        }
-        c
-    }
-
-    /// Runs it.
-    pub fn run(&self, args: &[&str]) -> std::process::Output {
-        self.command().args(args).output().expect("run kubectl")
-    }
-
-    /// Runs and expects success; returns stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Runs and expects it to fail with exit code 1; returns stderr.
-    pub fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(!out.status.success(), "kubectl {args:?} should fail: {}", String::from_utf8_lossy(&out.stdout));
-        assert_eq!(out.status.code(), Some(1), "exit code of kubectl {args:?}");
-        String::from_utf8_lossy(&out.stderr).into_owned()
     }
 }
 
@@ -802,83 +670,4 @@ pub async fn etcd_put_rate(endpoint: &str, prefix: &str, total: usize, concurren
         t.await??;
     }
     Ok(total as f64 / started.elapsed().as_secs_f64())
-}
-
-/// Starts `n` containers of `busybox:local` running `command` with parallel `docker run
-/// -d`; returns how long until every run returned, then removes them.
-pub async fn docker_runs(n: usize, command: &[&str]) -> Result<Duration> {
-    use futures::StreamExt;
-    let started = Instant::now();
-    let runs = futures::stream::iter(0..n)
-        .map(|i| async move {
-            tokio::process::Command::new("docker")
-                .args(["run", "-d", "--name", &format!("bench-raw-{i}"), "--label", "bench-raw=1", "busybox:local"])
-                .args(command)
-                .output()
-                .await
-        })
-        .buffer_unordered(n);
-    let outputs: Vec<_> = runs.collect().await;
-    let took = started.elapsed();
-    remove_bench_containers()?;
-    all_succeeded(outputs)?;
-    Ok(took)
-}
-
-/// Fails with the first failed `docker` command's error.
-fn all_succeeded(outputs: Vec<std::io::Result<std::process::Output>>) -> Result<()> {
-    for o in outputs {
-        let o = o?;
-        if !o.status.success() {
-            bail!("docker run failed: {}", String::from_utf8_lossy(&o.stderr));
-        }
-    }
-    Ok(())
-}
-
-/// How long `n` pods' worth of containers take with the Docker CLI alone, started in
-/// parallel as the docker runtime starts a pod: a pause container holding the network and
-/// IPC namespaces (`--ipc shareable`), then the app container joining them. The floor of
-/// the pause-container design, beside which the kubelet's time is judged.
-pub async fn docker_pairs(n: usize, command: &[&str]) -> Result<Duration> {
-    use futures::StreamExt;
-    let run = |args: Vec<String>| async move { tokio::process::Command::new("docker").args(args).output().await };
-    let started = Instant::now();
-    let pairs = futures::stream::iter(0..n)
-        .map(|i| async move {
-            let pause = format!("bench-pair-{i}-pause");
-            let mut first: Vec<String> =
-                ["run", "-d", "--name", &pause, "--label", "bench-raw=1", "--ipc", "shareable"]
-                    .map(String::from)
-                    .to_vec();
-            first.extend(["busybox:local", "sleep", "3600"].map(String::from));
-            let out = run(first).await?;
-            if !out.status.success() {
-                return Ok(out);
-            }
-            let joined = format!("container:{pause}");
-            let mut second: Vec<String> =
-                ["run", "-d", "--name", &format!("bench-pair-{i}-app"), "--label", "bench-raw=1"]
-                    .map(String::from)
-                    .to_vec();
-            second.extend(["--network".into(), joined.clone(), "--ipc".into(), joined, "busybox:local".into()]);
-            second.extend(command.iter().map(|s| (*s).to_owned()));
-            run(second).await
-        })
-        .buffer_unordered(n);
-    let outputs: Vec<std::io::Result<std::process::Output>> = pairs.collect().await;
-    let took = started.elapsed();
-    remove_bench_containers()?;
-    all_succeeded(outputs)?;
-    Ok(took)
-}
-
-/// Removes the containers the Docker CLI benchmarks started (`bench-raw=1`).
-fn remove_bench_containers() -> Result<()> {
-    let ids = docker(&["ps", "-aq", "--filter", "label=bench-raw=1"])?;
-    let ids: Vec<&str> = ids.split_whitespace().collect();
-    if !ids.is_empty() {
-        docker(&[&["rm", "-f"], ids.as_slice()].concat())?;
-    }
-    Ok(())
 }
