@@ -167,8 +167,10 @@ impl Pool {
     }
 }
 
-/// Requests that may wait per slot of a pool.
-const QUEUE_PER_SLOT: usize = 4;
+/// Requests that may wait per slot of a pool: enough for our own components at full
+/// burst together (a 512-request kubelet, the scheduler's 256 bindings, the ReplicaSet
+/// controller's batches) to queue rather than be refused.
+const QUEUE_PER_SLOT: usize = 8;
 /// The longest a request waits in the queue (and at most half its request timeout).
 const QUEUE_WAIT: Duration = Duration::from_secs(10);
 
