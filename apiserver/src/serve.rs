@@ -21,8 +21,8 @@ use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::api::App;
 use crate::limits::Limits;
+use crate::metrics::Metrics;
 use crate::status::ApiError;
 
 /// Logs at most once per `every`, and says how many it held back.
@@ -182,15 +182,17 @@ pub struct Inflight {
     read_only: Pool,
     mutating: Pool,
     request_timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl Inflight {
-    /// Pools of the sizes `limits` give.
-    pub fn new(limits: &Limits) -> Inflight {
+    /// Pools of the sizes `limits` give, counted in `metrics`.
+    pub fn new(limits: &Limits, metrics: Arc<Metrics>) -> Inflight {
         Inflight {
             read_only: Pool::new(limits.max_requests_inflight),
             mutating: Pool::new(limits.max_mutating_requests_inflight),
             request_timeout: limits.request_timeout,
+            metrics,
         }
     }
 }
@@ -208,34 +210,34 @@ fn long_running(request: &Request) -> bool {
 }
 
 /// The middleware: a slot from the request's pool, or 429; then the request timeout.
-pub async fn limit_inflight(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+pub async fn limit_inflight(State(inflight): State<Arc<Inflight>>, request: Request, next: Next) -> Response {
     if long_running(&request) {
         return next.run(request).await;
     }
     let (pool, kind) = match *request.method() {
-        Method::GET | Method::HEAD | Method::OPTIONS => (&app.inflight.read_only, "readOnly"),
-        _ => (&app.inflight.mutating, "mutating"),
+        Method::GET | Method::HEAD | Method::OPTIONS => (&inflight.read_only, "readOnly"),
+        _ => (&inflight.mutating, "mutating"),
     };
     let _slot = match pool.slots.clone().try_acquire_owned() {
         Ok(slot) => slot,
         Err(_) => {
             let Ok(_place) = pool.queue.clone().try_acquire_owned() else {
-                app.metrics.rejected(kind);
+                inflight.metrics.rejected(kind);
                 return too_many_requests();
             };
-            let wait = QUEUE_WAIT.min(app.inflight.request_timeout / 2);
+            let wait = QUEUE_WAIT.min(inflight.request_timeout / 2);
             match tokio::time::timeout(wait, pool.slots.clone().acquire_owned()).await {
                 Ok(Ok(slot)) => slot,
                 _ => {
-                    app.metrics.rejected(kind);
+                    inflight.metrics.rejected(kind);
                     return too_many_requests();
                 }
             }
         }
     };
-    let gauge = app.metrics.inflight(kind);
+    let gauge = inflight.metrics.inflight(kind);
     gauge.inc();
-    let response = match tokio::time::timeout(app.inflight.request_timeout, next.run(request)).await {
+    let response = match tokio::time::timeout(inflight.request_timeout, next.run(request)).await {
         Ok(response) => response,
         // Upstream's words for its request timeout.
         Err(_) => {

@@ -186,6 +186,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         cache.wait_ready().await;
     }
     let (health_tx, storage_health) = tokio::sync::watch::channel(Ok(()));
+    let inflight = Arc::new(crate::serve::Inflight::new(&config.limits, metrics.clone()));
     let app = Arc::new(App {
         store: store.clone(),
         caches,
@@ -193,7 +194,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         namespace_wake: tokio::sync::Notify::new(),
         limits: config.limits.clone(),
         origin: OriginPolicy::new(config.allowed_hosts.clone(), config.cors_allowed_origins.clone()),
-        inflight: crate::serve::Inflight::new(&config.limits),
+        inflight,
         storage_health,
     });
     tasks.push(tokio::spawn(check_storage(store.clone(), health_tx)));
@@ -231,7 +232,7 @@ pub fn router(app: Arc<App>) -> Router {
             get(|Path(path): Path<String>| async move { discovery::openapi_group_version(&path) }),
         )
         .fallback(fallback)
-        .layer(axum::middleware::from_fn_with_state(app.clone(), crate::serve::limit_inflight))
+        .layer(axum::middleware::from_fn_with_state(app.inflight.clone(), crate::serve::limit_inflight))
         .layer(axum::middleware::from_fn_with_state(app.clone(), check_origin))
         .with_state(app)
 }

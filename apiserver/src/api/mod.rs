@@ -50,7 +50,7 @@ pub struct App {
     /// Which hosts and browser origins are answered.
     pub origin: origin::OriginPolicy,
     /// The in-flight request pools.
-    pub inflight: crate::serve::Inflight,
+    pub inflight: Arc<crate::serve::Inflight>,
     /// Whether storage answered its last check, and if not why (kept current by a
     /// background check, so that `/readyz` answers at once however loaded the server is).
     pub storage_health: tokio::sync::watch::Receiver<Result<(), String>>,
