@@ -570,7 +570,10 @@ async fn owners_cascade_background_orphan_and_foreground() {
             && pods.list(&ListParams::default().labels("app=fg")).await.unwrap().items.is_empty()
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("the deletions reach the watches", Duration::from_secs(10), || async {
+        (deleted_pods.lock().len(), deleted_sets.lock().len(), deleted_deploy.lock().len()) == (2, 1, 1)
+    })
+    .await;
     let (pod_revs, set_revs, deploy_revs) =
         (deleted_pods.lock().clone(), deleted_sets.lock().clone(), deleted_deploy.lock().clone());
     assert_eq!((pod_revs.len(), set_revs.len(), deploy_revs.len()), (2, 1, 1), "every deletion was seen");

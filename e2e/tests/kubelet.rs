@@ -118,9 +118,17 @@ async fn process_runtime_runs_restarts_probes_and_stops_pods() {
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
     let pp = PostParams::default();
 
-    // Registration and lease.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let registered = nodes.get("proc-node").await.unwrap();
+    // Registration and lease: poll until the node is there and Ready.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let registered = loop {
+        if let Some(node) = nodes.get_opt("proc-node").await.unwrap()
+            && e2e::node_ready(&node)
+        {
+            break node;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the kubelet did not register a Ready node");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let status = registered.status.unwrap();
     assert!(status.conditions.unwrap().iter().any(|c| c.type_ == "Ready" && c.status == "True"));
     assert!(status.allocatable.unwrap().contains_key("cpu"));

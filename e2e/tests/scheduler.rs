@@ -122,16 +122,21 @@ async fn filters_scores_and_unschedulable_pods() {
         assert!(tokio::time::Instant::now() < deadline, "no PodScheduled condition");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The event is written in the background: poll for it.
     let events: Api<Event> = Api::namespaced(c.client.clone(), "default");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let evs = events.list(&ListParams::default().fields("involvedObject.name=huge")).await.unwrap();
-    assert!(
-        evs.items
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let evs = events.list(&ListParams::default().fields("involvedObject.name=huge")).await.unwrap();
+        let found = evs
+            .items
             .iter()
-            .any(|e| e.reason.as_deref() == Some("FailedScheduling") && e.message.as_deref() == Some(expected)),
-        "{:?}",
-        evs.items
-    );
+            .any(|e| e.reason.as_deref() == Some("FailedScheduling") && e.message.as_deref() == Some(expected));
+        if found {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no FailedScheduling event: {:?}", evs.items);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
         node_of(&pods, "port-c", Duration::from_millis(200)).await,
         None,
