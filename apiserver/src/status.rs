@@ -66,6 +66,8 @@ pub struct ApiError {
     pub causes: Vec<Cause>,
     /// `details.retryAfterSeconds` (with 429 and some 5xx answers).
     pub retry_after: Option<u32>,
+    /// `metadata.continue`: where a list whose continue token expired may go on from.
+    pub continue_token: Option<String>,
 }
 
 /// Result of an API handler.
@@ -73,7 +75,15 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { code, reason, message: message.into(), details: None, causes: Vec::new(), retry_after: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+            causes: Vec::new(),
+            retry_after: None,
+            continue_token: None,
+        }
     }
 
     fn with_details(mut self, name: &str, group: &str, kind: &str) -> ApiError {
@@ -143,6 +153,17 @@ impl ApiError {
         ApiError::new(413, "RequestEntityTooLarge", message)
     }
 
+    /// A request option (`CreateOptions`, `DeleteOptions`, ...) is invalid: upstream's
+    /// 422 for the options kind in `meta.k8s.io`, with no object name.
+    pub fn invalid_options(options: &str, causes: Vec<Cause>) -> ApiError {
+        let list = causes.iter().map(Cause::text).collect::<Vec<_>>();
+        let summary = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
+        let mut err = ApiError::new(422, "Invalid", format!("{options}.meta.k8s.io \"\" is invalid: {summary}"))
+            .with_details("", "meta.k8s.io", options);
+        err.causes = causes;
+        err
+    }
+
     /// The requested resource version or continue token is too old.
     pub fn expired(message: impl Into<String>) -> ApiError {
         ApiError::new(410, "Expired", message)
@@ -178,7 +199,9 @@ impl ApiError {
     /// `retryAfterSeconds`), `code`.
     pub fn body(&self) -> StatusBody<'_> {
         let (name, group, kind) = match self.details.as_deref() {
-            Some((name, group, kind)) => (Some(name.as_str()), group.as_str(), Some(kind.as_str())),
+            Some((name, group, kind)) => {
+                ((!name.is_empty()).then_some(name.as_str()), group.as_str(), Some(kind.as_str()))
+            }
             None => (None, "", None),
         };
         let causes: Vec<CauseBody<'_>> =
@@ -193,7 +216,7 @@ impl ApiError {
         StatusBody {
             kind: "Status",
             api_version: "v1",
-            metadata: EmptyMeta {},
+            metadata: StatusMeta { continue_: self.continue_token.as_deref() },
             status: "Failure",
             message: &self.message,
             reason: self.reason,
@@ -219,7 +242,7 @@ pub struct StatusBody<'a> {
     kind: &'static str,
     #[serde(rename = "apiVersion")]
     api_version: &'static str,
-    metadata: EmptyMeta,
+    metadata: StatusMeta<'a>,
     status: &'static str,
     message: &'a str,
     reason: &'static str,
@@ -228,9 +251,12 @@ pub struct StatusBody<'a> {
     code: u16,
 }
 
-/// `metadata: {}`.
+/// `metadata`: `{}` but for a list's expired continue token.
 #[derive(Debug, serde::Serialize)]
-pub struct EmptyMeta {}
+pub struct StatusMeta<'a> {
+    #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
+    continue_: Option<&'a str>,
+}
 
 /// `details`, in upstream's field order.
 #[derive(Debug, serde::Serialize)]

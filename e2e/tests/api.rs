@@ -35,6 +35,7 @@ e2e::both_backends!(
     tables_for_kubectl_get,
     aggregated_discovery_in_one_round_trip,
     server_side_apply_tracks_owners_and_conflicts,
+    exact_lists_dry_runs_and_delete_preconditions,
 );
 
 async fn cluster(backend: Backend, test: &str) -> Option<InProcess> {
@@ -1009,4 +1010,158 @@ async fn server_side_apply_tracks_owners_and_conflicts(backend: Backend, test: &
     assert_eq!(code, 400);
     assert!(message.contains("unknown field \"spec.colour\""), "{message}");
     assert_eq!(deploys.get("web").await.unwrap().spec.unwrap().replicas, Some(7), "nothing changed");
+}
+
+fn config_map(name: &str, data: Value) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name}, "data": data})).expect("cm")
+}
+
+async fn exact_lists_dry_runs_and_delete_preconditions(backend: Backend, test: &str) {
+    let Some(c) = cluster(backend, test).await else { return };
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), "default");
+    let first = cms.create(&PostParams::default(), &config_map("a", json!({"v": "1"}))).await.expect("create");
+    let rv1 = first.metadata.resource_version.clone().expect("rv");
+    cms.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"v": "2"}}))).await.expect("patch");
+    cms.create(&PostParams::default(), &config_map("b", json!({}))).await.expect("create b");
+
+    // resourceVersionMatch=Exact reads the past; NotOlderThan (and no match) the present.
+    let exact =
+        cms.list(&ListParams::default().at(&rv1).matching(kube::api::VersionMatch::Exact)).await.expect("exact list");
+    assert_eq!(exact.metadata.resource_version.as_deref(), Some(rv1.as_str()), "the list is at the version asked");
+    let names: Vec<_> = exact.items.iter().map(|c| (c.metadata.name.clone().unwrap(), c.data.clone())).collect();
+    assert_eq!(names.len(), 1, "b did not exist yet: {names:?}");
+    assert_eq!(names[0].1.as_ref().and_then(|d| d.get("v")).map(String::as_str), Some("1"));
+    let now = cms
+        .list(&ListParams::default().at(&rv1).matching(kube::api::VersionMatch::NotOlderThan))
+        .await
+        .expect("not older than");
+    assert_eq!(now.items.len(), 2);
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/namespaces/default/configmaps", c.url());
+    for (query, why) in [
+        ("resourceVersionMatch=Exact", "resourceVersionMatch is forbidden unless resourceVersion is provided"),
+        ("resourceVersion=1&resourceVersionMatch=Newest", "invalid resourceVersionMatch"),
+    ] {
+        let r = http.get(format!("{url}?{query}")).send().await.expect("list");
+        assert_eq!(r.status().as_u16(), 400, "{query}");
+        assert!(r.text().await.unwrap().contains(why), "{query}");
+    }
+
+    // dryRun=All answers as the real write would, and stores nothing.
+    let dry = PostParams { dry_run: true, ..Default::default() };
+    let would = cms.create(&dry, &config_map("c", json!({"k": "v"}))).await.expect("dry-run create");
+    assert_eq!(would.metadata.name.as_deref(), Some("c"));
+    assert!(would.metadata.creation_timestamp.is_some(), "defaulted like a real create");
+    assert!(cms.get_opt("c").await.unwrap().is_none(), "a dry-run create stores nothing");
+    let before = cms.get("a").await.unwrap();
+    let patched = cms
+        .patch("a", &PatchParams { dry_run: true, ..Default::default() }, &Patch::Merge(json!({"data": {"v": "dry"}})))
+        .await
+        .expect("dry-run patch");
+    assert_eq!(patched.data.as_ref().and_then(|d| d.get("v")).map(String::as_str), Some("dry"));
+    let mut replaced = before.clone();
+    replaced.data = Some([("v".to_owned(), "replaced".to_owned())].into());
+    cms.replace("a", &dry, &replaced).await.expect("dry-run update");
+    cms.delete("a", &DeleteParams { dry_run: true, ..Default::default() }).await.expect("dry-run delete");
+    let after = cms.get("a").await.unwrap();
+    assert_eq!(after.metadata.resource_version, before.metadata.resource_version, "nothing was written");
+    assert_eq!(after.data, before.data);
+    // An unknown value is refused, not ignored (upstream's ValidateDryRun).
+    let r = http.post(format!("{url}?dryRun=Some")).json(&config_map("d", json!({}))).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["message"],
+        r#"CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: []string{"Some"}: supported values: "All""#
+    );
+    assert_eq!(
+        body["details"],
+        json!({"group": "meta.k8s.io", "kind": "CreateOptions", "causes": [
+        {"reason": "FieldValueNotSupported", "message": r#"Unsupported value: []string{"Some"}: supported values: "All""#, "field": "dryRun"}]})
+    );
+    assert!(cms.get_opt("d").await.unwrap().is_none());
+
+    // Delete preconditions: a wrong uid or resourceVersion is a 409 in upstream's words
+    // (apiserver/pkg/storage Preconditions.Check) and the object stays.
+    let rv = after.metadata.resource_version.clone().unwrap();
+    let uid = after.metadata.uid.clone().unwrap();
+    let wrong_uid = DeleteParams::default().preconditions(kube::api::Preconditions {
+        uid: Some("00000000-0000-0000-0000-000000000000".into()),
+        resource_version: None,
+    });
+    let (code, reason, message) = status_of(cms.delete("a", &wrong_uid).await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        message,
+        format!(
+            "Operation cannot be fulfilled on configmaps \"a\": Precondition failed: UID in precondition: \
+             00000000-0000-0000-0000-000000000000, UID in object meta: {uid}"
+        )
+    );
+    let wrong_rv = DeleteParams::default()
+        .preconditions(kube::api::Preconditions { uid: None, resource_version: Some("1".into()) });
+    let (code, _, message) = status_of(cms.delete("a", &wrong_rv).await.unwrap_err());
+    assert_eq!(code, 409);
+    assert_eq!(
+        message,
+        format!(
+            "Operation cannot be fulfilled on configmaps \"a\": Precondition failed: ResourceVersion in \
+             precondition: 1, ResourceVersion in object meta: {rv}"
+        )
+    );
+    assert!(cms.get_opt("a").await.unwrap().is_some(), "a failed precondition deletes nothing");
+    let right =
+        DeleteParams::default().preconditions(kube::api::Preconditions { uid: Some(uid), resource_version: Some(rv) });
+    cms.delete("a", &right).await.expect("matching preconditions delete");
+    assert!(cms.get_opt("a").await.unwrap().is_none());
+}
+
+/// Compaction is global to an etcd shared by concurrent tests, so this one runs on the
+/// embedded store only, compacting every 200 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_at_a_compacted_revision_are_410_as_upstream() {
+    let c = in_process(Backend::Embedded, "compacted_lists", |cfg| {
+        cfg.compaction_interval = Duration::from_millis(200);
+    })
+    .await
+    .expect("embedded");
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), "default");
+    for name in ["a", "b", "c"] {
+        cms.create(&PostParams::default(), &config_map(name, json!({}))).await.expect("create");
+    }
+    let first = cms.list(&ListParams::default().limit(1)).await.expect("first page");
+    let token = first.metadata.continue_.clone().expect("a continue token");
+    let old_rv = first.metadata.resource_version.clone().expect("rv");
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/namespaces/default/configmaps", c.url());
+    // Writes move the revision on; compaction then passes the token's revision.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let expired: Value = loop {
+        cms.patch("c", &PatchParams::default(), &Patch::Merge(json!({"data": {"t": "x"}}))).await.expect("patch");
+        let r = http.get(format!("{url}?limit=1&continue={token}")).send().await.expect("list");
+        if r.status().as_u16() == 410 {
+            break r.json().await.expect("status");
+        }
+        assert_eq!(r.status().as_u16(), 200);
+        assert!(tokio::time::Instant::now() < deadline, "the token's revision was never compacted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // storage/etcd3 interpretListError + handleCompactedErrorForPaging.
+    assert_eq!(expired["reason"], "Expired");
+    assert!(expired["message"].as_str().unwrap().starts_with(
+        "The provided continue parameter is too old to display a consistent list result. You can start a new list \
+         without the continue parameter, or use the continue token in this response"
+    ));
+    let fresh = expired["metadata"]["continue"].as_str().expect("a token that goes on at the latest revision");
+    let rest: Value = http.get(format!("{url}?continue={fresh}")).send().await.unwrap().json().await.unwrap();
+    let names: Vec<&str> =
+        rest["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["b", "c"], "the remainder, after the first page's key");
+    assert_eq!(rest["items"][1]["data"]["t"], "x", "read at the latest revision");
+
+    let r = http.get(format!("{url}?resourceVersion={old_rv}&resourceVersionMatch=Exact")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 410);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["message"], "The resourceVersion for the provided list is too old.");
+    assert!(body["metadata"].as_object().unwrap().is_empty());
 }

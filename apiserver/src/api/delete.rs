@@ -55,8 +55,8 @@ impl DeleteOptions {
         if let Some(p) = params.get("propagationPolicy") {
             opts.propagation = Some(p.clone());
         }
-        if params.get("dryRun").is_some_and(|d| d == "All") {
-            opts.dry_run = true;
+        if params.contains_key("dryRun") {
+            opts.dry_run = super::write::dry_run(params, "DeleteOptions")?;
         }
         if let Some(p) = &opts.propagation
             && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
@@ -88,6 +88,7 @@ fn deletion(target: &Target, opts: &DeleteOptions, obj: Value) -> ApiResult<Chan
     if let Some(uid) = &opts.uid
         && meta_str(&obj, "uid") != Some(uid.as_str())
     {
+        // Upstream's storage Preconditions.Check (apiserver/pkg/storage/interfaces.go).
         return Err(ApiError::conflict(
             &target.resource.qualified(),
             target.resource.group,
@@ -102,7 +103,17 @@ fn deletion(target: &Target, opts: &DeleteOptions, obj: Value) -> ApiResult<Chan
     if let Some(rv) = &opts.resource_version
         && meta_str(&obj, "resourceVersion") != Some(rv.as_str())
     {
-        return Err(target.conflict());
+        // Upstream's storage Preconditions.Check, turned into a 409 by interpretStorageError.
+        return Err(ApiError::conflict(
+            &target.resource.qualified(),
+            target.resource.group,
+            target.resource.resource,
+            target.name(),
+            &format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                meta_str(&obj, "resourceVersion").unwrap_or_default()
+            ),
+        ));
     }
     let is_namespace = target.resource.resource == "namespaces" && target.resource.group.is_empty();
     if is_namespace && SYSTEM_NAMESPACES.contains(&target.name()) {

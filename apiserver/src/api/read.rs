@@ -178,7 +178,9 @@ pub async fn list(app: &Arc<App>, target: &Target, params: &Params, table: Optio
             return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
         }
         let (revision, start) = decode_continue(token)?;
-        return list_from_store(app, target, &filter, limit, revision, start, table).await;
+        // -1: the token a 410 handed out, going on at the latest revision (upstream's
+        // handleCompactedErrorForPaging).
+        return list_from_store(app, target, &filter, limit, revision.max(0), start, table).await;
     }
     let cache = app.cache(resource)?;
     let from_cache = match (rv, rv_match) {
@@ -205,6 +207,23 @@ pub async fn list(app: &Arc<App>, target: &Target, params: &Params, table: Optio
     list_from_store(app, target, &filter, limit, revision, String::new(), table).await
 }
 
+/// The 410 for a list at a compacted revision, in upstream's words (storage/etcd3
+/// `interpretListError`): a page of a paged list gets a token that goes on at the latest
+/// revision, an `Exact` list is just too old.
+fn expired_list(start: &str) -> ApiError {
+    if start.is_empty() {
+        return ApiError::expired("The resourceVersion for the provided list is too old.");
+    }
+    let mut err = ApiError::expired(
+        "The provided continue parameter is too old to display a consistent list result. You can start a new list \
+         without the continue parameter, or use the continue token in this response to retrieve the remainder of the \
+         results. Continuing with the provided token results in an inconsistent list - objects that were created, \
+         modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+    );
+    err.continue_token = Some(encode_continue(-1, start));
+    err
+}
+
 /// Lists from storage, page by page, until `limit` objects pass the filter.
 async fn list_from_store(
     app: &App,
@@ -227,9 +246,7 @@ async fn list_from_store(
             .list(ListRequest { prefix: prefix.clone(), start: start.clone(), limit: want, revision })
             .await
             .map_err(|e| match e {
-                crate::store::Error::Compacted { .. } => ApiError::expired(
-                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
-                ),
+                crate::store::Error::Compacted { .. } => expired_list(&start),
                 other => target.storage_error(other),
             })?;
         revision = page.revision;

@@ -12,7 +12,7 @@ use crate::managed::{self, Requested};
 use crate::object::{self, FieldValidation, canonicalize, check_duplicates, decode_body, meta_mut, meta_str};
 use crate::patch::{self, PatchType};
 use crate::registry::{Resource, Sub};
-use crate::status::{ApiError, ApiResult};
+use crate::status::{ApiError, ApiResult, Cause};
 
 /// Who is writing, for `managedFields`.
 pub struct Writer {
@@ -70,9 +70,21 @@ impl Writer {
     }
 }
 
-/// `dryRun=All`: validate and answer, store nothing.
-pub fn dry_run(params: &Params) -> bool {
-    params.get("dryRun").is_some_and(|d| d == "All")
+/// `dryRun=All`: validate and answer, store nothing. Any other value is refused as
+/// upstream's `ValidateDryRun` refuses it (`options` names the kind: `CreateOptions`, ...).
+pub fn dry_run(params: &Params, options: &str) -> ApiResult<bool> {
+    match params.get("dryRun").map(String::as_str) {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::invalid_options(
+            options,
+            vec![Cause {
+                reason: "FieldValueNotSupported",
+                field: "dryRun".into(),
+                message: format!("Unsupported value: []string{{{other:?}}}: supported values: \"All\""),
+            }],
+        )),
+    }
 }
 
 /// Fills `apiVersion`/`kind` from the URL when absent; rejects a body of another kind.
@@ -251,7 +263,7 @@ pub async fn create(
     check_namespace_matches(target, &mut obj)?;
     let (obj, mut warnings) = canonicalize(target.resource, obj, validation)?;
     warnings.extend(duplicates);
-    let created = create_object(app, target, obj, dry_run(params), Some(writer)).await?;
+    let created = create_object(app, target, obj, dry_run(params, "CreateOptions")?, Some(writer)).await?;
     Ok(value_response(StatusCode::CREATED, &created, &warnings))
 }
 
@@ -276,10 +288,11 @@ pub async fn update(
     check_namespace_matches(target, &mut obj)?;
     check_name_matches(target, &mut obj)?;
     let precondition = body_precondition(&obj)?;
+    let dry_run = dry_run(params, "UpdateOptions")?;
     let (obj, mut warnings) = canonicalize(target.resource, obj, validation)?;
     warnings.extend(duplicates);
     let status_only = target.sub == Some(Sub::Status);
-    let result = objects::guaranteed_update(app, target, precondition, dry_run(params), |old| {
+    let result = objects::guaranteed_update(app, target, precondition, dry_run, |old| {
         let mut next = prepare_update(target.resource, &old, obj.clone(), status_only)?;
         writer.track(target.resource, Some(&old), &mut next, status_only);
         Ok(decide(old, next))
@@ -287,7 +300,7 @@ pub async fn update(
     .await;
     match result {
         Err(e) if e.code == 404 && creates_on_update(target.resource) && !status_only => {
-            let created = create_object(app, target, obj, dry_run(params), Some(writer)).await?;
+            let created = create_object(app, target, obj, dry_run, Some(writer)).await?;
             Ok(value_response(StatusCode::CREATED, &created, &warnings))
         }
         other => Ok(value_response(StatusCode::OK, &other?, &warnings)),
@@ -305,16 +318,17 @@ pub async fn patch(
 ) -> ApiResult<Response> {
     let validation = FieldValidation::parse(params.get("fieldValidation").map(String::as_str))?;
     let kind = PatchType::from_content_type(ct)?;
+    let dry_run = dry_run(params, "PatchOptions")?;
     if body.len() > object::MAX_BODY {
         return Err(ApiError::body_too_large(object::MAX_BODY));
     }
     if kind == PatchType::Apply {
-        return server_side_apply(app, target, params, writer, validation, body).await;
+        return server_side_apply(app, target, params, writer, (validation, dry_run), body).await;
     }
     let status_only = target.sub == Some(Sub::Status);
     let duplicates = check_duplicates(ct, body, validation)?;
     let mut warnings = Vec::new();
-    let updated = objects::guaranteed_update(app, target, None, dry_run(params), |old| {
+    let updated = objects::guaranteed_update(app, target, None, dry_run, |old| {
         let mut patched = old.clone();
         patch::apply(kind, &mut patched, body)?;
         if meta_str(&patched, "name") != Some(target.name()) {
@@ -364,16 +378,19 @@ async fn server_side_apply(
     target: &Target,
     params: &Params,
     writer: &Writer,
-    validation: FieldValidation,
+    (validation, dry_run): (FieldValidation, bool),
     body: &[u8],
 ) -> ApiResult<Response> {
     let resource = target.resource;
     if !writer.named {
-        return Err(ApiError::invalid(
+        // Upstream's ValidatePatchOptions.
+        return Err(ApiError::invalid_options(
             "PatchOptions",
-            "meta.k8s.io",
-            "",
-            vec![crate::status::Cause::required("fieldManager")],
+            vec![Cause {
+                reason: "FieldValueRequired",
+                field: "fieldManager".into(),
+                message: "Required value: is required for apply patch".into(),
+            }],
         ));
     }
     let force = match params.get("force").map(String::as_str) {
@@ -411,7 +428,7 @@ async fn server_side_apply(
     // Two rounds at most: an update that finds no object creates it, and a create that
     // loses the race to another creator updates.
     for _ in 0..2 {
-        let updated = objects::guaranteed_update(app, target, precondition, dry_run(params), |old| {
+        let updated = objects::guaranteed_update(app, target, precondition, dry_run, |old| {
             let (merged, w) = merge(&old)?;
             warnings = w;
             let next = prepare_update(resource, &old, merged, status_only)?;
@@ -421,7 +438,7 @@ async fn server_side_apply(
         match updated {
             Err(e) if e.code == 404 && !status_only && precondition.is_none() => {
                 let (obj, w) = merge(&json!({}))?;
-                match create_object(app, target, obj, dry_run(params), None).await {
+                match create_object(app, target, obj, dry_run, None).await {
                     Ok(created) => return Ok(value_response(StatusCode::CREATED, &created, &w)),
                     Err(e) if e.code == 409 && e.reason == "AlreadyExists" => continue,
                     Err(e) => return Err(e),
