@@ -1,6 +1,7 @@
 //! Property tests over the code that reads input from the network: arbitrary bytes and
-//! JSON never panic the decoders, selectors, patches or validation, and what they accept
-//! behaves consistently.
+//! JSON never panic the decoders, selectors, patches or validation; and what they accept
+//! behaves as specified: selectors parse back to what was written and match as a model of
+//! upstream's rules says, patches obey their RFCs' laws, and canonical objects stay put.
 
 use proptest::prelude::*;
 use serde_json::Value;
@@ -8,7 +9,7 @@ use serde_json::Value;
 use crate::object::{self, FieldValidation};
 use crate::patch::{PatchType, apply, strategic_merge};
 use crate::registry::RESOURCES;
-use crate::selector::{FieldSelector, LabelSelector};
+use crate::selector::{FieldSelector, LabelSelector, Requirement};
 
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -97,4 +98,141 @@ proptest! {
             prop_assert!(!sel.matches(&changed));
         }
     }
+
+    #[test]
+    fn label_selectors_parse_to_what_was_written_and_match_like_the_model(
+        reqs in prop::collection::vec(requirement(), 0..5),
+        labels in prop::collection::btree_map(prop_oneof![Just("a"), Just("b"), Just("c")], small_value(), 0..3),
+        spaced in any::<bool>(),
+    ) {
+        let labels: std::collections::BTreeMap<String, String> =
+            labels.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let text = reqs.iter().map(|r| render(r, spaced)).collect::<Vec<_>>().join(if spaced { ", " } else { "," });
+        let parsed = LabelSelector::parse(&text).map_err(|e| TestCaseError::fail(format!("{text:?}: {e}")))?;
+        prop_assert_eq!(&parsed.0, &reqs, "{:?}", text);
+        // The model: upstream's labels.Requirement.Matches, written out independently.
+        let model = reqs.iter().all(|r| {
+            let got = |k: &str| labels.get(k).map(String::as_str);
+            match r {
+                Requirement::Equals(k, v) => got(k) == Some(v.as_str()),
+                Requirement::NotEquals(k, v) => got(k) != Some(v.as_str()),
+                Requirement::In(k, vs) => got(k).is_some_and(|l| vs.iter().any(|v| v == l)),
+                Requirement::NotIn(k, vs) => !got(k).is_some_and(|l| vs.iter().any(|v| v == l)),
+                Requirement::Exists(k) => got(k).is_some(),
+                Requirement::DoesNotExist(k) => got(k).is_none(),
+            }
+        });
+        prop_assert_eq!(parsed.matches(&labels), model, "{:?} on {:?}", text, labels);
+        // The same selector as a metav1.LabelSelector object matches alike.
+        if let Some(object) = as_object(&reqs) {
+            let built = LabelSelector::from_object(&object).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(built.matches(&labels), model);
+        }
+    }
+
+    #[test]
+    fn a_merge_patch_applied_twice_changes_nothing_more(target in json_value(), patch in json_value()) {
+        // RFC 7386: merge patches are idempotent.
+        prop_assume!(patch.is_object());
+        let body = serde_json::to_vec(&patch).unwrap_or_default();
+        let mut once = target.clone();
+        apply(PatchType::Merge, &mut once, &body).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let mut twice = once.clone();
+        apply(PatchType::Merge, &mut twice, &body).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(once, twice);
+    }
+
+    #[test]
+    fn a_json_patch_of_the_difference_turns_one_document_into_the_other(a in json_value(), b in json_value()) {
+        // RFC 6902 through our bounded applier: the diff of a and b, applied to a, is b.
+        let ops = json_patch::diff(&a, &b);
+        let body = serde_json::to_vec(&ops).unwrap_or_default();
+        let mut patched = a.clone();
+        apply(PatchType::Json, &mut patched, &body).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(patched, b);
+    }
+
+    #[test]
+    fn without_lists_or_directives_a_strategic_merge_is_a_merge(target in plain_object(), patch in plain_object()) {
+        // Strategic merge differs from RFC 7386 only in lists and `$` directives.
+        let mut strategic = target.clone();
+        strategic_merge(&mut strategic, &patch).map_err(TestCaseError::fail)?;
+        let mut merged = target.clone();
+        json_patch::merge(&mut merged, &patch);
+        prop_assert_eq!(strategic, merged);
+    }
+
+    #[test]
+    fn canonical_objects_are_a_fixed_point(value in json_value()) {
+        // What canonicalize accepts, it accepts again unchanged: a stored object read back
+        // and written again is not rewritten.
+        for resource in RESOURCES {
+            if let Ok((once, _)) = object::canonicalize(resource, value.clone(), FieldValidation::Strict) {
+                let (twice, _) = object::canonicalize(resource, once.clone(), FieldValidation::Strict)
+                    .map_err(|e| TestCaseError::fail(format!("{}: {e}", resource.kind)))?;
+                prop_assert_eq!(&once, &twice, "{}", resource.kind);
+            }
+        }
+    }
+}
+
+fn small_value() -> impl Strategy<Value = String> {
+    prop_oneof![Just(String::new()), Just("x".to_owned()), Just("y".to_owned()), Just("z1".to_owned())]
+}
+
+fn requirement() -> impl Strategy<Value = Requirement> {
+    let key = prop_oneof![Just("a".to_owned()), Just("b".to_owned()), Just("c".to_owned())];
+    let values =
+        prop::collection::vec(prop_oneof![Just("x".to_owned()), Just("y".to_owned()), Just("z1".to_owned())], 1..3);
+    (key, 0..6u8, small_value(), values).prop_map(|(k, op, v, vs)| match op {
+        0 => Requirement::Equals(k, v),
+        1 => Requirement::NotEquals(k, v),
+        2 => Requirement::In(k, vs),
+        3 => Requirement::NotIn(k, vs),
+        4 => Requirement::Exists(k),
+        _ => Requirement::DoesNotExist(k),
+    })
+}
+
+/// A requirement as a person would type it, with or without spaces.
+fn render(r: &Requirement, spaced: bool) -> String {
+    let sp = if spaced { " " } else { "" };
+    match r {
+        Requirement::Equals(k, v) => format!("{k}{sp}={sp}{v}"),
+        Requirement::NotEquals(k, v) => format!("{k}{sp}!={sp}{v}"),
+        Requirement::In(k, vs) => format!("{k} in{sp}({})", vs.join(if spaced { ", " } else { "," })),
+        Requirement::NotIn(k, vs) => format!("{k} notin{sp}({})", vs.join(",")),
+        Requirement::Exists(k) => k.clone(),
+        Requirement::DoesNotExist(k) => format!("!{k}"),
+    }
+}
+
+/// The requirements as a `metav1.LabelSelector`, when they fit one (`!=` has no form there).
+fn as_object(reqs: &[Requirement]) -> Option<Value> {
+    let mut exprs = Vec::new();
+    for r in reqs {
+        exprs.push(match r {
+            Requirement::Equals(k, v) => serde_json::json!({"key": k, "operator": "In", "values": [v]}),
+            Requirement::In(k, vs) => serde_json::json!({"key": k, "operator": "In", "values": vs}),
+            Requirement::NotIn(k, vs) => serde_json::json!({"key": k, "operator": "NotIn", "values": vs}),
+            Requirement::Exists(k) => serde_json::json!({"key": k, "operator": "Exists"}),
+            Requirement::DoesNotExist(k) => serde_json::json!({"key": k, "operator": "DoesNotExist"}),
+            Requirement::NotEquals(..) => return None,
+        });
+    }
+    Some(serde_json::json!({"matchExpressions": exprs}))
+}
+
+/// JSON objects with no arrays and no `$` keys.
+fn plain_object() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i32>().prop_map(|n| Value::Number(n.into())),
+        "[a-z]{0,4}".prop_map(Value::String),
+    ];
+    let tree = leaf.prop_recursive(3, 24, 4, |inner| {
+        prop::collection::btree_map("[a-d]", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect()))
+    });
+    prop::collection::btree_map("[a-d]", tree, 0..4).prop_map(|m| Value::Object(m.into_iter().collect()))
 }

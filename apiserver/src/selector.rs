@@ -57,12 +57,31 @@ fn split_top_level(input: &str) -> Vec<&str> {
     parts
 }
 
+/// `key in (...)` / `key notin (...)`, the operator a word of its own after the key
+/// (upstream's lexer ends a word at whitespace or a parenthesis: `a in(x)` is a set too).
+fn set_requirement(part: &str) -> Option<(&str, bool, &str)> {
+    let key_end = part.find(|c: char| c.is_whitespace() || c == '(')?;
+    let (key, rest) = part.split_at(key_end);
+    let rest = rest.trim_start();
+    for (word, notin) in [("notin", true), ("in", false)] {
+        if let Some(after) = rest.strip_prefix(word)
+            && after.trim_start().starts_with('(')
+        {
+            return Some((key, notin, after));
+        }
+    }
+    None
+}
+
 fn parse_set(rest: &str, whole: &str) -> Result<Vec<String>, ParseError> {
     let rest = rest.trim();
     let inner = rest
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(')'))
         .ok_or_else(|| ParseError(format!("{whole:?}: expected a parenthesised set of values")))?;
+    if inner.trim().is_empty() {
+        return Err(ParseError(format!("{whole:?}: for 'in', 'notin' operators, values set can't be empty")));
+    }
     let values: Vec<String> = inner.split(',').map(|v| v.trim().to_owned()).collect();
     for v in &values {
         if !valid_label_value(v) {
@@ -92,10 +111,9 @@ impl LabelSelector {
                 Requirement::Equals(key.trim().to_owned(), value.trim().to_owned())
             } else if let Some((key, value)) = part.split_once('=') {
                 Requirement::Equals(key.trim().to_owned(), value.trim().to_owned())
-            } else if let Some((key, rest)) = part.split_once(" notin ") {
-                Requirement::NotIn(key.trim().to_owned(), parse_set(rest, part)?)
-            } else if let Some((key, rest)) = part.split_once(" in ") {
-                Requirement::In(key.trim().to_owned(), parse_set(rest, part)?)
+            } else if let Some((key, notin, rest)) = set_requirement(part) {
+                let values = parse_set(rest, part)?;
+                if notin { Requirement::NotIn(key.to_owned(), values) } else { Requirement::In(key.to_owned(), values) }
             } else {
                 Requirement::Exists(part.to_owned())
             };
@@ -242,7 +260,9 @@ mod tests {
 
     #[test]
     fn label_selector_rejects_garbage() {
-        for bad in ["a=b,", "=b", "a in b", "a in (b", "bad key!=x", "a=b c", "a=-x", ",", "a in (@)"] {
+        for bad in
+            ["a=b,", "=b", "a in b", "a in (b", "bad key!=x", "a=b c", "a=-x", ",", "a in (@)", "a in ()", "ain(x)"]
+        {
             assert!(LabelSelector::parse(bad).is_err(), "{bad:?} should not parse");
         }
     }
