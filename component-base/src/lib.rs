@@ -6,6 +6,7 @@ pub mod events;
 pub mod flags;
 pub mod leader;
 pub mod strategic;
+pub mod taints;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -399,18 +399,73 @@ async fn finish(
 ) -> anyhow::Result<Action> {
     let d = sync.d;
     let spec = d.spec.clone().unwrap_or_default();
+    let progress = Progress { new_idx, created_new, paused, desired: sync.desired, unavailable: sync.unavailable };
+    let (status, requeue) = compute_status(d, rss, &progress, jiff::Timestamp::now());
+    let complete = is_complete(&status, sync.desired);
+    let d_api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &d.namespace().unwrap_or_default());
+    if d.status.as_ref() != Some(&status) {
+        d_api.patch_status(&d.name_any(), &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
+    }
+    if let Some(i) = new_idx {
+        let rev = revision(&rss[i]).to_string();
+        if d.annotations().get(REVISION) != Some(&rev) {
+            d_api
+                .patch(
+                    &d.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"annotations": {REVISION: rev}}})),
+                )
+                .await?;
+        }
+    }
+    if complete && !paused {
+        for name in history_to_delete(rss, new_idx, spec.revision_history_limit.unwrap_or(10)) {
+            crate::tolerate(sync.api.delete(&name, &DeleteParams::default()).await, &[404])?;
+        }
+    }
+    Ok(requeue.map_or(Action::Done, Action::RequeueAfter))
+}
+
+/// Where a sync left the rollout, for [`compute_status`].
+struct Progress {
+    new_idx: Option<usize>,
+    created_new: bool,
+    paused: bool,
+    desired: i32,
+    unavailable: i32,
+}
+
+/// Every replica updated and available, and no old one left.
+fn is_complete(status: &DeploymentStatus, desired: i32) -> bool {
+    status.updated_replicas == Some(desired)
+        && status.replicas == Some(desired)
+        && status.available_replicas == Some(desired)
+}
+
+/// The deployment's status from its ReplicaSets at `now`, as upstream's sync and progress
+/// code computes it (pkg/controller/deployment/progress.go, sync.go): counts, `Available`,
+/// `Progressing` with its reasons, and `ProgressDeadlineExceeded` once
+/// `progressDeadlineSeconds` pass without progress. Also says when to look again for the
+/// deadline.
+fn compute_status(
+    d: &Deployment,
+    rss: &[ReplicaSet],
+    p: &Progress,
+    now: jiff::Timestamp,
+) -> (DeploymentStatus, Option<Duration>) {
+    let spec = d.spec.clone().unwrap_or_default();
     let old = d.status.clone().unwrap_or_default();
-    let now = Time(jiff::Timestamp::now());
+    let now = Time(now);
     let (mut replicas_sum, mut ready, mut available) = (0, 0, 0);
-    for rs in rss.iter() {
+    for rs in rss {
         let (r, re, a) = status_of(rs);
         replicas_sum += r;
         ready += re;
         available += a;
     }
     let spec_total: i32 = rss.iter().map(replicas).sum();
-    let updated = new_idx.map_or(0, |i| status_of(&rss[i]).0);
-    let new_name = new_idx.map(|i| rss[i].name_any()).unwrap_or_default();
+    let updated = p.new_idx.map_or(0, |i| status_of(&rss[i]).0);
+    let new_name = p.new_idx.map(|i| rss[i].name_any()).unwrap_or_default();
     let mut status = DeploymentStatus {
         observed_generation: d.metadata.generation,
         replicas: Some(replicas_sum),
@@ -423,42 +478,35 @@ async fn finish(
         terminating_replicas: None,
     };
     let mut conditions = status.conditions.take().unwrap_or_default();
-    let min_available = sync.desired - sync.unavailable;
-    if available >= min_available {
-        set_condition(
-            &mut conditions,
-            condition(
-                "Available",
-                "True",
-                "MinimumReplicasAvailable",
-                "Deployment has minimum availability.".into(),
-                now.clone(),
-            ),
-            false,
-        );
+    let min_available = p.desired - p.unavailable;
+    let availability = if available >= min_available {
+        condition(
+            "Available",
+            "True",
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.".into(),
+            now.clone(),
+        )
     } else {
-        set_condition(
-            &mut conditions,
-            condition(
-                "Available",
-                "False",
-                "MinimumReplicasUnavailable",
-                "Deployment does not have minimum availability.".into(),
-                now.clone(),
-            ),
-            false,
-        );
-    }
-    let complete = updated == sync.desired && replicas_sum == sync.desired && available == sync.desired;
+        condition(
+            "Available",
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.".into(),
+            now.clone(),
+        )
+    };
+    set_condition(&mut conditions, availability, false);
+    let complete = is_complete(&status, p.desired);
     let deadline = spec.progress_deadline_seconds.map(i64::from);
     let mut requeue = None;
-    if paused {
+    if p.paused {
         set_condition(
             &mut conditions,
             condition("Progressing", "Unknown", "DeploymentPaused", "Deployment is paused".into(), now.clone()),
             false,
         );
-    } else if created_new {
+    } else if p.created_new {
         set_condition(
             &mut conditions,
             condition(
@@ -527,30 +575,11 @@ async fn finish(
     }
     conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
     status.conditions = Some(conditions);
-    let d_api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &d.namespace().unwrap_or_default());
-    if d.status.as_ref() != Some(&status) {
-        d_api.patch_status(&d.name_any(), &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
-    }
-    if let Some(i) = new_idx {
-        let rev = revision(&rss[i]).to_string();
-        if d.annotations().get(REVISION) != Some(&rev) {
-            d_api
-                .patch(
-                    &d.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"metadata": {"annotations": {REVISION: rev}}})),
-                )
-                .await?;
-        }
-    }
-    if complete && !paused {
-        cleanup(sync, rss, new_idx, spec.revision_history_limit.unwrap_or(10)).await?;
-    }
-    Ok(requeue.map_or(Action::Done, Action::RequeueAfter))
+    (status, requeue)
 }
 
-/// Deletes the oldest empty ReplicaSets beyond `revisionHistoryLimit`.
-async fn cleanup(sync: &Sync<'_>, rss: &[ReplicaSet], new_idx: Option<usize>, limit: i32) -> anyhow::Result<()> {
+/// The oldest empty old ReplicaSets beyond `revisionHistoryLimit`, to delete.
+fn history_to_delete(rss: &[ReplicaSet], new_idx: Option<usize>, limit: i32) -> Vec<String> {
     let mut old: Vec<&ReplicaSet> = rss
         .iter()
         .enumerate()
@@ -559,8 +588,163 @@ async fn cleanup(sync: &Sync<'_>, rss: &[ReplicaSet], new_idx: Option<usize>, li
         .collect();
     let excess = old.len().saturating_sub(limit.max(0) as usize);
     old.sort_by_key(|rs| revision(rs));
-    for rs in old.into_iter().take(excess) {
-        crate::tolerate(sync.api.delete(&rs.name_any(), &DeleteParams::default()).await, &[404])?;
+    old.into_iter().take(excess).map(|rs| rs.name_any()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rs(name: &str, revision: i64, spec: i32, (replicas, ready, available): (i32, i32, i32)) -> ReplicaSet {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "annotations": {REVISION: revision.to_string()}},
+            "spec": {"replicas": spec, "selector": {}},
+            "status": {"replicas": replicas, "readyReplicas": ready, "availableReplicas": available},
+        }))
+        .unwrap()
     }
-    Ok(())
+
+    fn deploy(deadline: Option<i32>, status: serde_json::Value) -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "generation": 3},
+            "spec": {"replicas": 4, "selector": {}, "template": {}, "progressDeadlineSeconds": deadline},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn progress(new_idx: Option<usize>) -> Progress {
+        // 4 replicas, maxUnavailable 1: at least 3 must be available.
+        Progress { new_idx, created_new: false, paused: false, desired: 4, unavailable: 1 }
+    }
+
+    fn cond<'a>(s: &'a DeploymentStatus, type_: &str) -> &'a DeploymentCondition {
+        s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == type_).unwrap()
+    }
+
+    fn at(t: &str) -> jiff::Timestamp {
+        t.parse().unwrap()
+    }
+
+    #[test]
+    fn counts_and_availability_follow_the_replica_sets() {
+        let d = deploy(None, json!({}));
+        let rss = [rs("old", 1, 2, (2, 2, 2)), rs("new", 2, 2, (2, 1, 0))];
+        let (s, _) = compute_status(&d, &rss, &progress(Some(1)), at("2026-01-01T00:00:00Z"));
+        assert_eq!(s.observed_generation, Some(3));
+        assert_eq!(
+            (s.replicas, s.updated_replicas, s.ready_replicas, s.available_replicas, s.unavailable_replicas),
+            (Some(4), Some(2), Some(3), Some(2), Some(2))
+        );
+        let available = cond(&s, "Available");
+        assert_eq!(
+            (available.status.as_str(), available.reason.as_deref()),
+            ("False", Some("MinimumReplicasUnavailable"))
+        );
+
+        let rss = [rs("old", 1, 1, (1, 1, 1)), rs("new", 2, 3, (3, 3, 2))];
+        let (s, _) = compute_status(&d, &rss, &progress(Some(1)), at("2026-01-01T00:00:00Z"));
+        let available = cond(&s, "Available");
+        assert_eq!(
+            (available.status.as_str(), available.reason.as_deref()),
+            ("True", Some("MinimumReplicasAvailable"))
+        );
+        assert_eq!(available.message.as_deref(), Some("Deployment has minimum availability."));
+    }
+
+    #[test]
+    fn a_rollout_without_progress_past_its_deadline_is_marked_exceeded() {
+        let stalled = json!({"replicas": 4, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2,
+            "conditions": [{"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated",
+                "lastUpdateTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}]});
+        let rss = [rs("old", 1, 2, (2, 2, 2)), rs("new", 2, 2, (2, 0, 0))];
+        let d = deploy(Some(600), stalled);
+
+        // 400 s in: still progressing, look again when the deadline would pass.
+        let (s, requeue) = compute_status(&d, &rss, &progress(Some(1)), at("2026-01-01T00:06:40Z"));
+        assert_eq!(cond(&s, "Progressing").reason.as_deref(), Some("ReplicaSetUpdated"));
+        assert_eq!(requeue, Some(Duration::from_secs(201)));
+
+        // 600 s in, nothing changed: False, ProgressDeadlineExceeded, in upstream's words.
+        let (s, requeue) = compute_status(&d, &rss, &progress(Some(1)), at("2026-01-01T00:10:00Z"));
+        let p = cond(&s, "Progressing");
+        assert_eq!((p.status.as_str(), p.reason.as_deref()), ("False", Some("ProgressDeadlineExceeded")));
+        assert_eq!(p.message.as_deref(), Some("ReplicaSet \"new\" has timed out progressing."));
+        assert_eq!(p.last_transition_time, Some(Time(at("2026-01-01T00:10:00Z"))));
+        assert_eq!(requeue, None);
+
+        // One more pod became ready: progress, and the deadline starts again.
+        let moved = [rs("old", 1, 2, (2, 2, 2)), rs("new", 2, 2, (2, 1, 0))];
+        let (s, requeue) = compute_status(&d, &moved, &progress(Some(1)), at("2026-01-01T00:10:00Z"));
+        let p = cond(&s, "Progressing");
+        assert_eq!((p.status.as_str(), p.reason.as_deref()), ("True", Some("ReplicaSetUpdated")));
+        assert_eq!(p.last_update_time, Some(Time(at("2026-01-01T00:10:00Z"))));
+        assert_eq!(p.last_transition_time, Some(Time(at("2026-01-01T00:00:00Z"))), "same status: transition kept");
+        assert_eq!(requeue, Some(Duration::from_secs(601)));
+
+        // No deadline: never exceeded.
+        let d = deploy(None, d.status.as_ref().map(|s| serde_json::to_value(s).unwrap()).unwrap());
+        let (s, requeue) = compute_status(&d, &rss, &progress(Some(1)), at("2027-01-01T00:00:00Z"));
+        assert_eq!(cond(&s, "Progressing").status, "True");
+        assert_eq!(requeue, None);
+    }
+
+    #[test]
+    fn complete_paused_and_new_replica_set_reasons() {
+        let d = deploy(Some(600), json!({}));
+        let done = [rs("old", 1, 0, (0, 0, 0)), rs("new", 2, 4, (4, 4, 4))];
+        let (s, _) = compute_status(&d, &done, &progress(Some(1)), at("2026-01-01T00:00:00Z"));
+        assert!(is_complete(&s, 4));
+        assert_eq!(cond(&s, "Progressing").reason.as_deref(), Some("NewReplicaSetAvailable"));
+        assert_eq!(cond(&s, "Progressing").message.as_deref(), Some("ReplicaSet \"new\" has successfully progressed."));
+
+        let half = [rs("old", 1, 2, (2, 2, 2)), rs("new", 2, 2, (2, 2, 2))];
+        let paused = Progress { paused: true, ..progress(Some(1)) };
+        let (s, requeue) = compute_status(&d, &half, &paused, at("2026-01-01T00:00:00Z"));
+        assert!(!is_complete(&s, 4));
+        let p = cond(&s, "Progressing");
+        assert_eq!((p.status.as_str(), p.reason.as_deref()), ("Unknown", Some("DeploymentPaused")));
+        assert_eq!(requeue, None, "a paused rollout has no deadline");
+
+        let created = Progress { created_new: true, ..progress(Some(1)) };
+        let (s, _) = compute_status(&d, &half, &created, at("2026-01-01T00:00:00Z"));
+        assert_eq!(cond(&s, "Progressing").message.as_deref(), Some("Created new replica set \"new\""));
+        let names: Vec<_> = s.conditions.unwrap().iter().map(|c| c.type_.clone()).collect();
+        assert_eq!(names, ["Available", "Progressing"], "conditions in a stable order");
+    }
+
+    #[test]
+    fn history_keeps_the_newest_empty_revisions_up_to_the_limit() {
+        let rss = [
+            rs("r3", 3, 0, (0, 0, 0)),
+            rs("r1", 1, 0, (0, 0, 0)),
+            rs("r2", 2, 0, (0, 0, 0)),
+            rs("draining", 4, 0, (1, 0, 0)),
+            rs("scaled", 5, 1, (1, 1, 1)),
+            rs("new", 6, 0, (0, 0, 0)),
+        ];
+        assert_eq!(history_to_delete(&rss, Some(5), 1), ["r1", "r2"]);
+        assert_eq!(history_to_delete(&rss, Some(5), 0), ["r1", "r2", "r3"], "never the new one, nor one with pods");
+        assert!(history_to_delete(&rss, Some(5), 3).is_empty());
+        assert!(history_to_delete(&rss, Some(5), 10).is_empty());
+        assert_eq!(history_to_delete(&rss, Some(5), -1), ["r1", "r2", "r3"]);
+    }
+
+    #[test]
+    fn a_condition_keeps_its_transition_time_while_its_status_holds() {
+        let t0 = Time(at("2026-01-01T00:00:00Z"));
+        let t1 = Time(at("2026-01-01T00:01:00Z"));
+        let mut cs = vec![condition("Progressing", "True", "ReplicaSetUpdated", "a".into(), t0.clone())];
+        set_condition(&mut cs, condition("Progressing", "True", "ReplicaSetUpdated", "b".into(), t1.clone()), false);
+        assert_eq!(cs[0].message.as_deref(), Some("a"), "same status and reason, no refresh: unchanged");
+        set_condition(&mut cs, condition("Progressing", "True", "ReplicaSetUpdated", "b".into(), t1.clone()), true);
+        assert_eq!((cs[0].message.as_deref(), cs[0].last_transition_time.as_ref()), (Some("b"), Some(&t0)));
+        set_condition(
+            &mut cs,
+            condition("Progressing", "False", "ProgressDeadlineExceeded", "c".into(), t1.clone()),
+            false,
+        );
+        assert_eq!(cs.len(), 1);
+        assert_eq!(cs[0].last_transition_time.as_ref(), Some(&t1));
+    }
 }

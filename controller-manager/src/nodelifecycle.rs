@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -17,6 +17,7 @@ use serde_json::json;
 
 use crate::Context;
 use component_base::events::Recorder;
+use component_base::taints::tolerates;
 
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 const NOT_READY: &str = "node.kubernetes.io/not-ready";
@@ -168,32 +169,10 @@ async fn evict(ctx: &Context, recorder: &Recorder, taints: &[Taint], pods: &[Arc
     if no_execute.is_empty() {
         return;
     }
+    let max = ctx.config.pod_eviction_timeout.as_secs() as i64;
     for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
         let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.clone()).unwrap_or_default();
-        // The pod must go once any taint is not tolerated or its tolerationSeconds passed.
-        let mut due: Option<jiff::Timestamp> = None;
-        for taint in &no_execute {
-            let added = taint.time_added.as_ref().map_or(now, |t| t.0);
-            let matching: Vec<_> = tolerations
-                .iter()
-                .filter(|t| {
-                    let key_ok = match t.operator.as_deref() {
-                        Some("Exists") => t.key.as_deref().is_none_or(|k| k.is_empty() || k == taint.key),
-                        _ => t.key.as_deref() == Some(taint.key.as_str()) && t.value == taint.value,
-                    };
-                    key_ok && t.effect.as_deref().is_none_or(|e| e.is_empty() || e == "NoExecute")
-                })
-                .collect();
-            let allowed = if matching.is_empty() {
-                Some(0)
-            } else {
-                matching.iter().map(|t| t.toleration_seconds).min_by_key(|s| s.unwrap_or(i64::MAX)).flatten()
-            };
-            let Some(seconds) = allowed else { continue };
-            let seconds = seconds.clamp(0, ctx.config.pod_eviction_timeout.as_secs() as i64);
-            let at = added + jiff::SignedDuration::from_secs(seconds);
-            due = Some(due.map_or(at, |d| d.min(at)));
-        }
+        let due = eviction_due(&no_execute, &tolerations, now, max);
         if due.is_some_and(|d| d <= now) {
             let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
             match api.delete(&pod.name_any(), &DeleteParams::default()).await {
@@ -206,5 +185,109 @@ async fn evict(ctx: &Context, recorder: &Recorder, taints: &[Taint], pods: &[Arc
                 Err(e) => tracing::debug!(pod = %pod.name_any(), error = %e, "eviction failed"),
             }
         }
+    }
+}
+
+/// When a pod must leave a node with these NoExecute taints: at once for a taint it does
+/// not tolerate, else when the shortest `tolerationSeconds` of the tolerations matching
+/// a taint runs out from the time the taint was added (upstream's taint eviction,
+/// `getMinTolerationTime`), but never later than `max` seconds (`--pod-eviction-timeout`).
+/// `None`: it tolerates them all for ever.
+fn eviction_due(
+    no_execute: &[&Taint],
+    tolerations: &[Toleration],
+    now: jiff::Timestamp,
+    max: i64,
+) -> Option<jiff::Timestamp> {
+    let mut due: Option<jiff::Timestamp> = None;
+    for taint in no_execute {
+        let added = taint.time_added.as_ref().map_or(now, |t| t.0);
+        let matching: Vec<&Toleration> = tolerations.iter().filter(|t| tolerates(t, taint)).collect();
+        let seconds = if matching.is_empty() {
+            0
+        } else {
+            match matching.iter().filter_map(|t| t.toleration_seconds).min() {
+                Some(s) => s.clamp(0, max),
+                None => continue,
+            }
+        };
+        let at = added + jiff::SignedDuration::from_secs(seconds);
+        due = Some(due.map_or(at, |d| d.min(at)));
+    }
+    due
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn taint(key: &str, value: Option<&str>, added: &str) -> Taint {
+        Taint {
+            key: key.into(),
+            value: value.map(Into::into),
+            effect: "NoExecute".into(),
+            time_added: Some(Time(added.parse().unwrap())),
+        }
+    }
+
+    fn toleration(v: serde_json::Value) -> Toleration {
+        serde_json::from_value(v).unwrap()
+    }
+
+    const T0: &str = "2026-01-01T00:00:00Z";
+
+    fn due(taints: &[Taint], tolerations: &[serde_json::Value]) -> Option<String> {
+        let refs: Vec<&Taint> = taints.iter().collect();
+        let ts: Vec<Toleration> = tolerations.iter().cloned().map(toleration).collect();
+        eviction_due(&refs, &ts, "2026-01-01T00:00:30Z".parse().unwrap(), 300).map(|t| t.to_string())
+    }
+
+    #[test]
+    fn an_untolerated_taint_evicts_from_when_it_was_added() {
+        let unreachable = [taint(UNREACHABLE, None, T0)];
+        assert_eq!(due(&unreachable, &[]).as_deref(), Some(T0));
+        let other = json!({"key": "dedicated", "operator": "Exists", "effect": "NoExecute"});
+        assert_eq!(due(&unreachable, &[other]).as_deref(), Some(T0), "a toleration of another key does not help");
+        let schedule_only = json!({"key": UNREACHABLE, "operator": "Exists", "effect": "NoSchedule"});
+        assert_eq!(due(&unreachable, &[schedule_only]).as_deref(), Some(T0), "nor one for another effect");
+    }
+
+    #[test]
+    fn toleration_seconds_delay_and_the_shortest_wins() {
+        let unreachable = [taint(UNREACHABLE, None, T0)];
+        let t =
+            |s: i64| json!({"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": s});
+        assert_eq!(due(&unreachable, &[t(60)]).as_deref(), Some("2026-01-01T00:01:00Z"));
+        assert_eq!(due(&unreachable, &[t(60), t(20)]).as_deref(), Some("2026-01-01T00:00:20Z"));
+        assert_eq!(due(&unreachable, &[t(-5)]).as_deref(), Some(T0), "negative seconds: at once");
+        assert_eq!(due(&unreachable, &[t(3600)]).as_deref(), Some("2026-01-01T00:05:00Z"), "capped at the timeout");
+        let forever = json!({"key": UNREACHABLE, "operator": "Exists"});
+        assert_eq!(due(&unreachable, std::slice::from_ref(&forever)), None, "no seconds: tolerated for ever");
+        assert_eq!(
+            due(&unreachable, &[forever, t(60)]).as_deref(),
+            Some("2026-01-01T00:01:00Z"),
+            "a bounded matching toleration still bounds it"
+        );
+    }
+
+    #[test]
+    fn keyless_exists_tolerates_every_taint_and_equal_compares_values() {
+        let both = [taint(UNREACHABLE, None, T0), taint("dedicated", Some("gpu"), "2026-01-01T00:00:10Z")];
+        assert_eq!(due(&both, &[json!({"operator": "Exists"})]), None);
+        assert_eq!(
+            due(&both, &[json!({"operator": "Exists", "tolerationSeconds": 5})]).as_deref(),
+            Some("2026-01-01T00:00:05Z"),
+            "each taint's own time added, the earliest wins"
+        );
+        let gpu = json!({"key": "dedicated", "value": "gpu", "effect": "NoExecute"});
+        let cpu = json!({"key": "dedicated", "operator": "Equal", "value": "cpu"});
+        let unreach = json!({"key": UNREACHABLE, "operator": "Exists"});
+        assert_eq!(due(&both, &[gpu.clone(), unreach.clone()]), None);
+        assert_eq!(due(&both, &[cpu, unreach]).as_deref(), Some("2026-01-01T00:00:10Z"), "another value");
+        // An absent value equals an empty one.
+        let bare = [taint(NOT_READY, None, T0)];
+        assert_eq!(due(&bare, &[json!({"key": NOT_READY, "operator": "Equal", "value": ""})]), None);
+        assert_eq!(due(&bare, &[json!({"key": NOT_READY, "operator": "Bogus"})]).as_deref(), Some(T0));
+        assert_eq!(due(&[], &[]), None, "no NoExecute taint, no eviction");
     }
 }

@@ -655,3 +655,180 @@ async fn a_standby_controller_manager_takes_over() {
     assert!(killed.elapsed() < Duration::from_secs(20));
     assert_eq!(m2.leader.get(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_ready_seconds_hold_availability_back_and_history_is_trimmed() {
+    let c = cluster("cm_min_ready").await;
+    let _kubelet = fake_kubelet(c.client.clone(), Duration::from_millis(10));
+    let _cm = start_cm(c.client.clone(), Config::default());
+    let deploys: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
+    let rss: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
+    let mut d = deployment("slow", 2, "i:1", json!({"type": "RollingUpdate"}));
+    let spec = d.spec.as_mut().unwrap();
+    spec.min_ready_seconds = Some(2);
+    spec.revision_history_limit = Some(1);
+    deploys.create(&PostParams::default(), &d).await.unwrap();
+
+    // Every pod Ready but none available yet: minReadySeconds holds them back, and the
+    // controller looks again on its own when they have been ready long enough.
+    let seen_ready_not_available = Arc::new(parking_lot::Mutex::new(false));
+    eventually("2 available replicas", Duration::from_secs(15), || {
+        let (deploys, seen) = (deploys.clone(), seen_ready_not_available.clone());
+        async move {
+            let s = deploys.get("slow").await.unwrap().status.unwrap_or_default();
+            let (ready, available) = (s.ready_replicas.unwrap_or(0), s.available_replicas.unwrap_or(0));
+            *seen.lock() |= ready == 2 && available == 0;
+            available == 2
+        }
+    })
+    .await;
+    assert!(*seen_ready_not_available.lock(), "availability waited for minReadySeconds");
+
+    // Three more templates, each rolled out fully: one old revision stays (the limit),
+    // the newest of them, and the older ones are deleted.
+    for image in ["i:2", "i:3", "i:4"] {
+        deploys
+            .patch(
+                "slow",
+                &PatchParams::default(),
+                &Patch::Strategic(
+                    json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": image}]}}}}),
+                ),
+            )
+            .await
+            .unwrap();
+        eventually(&format!("{image} rolled out"), Duration::from_secs(30), || async {
+            let d = deploys.get("slow").await.unwrap();
+            let s = d.status.unwrap_or_default();
+            s.observed_generation == d.metadata.generation
+                && s.updated_replicas == Some(2)
+                && s.available_replicas == Some(2)
+                && s.replicas == Some(2)
+        })
+        .await;
+    }
+    eventually("history trimmed to one old revision", Duration::from_secs(15), || async {
+        let revisions: Vec<i64> =
+            replica_sets_by_revision(&rss, "slow").await.into_iter().map(|(rev, _)| rev).collect();
+        revisions == [3, 4]
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependent_of_several_owners_goes_with_the_last() {
+    let c = cluster("cm_gc_owners").await;
+    let _cm = start_cm(c.client.clone(), Config::default());
+    let rss: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let mut owners = Vec::new();
+    for name in ["owner-a", "owner-b"] {
+        // Empty owners that select nothing, so that no controller touches the pod.
+        let rs: ReplicaSet = serde_json::from_value(json!({"metadata": {"name": name},
+            "spec": {"replicas": 0, "selector": {"matchLabels": {"owner": name}},
+            "template": {"metadata": {"labels": {"owner": name}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}))
+        .unwrap();
+        let rs = rss.create(&PostParams::default(), &rs).await.unwrap();
+        owners.push(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name, "uid": rs.metadata.uid}));
+    }
+    let shared: Pod = serde_json::from_value(json!({"metadata": {"name": "shared", "ownerReferences": owners},
+        "spec": {"containers": [{"name": "c", "image": "i"}]}}))
+    .unwrap();
+    pods.create(&PostParams::default(), &shared).await.unwrap();
+
+    rss.delete("owner-a", &DeleteParams::background()).await.unwrap();
+    eventually("the dangling reference removed", Duration::from_secs(15), || async {
+        let refs: Vec<String> =
+            pods.get("shared").await.unwrap().owner_references().iter().map(|o| o.name.clone()).collect();
+        refs == ["owner-b"]
+    })
+    .await;
+    assert!(pods.get("shared").await.unwrap().metadata.deletion_timestamp.is_none(), "a live owner keeps it");
+
+    rss.delete("owner-b", &DeleteParams::background()).await.unwrap();
+    eventually("the dependent deleted with its last owner", Duration::from_secs(15), || async {
+        pods.get_opt("shared").await.unwrap().is_none()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_not_ready_node_evicts_by_toleration() {
+    let c = cluster("cm_not_ready").await;
+    let config = Config {
+        node_monitor_grace_period: Duration::from_secs(30),
+        pod_eviction_timeout: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let _kubelet = fake_kubelet(c.client.clone(), Duration::from_millis(10));
+    let _cm = start_cm(c.client.clone(), config);
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let node: Node = serde_json::from_value(
+        json!({"metadata": {"name": "n1"}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+    )
+    .unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let not_ready = "node.kubernetes.io/not-ready";
+    let tolerations = [
+        // The apiserver gives every pod 300 s of not-ready and unreachable tolerance
+        // (upstream's DefaultTolerationSeconds admission) unless it says otherwise.
+        ("defaulted", json!([])),
+        ("immediate", json!([{"key": not_ready, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 0}])),
+        ("patient", json!([{"key": not_ready, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 3}])),
+        ("forever", json!([{"operator": "Exists"}])),
+    ];
+    for (name, t) in &tolerations {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": name},
+            "spec": {"nodeName": "n1", "tolerations": t, "containers": [{"name": "c", "image": "i"}]}}))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
+
+    // The kubelet is alive (it posts status) but says the node is not ready.
+    nodes
+        .patch_status(
+            "n1",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"status": {"conditions": [{"type": "Ready", "status": "False",
+                "lastHeartbeatTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()}]}})),
+        )
+        .await
+        .unwrap();
+    eventually("not-ready taints", Duration::from_secs(10), || async {
+        let taints = nodes.get("n1").await.unwrap().spec.and_then(|s| s.taints).unwrap_or_default();
+        let mut effects: Vec<(String, String)> = taints.into_iter().map(|t| (t.key, t.effect)).collect();
+        effects.sort();
+        effects == [(not_ready.to_owned(), "NoExecute".to_owned()), (not_ready.to_owned(), "NoSchedule".to_owned())]
+    })
+    .await;
+    let added =
+        nodes.get("n1").await.unwrap().spec.and_then(|s| s.taints).unwrap_or_default()[0].time_added.clone().unwrap().0;
+    eventually("the pod with no time left evicted", Duration::from_secs(10), || async {
+        pods.get_opt("immediate").await.unwrap().is_none()
+    })
+    .await;
+    // The patient pod stays until its 3 s run out (timeAdded has whole seconds: 2 s at least).
+    let last_alive = Arc::new(parking_lot::Mutex::new(None));
+    eventually("the patient pod evicted after its tolerationSeconds", Duration::from_secs(15), || {
+        let (pods, last_alive) = (pods.clone(), last_alive.clone());
+        async move {
+            match pods.get_opt("patient").await.unwrap() {
+                Some(p) if p.metadata.deletion_timestamp.is_none() => {
+                    *last_alive.lock() = Some(jiff::Timestamp::now());
+                    false
+                }
+                Some(_) => false,
+                None => true,
+            }
+        }
+    })
+    .await;
+    let alive_for = last_alive.lock().expect("seen alive after the taint").duration_since(added);
+    assert!(alive_for >= jiff::SignedDuration::from_secs(2), "evicted before its toleration ran out: {alive_for:?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for name in ["forever", "defaulted"] {
+        let stays = pods.get(name).await.unwrap();
+        assert!(stays.metadata.deletion_timestamp.is_none(), "{name}: still within its toleration");
+    }
+}

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Taint, Toleration};
+use component_base::taints::tolerates;
+use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Taint};
 
 use crate::snapshot::{Cache, NodeInfo, PodInfo, Readiness};
 
@@ -43,18 +44,6 @@ pub fn term_matches(term: &NodeSelectorTerm, node: &NodeInfo) -> bool {
     }
     exprs.iter().all(|r| requirement_matches(r, node.labels.get(&r.key).map(String::as_str)))
         && fields.iter().all(|r| requirement_matches(r, (r.key == "metadata.name").then_some(node.name.as_str())))
-}
-
-/// Whether a toleration tolerates a taint, by upstream's rules.
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if t.effect.as_deref().is_some_and(|e| !e.is_empty() && e != taint.effect) {
-        return false;
-    }
-    let key = t.key.as_deref().unwrap_or_default();
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => key.is_empty() || key == taint.key,
-        _ => key == taint.key && t.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default(),
-    }
 }
 
 fn taint_text(taint: &Taint) -> String {
@@ -400,5 +389,60 @@ mod tests {
             let count = n.owners.get("rs-1").copied().unwrap_or(0);
             assert!(count <= limit, "{} holds {count} > {limit}", n.name);
         }
+    }
+    #[test]
+    fn pod_count_and_memory_reasons_in_upstream_words() {
+        // NodeResourcesFit's reasons (pkg/scheduler/framework/plugins/noderesources/fit.go).
+        let mut c = cache(&[
+            node("full", "8", json!({"status": {"allocatable": {"pods": "1"}}})),
+            node("small", "8", json!({"status": {"allocatable": {"memory": "1Gi"}}})),
+        ]);
+        c.place("full", pod("resident", "100m", json!({})));
+        let big = json!({"spec": {"containers": [{"name": "c", "image": "i", "resources": {"requests": {"memory": "2Gi"}}}]}});
+        let err = schedule(&c, &pod("p", "0", big.clone()), 0).unwrap_err();
+        assert_eq!(err.message, "0/2 nodes are available: 1 Insufficient memory, 1 Too many pods.");
+        // Every failing resource of one node is a reason of its own.
+        let c = cache(&[node("tiny", "1", json!({"status": {"allocatable": {"memory": "1Gi"}}}))]);
+        let both = json!({"spec": {"containers": [{"name": "c", "image": "i", "resources": {"requests": {"cpu": "2", "memory": "2Gi"}}}]}});
+        let err = schedule(&c, &pod("p", "0", both), 0).unwrap_err();
+        assert_eq!(err.message, "0/1 nodes are available: 1 Insufficient cpu, 1 Insufficient memory.");
+    }
+
+    #[test]
+    fn init_containers_count_by_their_largest_request_not_their_sum() {
+        // The effective request is max(sum of containers, largest init container) + overhead
+        // (upstream's resource.PodRequests).
+        let c = cache(&[node("two", "2", json!({}))]);
+        let inits = |cpus: &[&str]| {
+            let list: Vec<_> = cpus
+                .iter()
+                .enumerate()
+                .map(|(i, cpu)| json!({"name": format!("init{i}"), "image": "i", "resources": {"requests": {"cpu": cpu}}}))
+                .collect();
+            json!({"spec": {"initContainers": list}})
+        };
+        assert_eq!(schedule(&c, &pod("p", "500m", inits(&["2", "1500m"])), 0), Ok("two".into()), "2 + 1.5 is not 3.5");
+        assert!(schedule(&c, &pod("p", "500m", inits(&["2500m"])), 0).is_err(), "the largest init container counts");
+        let info = pod("p", "1500m", inits(&["1"]));
+        assert_eq!(info.requests.cpu, 1500, "the containers' sum when it is larger");
+        let overhead = pod("p", "1500m", json!({"spec": {"overhead": {"cpu": "600m"}}}));
+        assert_eq!(overhead.requests.cpu, 2100);
+        assert!(schedule(&c, &overhead, 0).is_err(), "overhead counts");
+    }
+
+    #[test]
+    fn a_keyless_exists_toleration_tolerates_every_taint_and_the_cordon() {
+        let c = cache(&[node(
+            "cordoned",
+            "4",
+            json!({"spec": {"unschedulable": true, "taints": [
+                {"key": "a", "value": "x", "effect": "NoSchedule"}, {"key": "b", "effect": "NoExecute"}]}}),
+        )]);
+        assert!(schedule(&c, &pod("p", "1", json!({})), 0).is_err());
+        let everything = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
+        assert_eq!(schedule(&c, &pod("p", "1", everything), 0), Ok("cordoned".into()));
+        let only_no_execute = json!({"spec": {"tolerations": [{"operator": "Exists", "effect": "NoExecute"}]}});
+        let err = schedule(&c, &pod("p", "1", only_no_execute), 0).unwrap_err();
+        assert_eq!(err.message, "0/1 nodes are available: 1 node(s) were unschedulable.");
     }
 }
