@@ -145,17 +145,22 @@ impl Elector {
         }
     }
 
-    /// Renews the lease until it cannot within the renew deadline; returns then.
+    /// Renews the lease until it cannot within the renew deadline; returns then. An attempt
+    /// that hangs (a frozen apiserver) counts against the deadline too: like client-go's
+    /// renew loop, every attempt is cut off when the deadline passes, so a leader stops
+    /// acting before its lease can go to a standby.
     pub async fn hold(&mut self) -> Error {
         let mut last_renewal = Instant::now();
         loop {
             tokio::time::sleep(self.config.retry_period).await;
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_renewal = Instant::now(),
-                Ok(false) => return Error::Lost(self.config.name.clone()),
-                Err(e) => tracing::warn!(error = %e, "renewing the lease failed"),
+            let left = self.config.renew_deadline.saturating_sub(last_renewal.elapsed());
+            match tokio::time::timeout(left, self.try_acquire_or_renew()).await {
+                Ok(Ok(true)) => last_renewal = Instant::now(),
+                Ok(Ok(false)) => return Error::Lost(self.config.name.clone()),
+                Ok(Err(e)) => tracing::warn!(error = %e, "renewing the lease failed"),
+                Err(_) => tracing::warn!("renewing the lease timed out"),
             }
-            if last_renewal.elapsed() > self.config.renew_deadline {
+            if last_renewal.elapsed() >= self.config.renew_deadline {
                 return Error::Lost(self.config.name.clone());
             }
         }

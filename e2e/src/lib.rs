@@ -28,9 +28,11 @@ macro_rules! both_backends {
 }
 
 mod docker;
+mod gate;
 mod kubectl;
 
 pub use docker::{docker, docker_available, docker_pairs, docker_runs, remove_docker_containers};
+pub use gate::Gate;
 pub use kubectl::{Kubectl, Lines};
 
 /// Which storage a test cluster uses.

@@ -240,3 +240,71 @@ async fn a_stopped_leader_releases_its_lease() {
     assert!(node_of(&pods, "after", Duration::from_secs(10)).await.is_some(), "the standby schedules");
     eprintln!("hand-over after a stop took {:?} (lease duration 60 s)", stopped.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_its_lease_stops_acting() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::api::{Patch, PatchParams};
+    let c = in_process(Backend::Embedded, "scheduler_lease_lost", |_| {}).await.unwrap();
+    let leases: Api<Lease> = Api::namespaced(c.client.clone(), "kube-system");
+    let (first, first_metrics, _stop) = start_scheduler(c.client.clone(), Some(election("first", 60, 40, 1)));
+    leads(&first_metrics, Duration::from_secs(10)).await;
+
+    // Another candidate took the lease (the leader was partitioned away meanwhile): at its
+    // next renewal the leader sees it and stops, without touching the lease.
+    leases
+        .patch("kube-scheduler", &PatchParams::default(), &Patch::Merge(json!({"spec": {"holderIdentity": "usurper"}})))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !first.is_finished() {
+        assert!(tokio::time::Instant::now() < deadline, "the leader went on after losing its lease");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(first_metrics.leader.get(), 0);
+    let lease = leases.get("kube-scheduler").await.unwrap();
+    assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some("usurper"), "a lost lease is not released");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_cannot_renew_gives_up_after_the_renew_deadline() {
+    let c = in_process(Backend::Embedded, "scheduler_renew_deadline", |_| {}).await.unwrap();
+    let gate = e2e::Gate::open(c.server.addr).await.unwrap();
+    let config = leader::Config { retry_period: Duration::from_millis(200), ..election("alone", 4, 2, 1) };
+    let mut elector = leader::Elector::new(e2e::client(&gate.url()).unwrap(), config);
+    elector.acquire().await;
+    // The apiserver freezes: renewals hang. Within the renew deadline (plus one retry) the
+    // holder stops acting, before its lease (4 s) could pass to anyone else.
+    gate.freeze();
+    let cut = tokio::time::Instant::now();
+    let lost = tokio::time::timeout(Duration::from_secs(10), elector.hold()).await.expect("gave up");
+    let took = cut.elapsed();
+    assert!(matches!(lost, leader::Error::Lost(ref name) if name == "kube-scheduler"), "{lost}");
+    assert!(took >= Duration::from_millis(1800), "not long before the renew deadline: {took:?}");
+    assert!(took < Duration::from_secs(4), "before the lease expires for a standby: {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_for_another_scheduler_are_left_alone() {
+    let c = in_process(Backend::Embedded, "scheduler_name", |_| {}).await.unwrap();
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    nodes.create(&PostParams::default(), &node("n1", "4", json!({}))).await.unwrap();
+    // Queued first: a scheduler that took it would have bound it before the second.
+    pods.create(&PostParams::default(), &pod("theirs", "100m", json!({"spec": {"schedulerName": "gpu-scheduler"}})))
+        .await
+        .unwrap();
+    pods.create(&PostParams::default(), &pod("named", "100m", json!({"spec": {"schedulerName": "default-scheduler"}})))
+        .await
+        .unwrap();
+    pods.create(&PostParams::default(), &pod("ours", "100m", json!({}))).await.unwrap();
+    let (_task, metrics, _stop) = start_scheduler(c.client.clone(), None);
+    assert!(node_of(&pods, "named", Duration::from_secs(10)).await.is_some());
+    assert!(node_of(&pods, "ours", Duration::from_secs(10)).await.is_some(), "no schedulerName is ours");
+    let theirs = pods.get("theirs").await.unwrap();
+    assert_eq!(theirs.spec.unwrap().node_name, None, "another scheduler's pod is not bound");
+    assert_eq!(unschedulable_attempts(&metrics), 0, "nor tried");
+    let events: Api<Event> = Api::namespaced(c.client.clone(), "default");
+    let about_theirs = events.list(&ListParams::default().fields("involvedObject.name=theirs")).await.unwrap();
+    assert!(about_theirs.items.is_empty(), "nor reported: {:?}", about_theirs.items);
+}
