@@ -30,11 +30,11 @@ pub struct LabelSelector(pub Vec<Requirement>);
 pub struct ParseError(pub String);
 
 fn valid_label_key(key: &str) -> bool {
-    crate::validation::label_key_errors(key).is_empty()
+    crate::names::label_key_errors(key).is_empty()
 }
 
 fn valid_label_value(value: &str) -> bool {
-    crate::validation::label_value_errors(value).is_empty()
+    crate::names::label_value_errors(value).is_empty()
 }
 
 /// Splits on commas that are not inside parentheses.

@@ -205,8 +205,8 @@ fn long_running(request: &Request) -> bool {
         return true;
     }
     let query = request.uri().query().unwrap_or_default();
-    let watching = query.split('&').any(|kv| kv == "watch=true" || kv == "watch=1" || kv == "follow=true");
-    request.method() == Method::GET && (watching || path.contains("/watch/"))
+    let pairs = query.split('&').map(|kv| kv.split_once('=').unwrap_or((kv, "")));
+    request.method() == Method::GET && (crate::query::streams(pairs) || path.contains("/watch/"))
 }
 
 /// The middleware: a slot from the request's pool, or 429; then the request timeout.

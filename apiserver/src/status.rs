@@ -229,11 +229,6 @@ impl ApiError {
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(&self.body()).unwrap_or_default()
     }
-
-    /// The Status object as a value.
-    pub fn to_status(&self) -> Value {
-        serde_json::to_value(self.body()).unwrap_or_default()
-    }
 }
 
 /// A `Status` as upstream serializes it (field order matters to clients comparing text).

@@ -167,8 +167,14 @@ fn parse_target(group: &str, version: &str, segments: &[&str]) -> ApiResult<Opti
     Ok(Some(Target { resource, namespace, name, sub }))
 }
 
+/// Whether the request asks for a watch (`watch=true`, or the legacy `/watch/` prefix,
+/// which the router turns into the parameter).
+fn watching(params: &Params) -> bool {
+    params.get("watch").is_some_and(|w| crate::query::truthy(w))
+}
+
 fn verb_of(method: &Method, target: &Target, params: &Params) -> &'static str {
-    let watching = params.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let watching = watching(params);
     match (method, target.name.is_some()) {
         (&Method::GET, false) if watching => "WATCH",
         (&Method::GET, false) => "LIST",
@@ -280,8 +286,7 @@ pub async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Re
         Ok(None) => return ApiError::no_route(&path).into_response(),
         Err(e) => return e.into_response(),
     };
-    let watching = params.get("watch").is_some_and(|w| w == "true" || w == "1");
-    if watching && parts.method == Method::GET && target.sub.is_none() {
+    if watching(&params) && parts.method == Method::GET && target.sub.is_none() {
         // A watch of one object (`.../pods/web?watch=true`, or the legacy `/watch/` form)
         // is upstream's watch of the collection narrowed to that name.
         if let Some(name) = target.name.take() {
