@@ -66,10 +66,10 @@ proptest! {
     fn typed_decoding_and_validation_never_panic(value in json_value()) {
         for resource in RESOURCES {
             if let Ok((mut obj, _)) = object::canonicalize(resource, value.clone(), FieldValidation::Strict) {
-                (resource.default)(&mut obj);
-                let _ = (resource.validate)(&obj, Some(&value));
+                resource.strategy.default(&mut obj);
+                let _ = resource.strategy.validate(&obj, Some(&value));
             }
-            let _ = (resource.validate)(&value, None);
+            let _ = resource.strategy.validate(&value, None);
         }
     }
 

@@ -146,7 +146,7 @@ async fn ensure_namespace(app: &App, name: &str) -> Result<(), Error> {
     let mut ns = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": {
         "name": name, "uid": uuid::Uuid::new_v4().to_string(), "creationTimestamp": crate::object::now_rfc3339(),
     }});
-    (namespaces.default)(&mut ns);
+    namespaces.strategy.default(&mut ns);
     let bytes = serde_json::to_vec(&ns).unwrap_or_default();
     match app.store.create(&namespaces.key(None, name), bytes.into()).await {
         Ok(_) | Err(store::Error::AlreadyExists { .. }) => Ok(()),
@@ -159,7 +159,7 @@ async fn ensure_namespace(app: &App, name: &str) -> Result<(), Error> {
 async fn keep_system_namespaces(app: Arc<App>) {
     loop {
         tokio::time::sleep(Duration::from_secs(60)).await;
-        for ns in api::SYSTEM_NAMESPACES {
+        for ns in registry::SYSTEM_NAMESPACES {
             if let Err(e) = ensure_namespace(&app, ns).await {
                 tracing::warn!(namespace = ns, error = %e, "recreating a system namespace failed");
             }
@@ -198,7 +198,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         storage_health,
     });
     tasks.push(tokio::spawn(check_storage(store.clone(), health_tx)));
-    for ns in api::SYSTEM_NAMESPACES {
+    for ns in registry::SYSTEM_NAMESPACES {
         ensure_namespace(&app, ns).await?;
     }
     tasks.push(tokio::spawn(keep_system_namespaces(app.clone())));

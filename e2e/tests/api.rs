@@ -855,6 +855,17 @@ async fn tables_for_kubectl_get(backend: Backend, test: &str) {
     let full = get(format!("{}/api/v1/namespaces/default/pods?includeObject=Object", c.url())).await;
     assert_eq!(full["rows"][0]["object"]["kind"], "Pod");
 
+    // A kind added as one registry file (docs/registry.md): served, printed with its columns.
+    let template = json!({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "tpl"},
+        "template": {"metadata": {"labels": {"tier": "web"}}, "spec": {"containers": [{"name": "c", "image": "web:1"}]}}});
+    let r = http.post(format!("{}/api/v1/namespaces/default/podtemplates", c.url())).json(&template).send().await;
+    assert_eq!(r.expect("create").status().as_u16(), 201);
+    let templates = get(format!("{}/api/v1/namespaces/default/podtemplates", c.url())).await;
+    let names: Vec<&str> =
+        templates["columnDefinitions"].as_array().expect("columns").iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(names, ["Name", "Containers", "Images", "Pod Labels"]);
+    assert_eq!(templates["rows"][0]["cells"], json!(["tpl", "c", "web:1", "tier=web"]));
+
     // A watch sends one-row tables, the columns only with the first event.
     let r = http
         .get(format!("{}/api/v1/namespaces/default/pods?watch=true&timeoutSeconds=1", c.url()))

@@ -72,10 +72,6 @@ impl DeleteOptions {
     }
 }
 
-/// Namespaces the system needs: never deleted, and recreated if missing (upstream's
-/// immortal namespaces).
-pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
-
 fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
@@ -115,19 +111,9 @@ fn deletion(target: &Target, opts: &DeleteOptions, obj: Value) -> ApiResult<Chan
             ),
         ));
     }
-    let is_namespace = target.resource.resource == "namespaces" && target.resource.group.is_empty();
-    if is_namespace && SYSTEM_NAMESPACES.contains(&target.name()) {
-        // Upstream's NamespaceLifecycle admission: the system's own namespaces stay.
-        return Err(ApiError::forbidden(format!(
-            "namespaces {:?} is forbidden: this namespace may not be deleted",
-            target.name()
-        )));
-    }
-    let bound_pod = target.resource.kind == "Pod"
-        && target.resource.group.is_empty()
-        && obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
-    let default_grace = obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30);
-    let grace = if bound_pod { opts.grace.unwrap_or(default_grace) } else { 0 };
+    let strategy = target.resource.strategy;
+    strategy.check_delete(target.name())?;
+    let grace = strategy.grace_period(&obj, opts.grace);
     let mut fins = finalizers(&obj);
     match opts.propagation.as_deref() {
         Some("Orphan") if !fins.iter().any(|f| f == "orphan") => fins.push("orphan".into()),
@@ -136,19 +122,12 @@ fn deletion(target: &Target, opts: &DeleteOptions, obj: Value) -> ApiResult<Chan
     }
     let already = obj.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
     let current_grace = obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
-    if is_namespace {
-        if already {
-            return Ok(Change::Unchanged(obj));
-        }
-        let mut next = obj;
-        meta_mut(&mut next).insert("deletionTimestamp".into(), json!(object::now_rfc3339()));
-        meta_mut(&mut next).insert("deletionGracePeriodSeconds".into(), json!(0));
-        next["status"]["phase"] = json!("Terminating");
-        return Ok(Change::Write(next));
+    if let Some(marked) = strategy.begin_deletion(&obj) {
+        return Ok(if already { Change::Unchanged(obj) } else { Change::Write(marked) });
     }
     if already {
-        // A second delete may only shorten a pod's grace period; a zero one finishes it.
-        if bound_pod && current_grace.is_some_and(|g| grace < g) {
+        // A second delete may only shorten a grace period; a zero one finishes it.
+        if current_grace.is_some_and(|g| grace < g) {
             let mut next = obj;
             meta_mut(&mut next).insert("deletionGracePeriodSeconds".into(), json!(grace));
             meta_mut(&mut next).insert("deletionTimestamp".into(), json!(object::rfc3339_in(grace)));
@@ -175,8 +154,9 @@ fn deletion(target: &Target, opts: &DeleteOptions, obj: Value) -> ApiResult<Chan
 /// Deletes one object; answers with its last state.
 pub async fn delete_one(app: &App, target: &Target, opts: &DeleteOptions) -> ApiResult<Value> {
     let result = objects::guaranteed_update(app, target, None, opts.dry_run, |obj| deletion(target, opts, obj)).await?;
-    if target.resource.resource == "namespaces" && target.resource.group.is_empty() {
-        // Creates check the namespace against the cache: make it see the deletion first.
+    if target.resource.strategy.waits_for_finalization(&result) {
+        // The server finishes this deletion (a namespace empties itself), and creates check
+        // the namespace against the cache: make it see the deletion first.
         if let Some(rv) = meta_str(&result, "resourceVersion").and_then(|rv| rv.parse().ok()) {
             app.cache(target.resource)?.wait_for(rv, std::time::Duration::from_secs(1)).await;
         }

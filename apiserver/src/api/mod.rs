@@ -32,7 +32,6 @@ mod table;
 mod watch;
 mod write;
 
-pub use delete::SYSTEM_NAMESPACES;
 pub use namespaces::finalize_namespaces;
 
 /// What every handler shares.

@@ -50,7 +50,11 @@ async fn finalize_pass(app: &App) -> Result<bool, String> {
                 if let Some(spec) = current.get_mut("spec").and_then(Value::as_object_mut) {
                     spec.insert("finalizers".into(), json!([]));
                 }
-                Ok(if objects::ready_to_remove(&current) { Change::Remove(current) } else { Change::Write(current) })
+                Ok(if objects::ready_to_remove(namespaces, &current) {
+                    Change::Remove(current)
+                } else {
+                    Change::Write(current)
+                })
             })
             .await;
             if let Err(e) = removed

@@ -195,7 +195,7 @@ pub fn prepare_update(resource: &Resource, old: &Value, new: Value, status_only:
         }
         next
     };
-    (resource.default)(&mut next);
+    resource.strategy.default(&mut next);
     if resource.has(Sub::Status) {
         let spec_changed = without(old, &["metadata", "status"]) != without(&next, &["metadata", "status"]);
         if spec_changed {
@@ -203,7 +203,7 @@ pub fn prepare_update(resource: &Resource, old: &Value, new: Value, status_only:
             meta_mut(&mut next).insert("generation".into(), json!(generation + 1));
         }
     }
-    let causes = (resource.validate)(&next, Some(old));
+    let causes = resource.strategy.validate(&next, Some(old));
     if !causes.is_empty() {
         return Err(ApiError::invalid(
             resource.kind,
@@ -217,21 +217,18 @@ pub fn prepare_update(resource: &Resource, old: &Value, new: Value, status_only:
 
 /// Whether an updated object should now be removed: it is being deleted, has no
 /// finalizers left, and is not waiting for a graceful pod shutdown.
-pub fn ready_to_remove(value: &Value) -> bool {
+pub fn ready_to_remove(resource: &Resource, value: &Value) -> bool {
     let meta = value.get("metadata");
     let deleting = meta.and_then(|m| m.get("deletionTimestamp")).is_some_and(|t| !t.is_null());
     let finalizers = meta.and_then(|m| m.get("finalizers")).and_then(Value::as_array).is_some_and(|f| !f.is_empty());
-    // A namespace also waits for its own `spec.finalizers` (the content is deleted first).
-    let namespace_finalizers = value.get("kind").and_then(Value::as_str) == Some("Namespace")
-        && value.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
-    let finalizers = finalizers || namespace_finalizers;
+    let finalizers = finalizers || resource.strategy.waits_for_finalization(value);
     let grace = meta.and_then(|m| m.get("deletionGracePeriodSeconds")).and_then(Value::as_i64).unwrap_or(0);
     deleting && !finalizers && grace == 0
 }
 
 /// The update decision shared by PUT, PATCH and the status subresource.
-pub fn decide(old: Value, next: Value) -> Change {
-    if ready_to_remove(&next) {
+pub fn decide(resource: &Resource, old: Value, next: Value) -> Change {
+    if ready_to_remove(resource, &next) {
         return Change::Remove(next);
     }
     let mut comparable = next.clone();

@@ -147,34 +147,6 @@ fn check_name_matches(target: &Target, obj: &mut Value) -> ApiResult<()> {
     }
 }
 
-/// A pod's QoS class from its containers' requests and limits, as upstream computes it.
-fn qos_class(pod: &Value) -> &'static str {
-    let containers = pod.pointer("/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in &containers {
-        let requests = c.pointer("/resources/requests").and_then(Value::as_object);
-        let limits = c.pointer("/resources/limits").and_then(Value::as_object);
-        if requests.is_some_and(|r| !r.is_empty()) || limits.is_some_and(|l| !l.is_empty()) {
-            any = true;
-        }
-        for res in ["cpu", "memory"] {
-            let limit = limits.and_then(|l| l.get(res));
-            let request = requests.and_then(|r| r.get(res)).or(limit);
-            if limit.is_none() || request != limit {
-                guaranteed = false;
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
-}
-
 /// Sets what the server owns on a new object.
 fn prepare_create(resource: &Resource, obj: &mut Value) -> ApiResult<()> {
     let meta = meta_mut(obj);
@@ -197,22 +169,9 @@ fn prepare_create(resource: &Resource, obj: &mut Value) -> ApiResult<()> {
     } else {
         meta.remove("generation");
     }
-    match resource.kind {
-        "Pod" => {
-            let qos = qos_class(obj);
-            obj["status"] = json!({ "phase": "Pending", "qosClass": qos });
-        }
-        // Kubelets register nodes with their status; namespaces default theirs.
-        "Node" | "Namespace" => {}
-        _ if resource.has(Sub::Status) => {
-            if let Some(o) = obj.as_object_mut() {
-                o.remove("status");
-            }
-        }
-        _ => {}
-    }
-    (resource.default)(obj);
-    let causes = (resource.validate)(obj, None);
+    resource.strategy.prepare_create(resource, obj);
+    resource.strategy.default(obj);
+    let causes = resource.strategy.validate(obj, None);
     if !causes.is_empty() {
         let name = meta_str(obj, "name").unwrap_or_default().to_owned();
         return Err(ApiError::invalid(resource.kind, resource.group, &name, causes));
@@ -267,11 +226,6 @@ pub async fn create(
     Ok(value_response(StatusCode::CREATED, &created, &warnings))
 }
 
-/// Resources whose PUT creates the object when it does not exist, as upstream's.
-fn creates_on_update(resource: &Resource) -> bool {
-    matches!(resource.resource, "leases" | "endpoints" | "events")
-}
-
 /// PUT of an object or its status.
 pub async fn update(
     app: &Arc<App>,
@@ -295,11 +249,11 @@ pub async fn update(
     let result = objects::guaranteed_update(app, target, precondition, dry_run, |old| {
         let mut next = prepare_update(target.resource, &old, obj.clone(), status_only)?;
         writer.track(target.resource, Some(&old), &mut next, status_only);
-        Ok(decide(old, next))
+        Ok(decide(target.resource, old, next))
     })
     .await;
     match result {
-        Err(e) if e.code == 404 && creates_on_update(target.resource) && !status_only => {
+        Err(e) if e.code == 404 && target.resource.strategy.creates_on_update() && !status_only => {
             let created = create_object(app, target, obj, dry_run, Some(writer)).await?;
             Ok(value_response(StatusCode::CREATED, &created, &warnings))
         }
@@ -345,7 +299,7 @@ pub async fn patch(
         warnings = w;
         let mut next = prepare_update(target.resource, &old, patched, status_only)?;
         writer.track(target.resource, Some(&old), &mut next, status_only);
-        Ok(decide(old, next))
+        Ok(decide(target.resource, old, next))
     })
     .await?;
     warnings.extend(duplicates);
@@ -432,7 +386,7 @@ async fn server_side_apply(
             let (merged, w) = merge(&old)?;
             warnings = w;
             let next = prepare_update(resource, &old, merged, status_only)?;
-            Ok(decide(old, next))
+            Ok(decide(target.resource, old, next))
         })
         .await;
         match updated {
@@ -459,7 +413,7 @@ pub async fn modify(
 ) -> ApiResult<Value> {
     objects::guaranteed_update(app, target, precondition, false, |old| match change(&old)? {
         None => Ok(Change::Unchanged(old)),
-        Some(next) => Ok(decide(old, next)),
+        Some(next) => Ok(decide(target.resource, old, next)),
     })
     .await
 }

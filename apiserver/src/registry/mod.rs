@@ -1,0 +1,254 @@
+//! The resource registry: one file per kind (or small group of kinds), each holding its
+//! row (names, scope, short names, categories, subresources, selectable fields, the typed
+//! schema) and its [`Strategy`]: defaulting, validation, what the server sets on create,
+//! graceful deletion, table columns. The generic handlers in `api/` read everything
+//! kind-specific from here and name no kind. Adding a built-in kind is a new file here
+//! and its line in [`RESOURCES`] (docs/registry.md shows one).
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+mod configmap;
+mod deployment;
+mod endpoints;
+mod event;
+mod lease;
+mod namespace;
+mod node;
+mod pod;
+mod podtemplate;
+pub mod print;
+mod replicaset;
+mod secret;
+mod service;
+mod strategy;
+
+pub use namespace::SYSTEM_NAMESPACES;
+pub use strategy::{Columns, Strategy};
+
+/// A subresource served under `/{resource}/{name}/{sub}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sub {
+    /// `/status`: writes change only `.status`.
+    Status,
+    /// `/scale`: an `autoscaling/v1` Scale view of `.spec.replicas`.
+    Scale,
+    /// `/binding`: assigns a pod to a node.
+    Binding,
+    /// `/log`: a container's log, proxied from the node's kubelet.
+    Log,
+}
+
+impl Sub {
+    /// The URL segment.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sub::Status => "status",
+            Sub::Scale => "scale",
+            Sub::Binding => "binding",
+            Sub::Log => "log",
+        }
+    }
+}
+
+/// A field a field selector may name: its selector name, where it lives in the object,
+/// and its value when absent.
+pub type SelectableField = (&'static str, &'static str, &'static str);
+
+/// Decodes a JSON object through its typed Kubernetes struct and back: the canonical form
+/// to store, and the evidence (by difference) of unknown fields.
+pub type Schema = fn(&Value) -> Result<Value, String>;
+
+/// Maps between a served version and the stored one (events.k8s.io/v1 Event is stored as
+/// core/v1 Event).
+#[derive(Clone, Copy)]
+pub struct Conversion {
+    /// Served form to stored form.
+    pub to_storage: fn(Value) -> Value,
+    /// Stored form to served form.
+    pub from_storage: fn(Value) -> Value,
+}
+
+/// One served resource.
+#[derive(Clone, Copy)]
+pub struct Resource {
+    /// API group, empty for core.
+    pub group: &'static str,
+    /// API version.
+    pub version: &'static str,
+    /// Plural resource name, as in URLs.
+    pub resource: &'static str,
+    /// Singular name (`kubectl get pod`).
+    pub singular: &'static str,
+    /// Kind.
+    pub kind: &'static str,
+    /// Whether objects live in namespaces.
+    pub namespaced: bool,
+    /// Short names (`po`, `deploy`).
+    pub short_names: &'static [&'static str],
+    /// Categories (`all`).
+    pub categories: &'static [&'static str],
+    /// Subresources served.
+    pub subresources: &'static [Sub],
+    /// The storage key segment: `/registry/{storage}/...`.
+    pub storage: &'static str,
+    /// Fields a field selector may name, besides `metadata.name` and `metadata.namespace`.
+    pub fields: &'static [SelectableField],
+    /// The typed schema.
+    pub schema: Schema,
+    /// The OpenAPI schema (a `$ref` into the generator's definitions).
+    pub openapi: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+    /// The kind's behaviour.
+    pub strategy: &'static dyn Strategy,
+    /// Conversion to and from the stored version, when they differ.
+    pub conversion: Option<Conversion>,
+}
+
+impl std::fmt::Debug for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.qualified())
+    }
+}
+
+impl Resource {
+    /// A row with the defaults most kinds share: namespaced, no short names, categories,
+    /// subresources or extra fields, stored under its plural, typed as `T`.
+    pub const fn of<T: DeserializeOwned + Serialize + schemars::JsonSchema>(
+        group: &'static str,
+        version: &'static str,
+        resource: &'static str,
+        singular: &'static str,
+        kind: &'static str,
+        strategy: &'static dyn Strategy,
+    ) -> Resource {
+        Resource {
+            group,
+            version,
+            resource,
+            singular,
+            kind,
+            namespaced: true,
+            short_names: &[],
+            categories: &[],
+            subresources: &[],
+            storage: resource,
+            fields: &[],
+            schema: typed::<T>,
+            openapi: openapi::<T>,
+            strategy,
+            conversion: None,
+        }
+    }
+
+    /// Whether a collection of this kind may be deleted at once.
+    pub fn deletes_as_collection(&self) -> bool {
+        self.strategy.deletes_as_collection()
+    }
+
+    /// The verbs discovery lists for this kind.
+    pub fn verbs(&self) -> &'static [&'static str] {
+        const ALL: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+        const NO_COLLECTION_DELETE: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+        if self.deletes_as_collection() { ALL } else { NO_COLLECTION_DELETE }
+    }
+
+    /// `v1` or `apps/v1`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() { self.version.to_owned() } else { format!("{}/{}", self.group, self.version) }
+    }
+
+    /// `pods` or `deployments.apps`, as upstream names resources in messages.
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() { self.resource.to_owned() } else { format!("{}.{}", self.resource, self.group) }
+    }
+
+    /// Whether the subresource is served.
+    pub fn has(&self, sub: Sub) -> bool {
+        self.subresources.contains(&sub)
+    }
+
+    /// The key prefix of every object of this resource.
+    pub fn prefix(&self) -> String {
+        format!("/registry/{}/", self.storage)
+    }
+
+    /// The key prefix of the objects in one namespace (or all, for `None`).
+    pub fn namespace_prefix(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("/registry/{}/{ns}/", self.storage),
+            _ => self.prefix(),
+        }
+    }
+
+    /// The key of one object.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("/registry/{}/{ns}/{name}", self.storage),
+            _ => format!("/registry/{}/{name}", self.storage),
+        }
+    }
+}
+
+fn openapi<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    generator.subschema_for::<T>()
+}
+
+fn typed<T: DeserializeOwned + Serialize>(value: &Value) -> Result<Value, String> {
+    let object = T::deserialize(value).map_err(|e| e.to_string())?;
+    serde_json::to_value(&object).map_err(|e| e.to_string())
+}
+
+/// Every resource this apiserver serves, in discovery order.
+pub static RESOURCES: &[Resource] = &[
+    namespace::RESOURCE,
+    node::RESOURCE,
+    pod::RESOURCE,
+    service::RESOURCE,
+    endpoints::RESOURCE,
+    configmap::RESOURCE,
+    secret::RESOURCE,
+    podtemplate::RESOURCE,
+    event::CORE,
+    deployment::RESOURCE,
+    replicaset::RESOURCE,
+    lease::RESOURCE,
+    event::EVENTS_V1,
+];
+
+/// Looks a resource up by group, version and plural name.
+pub fn find(group: &str, version: &str, resource: &str) -> Option<&'static Resource> {
+    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.resource == resource)
+}
+
+/// Looks a resource up by its kind in a group-version (`apps/v1`, `Deployment`).
+pub fn find_kind(api_version: &str, kind: &str) -> Option<&'static Resource> {
+    RESOURCES.iter().find(|r| r.api_version() == api_version && r.kind == kind)
+}
+
+/// The group-versions served, in discovery order.
+pub fn group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for r in RESOURCES {
+        if !out.contains(&(r.group, r.version)) {
+            out.push((r.group, r.version));
+        }
+    }
+    out
+}
+
+/// The stored form of an object served as `resource`.
+pub fn to_storage(resource: &Resource, value: Value) -> Value {
+    match resource.conversion {
+        Some(c) => (c.to_storage)(value),
+        None => value,
+    }
+}
+
+/// The served form of a stored object.
+pub fn from_storage(resource: &Resource, value: Value) -> Value {
+    match resource.conversion {
+        Some(c) => (c.from_storage)(value),
+        None => value,
+    }
+}

@@ -1,0 +1,80 @@
+//! What a kind does differently from the generic handlers: upstream's REST strategies
+//! (`PrepareForCreate`, `Validate`, graceful deletion, table conversion) as one trait whose
+//! defaults fit most kinds.
+
+use serde_json::{Value, json};
+
+use super::print::{age, s};
+use super::{Resource, Sub};
+use crate::status::{ApiResult, Cause};
+use crate::validation;
+
+/// A Table's column definitions: name, type, priority (0 shown, 1 with `-o wide`).
+pub type Columns = &'static [(&'static str, &'static str, i32)];
+
+/// The columns of a kind with no printer of its own, as upstream's default table.
+pub const DEFAULT_COLUMNS: Columns = &[("Name", "string", 0), ("Age", "string", 0)];
+
+/// A kind's hooks. Every method has the behaviour most kinds want.
+pub trait Strategy: Sync {
+    /// Fills the defaults upstream fills.
+    fn default(&self, _obj: &mut Value) {}
+
+    /// Checks an object (and, on update, the object it replaces); one cause per problem.
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validation::generic(obj, None)
+    }
+
+    /// Sets what the server owns in a new object's status. A kind with a status
+    /// subresource starts without one: clients write it through `/status` only.
+    fn prepare_create(&self, resource: &Resource, obj: &mut Value) {
+        if resource.has(Sub::Status)
+            && let Some(o) = obj.as_object_mut()
+        {
+            o.remove("status");
+        }
+    }
+
+    /// Whether a PUT of a missing object creates it (upstream's `AllowCreateOnUpdate`).
+    fn creates_on_update(&self) -> bool {
+        false
+    }
+
+    /// Refuses a delete the kind does not allow (the system's own namespaces).
+    fn check_delete(&self, _name: &str) -> ApiResult<()> {
+        Ok(())
+    }
+
+    /// The grace period a delete gives the object, given what the client asked for:
+    /// 0 (removed at once, or when its finalizers are done) for most kinds.
+    fn grace_period(&self, _obj: &Value, _requested: Option<i64>) -> i64 {
+        0
+    }
+
+    /// For a kind whose deletion the server itself finishes (a namespace empties first):
+    /// the object marked as being deleted. `None`: the generic deletion.
+    fn begin_deletion(&self, _obj: &Value) -> Option<Value> {
+        None
+    }
+
+    /// Whether a deleted object still waits for something besides `metadata.finalizers`
+    /// before it is removed (a namespace's `spec.finalizers`).
+    fn waits_for_finalization(&self, _obj: &Value) -> bool {
+        false
+    }
+
+    /// Whether `deletecollection` is served (upstream serves none for namespaces).
+    fn deletes_as_collection(&self) -> bool {
+        true
+    }
+
+    /// The Table columns `kubectl get` shows.
+    fn columns(&self) -> Columns {
+        DEFAULT_COLUMNS
+    }
+
+    /// One Table row's cells, matching [`Strategy::columns`].
+    fn cells(&self, obj: &Value) -> Vec<Value> {
+        vec![json!(s(obj, "/metadata/name")), json!(age(obj, "/metadata/creationTimestamp"))]
+    }
+}
