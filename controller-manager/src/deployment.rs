@@ -690,6 +690,46 @@ mod tests {
     }
 
     #[test]
+    fn every_progress_signal_restarts_the_deadline() {
+        // upstream's util.DeploymentProgressing: more updated, ready or available replicas,
+        // fewer old ones, or a resume from pause.
+        let status = |reason: &str| {
+            json!({"replicas": 4, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2,
+                "conditions": [{"type": "Progressing", "status": "True", "reason": reason,
+                    "lastUpdateTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}]})
+        };
+        let now = at("2026-01-01T00:11:40Z");
+        let cases = [
+            ("nothing", (2, 2, 2), (2, 0, 0), "ReplicaSetUpdated", false),
+            ("more updated", (2, 2, 2), (3, 0, 0), "ReplicaSetUpdated", true),
+            ("more ready", (2, 2, 2), (2, 1, 0), "ReplicaSetUpdated", true),
+            ("more available", (2, 2, 2), (2, 0, 1), "ReplicaSetUpdated", true),
+            ("fewer old", (1, 1, 1), (2, 0, 0), "ReplicaSetUpdated", true),
+            ("resumed", (2, 2, 2), (2, 0, 0), "DeploymentPaused", true),
+        ];
+        for (what, old, new, reason, moved) in cases {
+            let d = deploy(Some(600), status(reason));
+            let rss = [rs("old", 1, 2, old), rs("new", 2, 2, new)];
+            let (s, _) = compute_status(&d, &rss, &progress(Some(1)), now);
+            let p = cond(&s, "Progressing");
+            let expected = if moved { "ReplicaSetUpdated" } else { "ProgressDeadlineExceeded" };
+            assert_eq!(p.reason.as_deref(), Some(expected), "{what}");
+            if moved {
+                assert_eq!(p.last_update_time, Some(Time(now)), "{what}: the deadline starts again");
+            }
+        }
+    }
+
+    #[test]
+    fn unavailable_counts_what_the_spec_wants_minus_what_is_available() {
+        let d = deploy(None, json!({}));
+        let (s, _) = compute_status(&d, &[rs("one", 1, 6, (6, 2, 2))], &progress(Some(0)), at("2026-01-01T00:00:00Z"));
+        assert_eq!(s.unavailable_replicas, Some(4));
+        let (s, _) = compute_status(&d, &[rs("one", 1, 1, (3, 3, 3))], &progress(Some(0)), at("2026-01-01T00:00:00Z"));
+        assert_eq!(s.unavailable_replicas, Some(0), "never negative");
+    }
+
+    #[test]
     fn complete_paused_and_new_replica_set_reasons() {
         let d = deploy(Some(600), json!({}));
         let done = [rs("old", 1, 0, (0, 0, 0)), rs("new", 2, 4, (4, 4, 4))];

@@ -326,3 +326,130 @@ impl Cache {
         self.nodes.get(name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node(name: &str, extra: serde_json::Value) -> Node {
+        let mut n = json!({
+            "metadata": {"name": name, "labels": {"zone": "a"}},
+            "spec": {},
+            "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                       "conditions": [{"type": "Ready", "status": "True"}]},
+        });
+        json_patch::merge(&mut n, &extra);
+        serde_json::from_value(n).unwrap()
+    }
+
+    fn pod(uid: &str, requests: serde_json::Value, owner: Option<&str>) -> PodInfo {
+        let refs: Vec<_> = owner
+            .into_iter()
+            .map(|o| json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": o, "controller": true}))
+            .collect();
+        PodInfo::new(
+            &serde_json::from_value::<Pod>(json!({
+                "metadata": {"name": uid, "namespace": "default", "uid": uid, "ownerReferences": refs},
+                "spec": {"containers": [{"name": "c", "image": "i", "resources": {"requests": requests},
+                    "ports": [{"containerPort": 80, "hostPort": 8080}]}]},
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn requests_default_for_scoring_only() {
+        let bare = pod("p", json!({}), None);
+        assert_eq!(bare.requests, Resources { cpu: 0, memory: 0, pods: 1 });
+        assert_eq!(bare.score_requests, Resources { cpu: 100, memory: 200 * 1024 * 1024, pods: 1 });
+        let sized = pod("q", json!({"cpu": "250m", "memory": "1Gi"}), None);
+        assert_eq!(sized.requests, Resources { cpu: 250, memory: 1 << 30, pods: 1 });
+        assert_eq!(sized.score_requests, sized.requests);
+    }
+
+    #[test]
+    fn placing_and_unplacing_keep_every_total_exact() {
+        let mut c = Cache::default();
+        assert!(c.upsert_node(&node("n1", json!({}))));
+        let a = pod("a", json!({"cpu": "500m", "memory": "1Gi"}), Some("rs-1"));
+        let b = pod("b", json!({}), Some("rs-1"));
+        c.place("n1", a.clone());
+        c.place("n1", b.clone());
+        let n = c.node("n1").unwrap();
+        assert_eq!(n.requested, Resources { cpu: 500, memory: 1 << 30, pods: 2 });
+        assert_eq!(n.score_requested, Resources { cpu: 600, memory: (1 << 30) + 200 * 1024 * 1024, pods: 2 });
+        assert_eq!(n.owners.get("rs-1"), Some(&2));
+        assert!(n.host_ports.contains(&("TCP".into(), String::new(), 8080)));
+        assert_eq!(c.placement("a"), Some("n1"));
+
+        assert!(c.unplace("a"));
+        let n = c.node("n1").unwrap();
+        assert_eq!(n.requested, Resources { cpu: 0, memory: 0, pods: 1 });
+        assert_eq!(n.score_requested, b.score_requests);
+        assert_eq!(n.owners.get("rs-1"), Some(&1));
+        assert!(!c.unplace("a"), "twice is a no-op");
+        assert_eq!(c.placement("a"), None);
+
+        // Placing again moves, never double counts.
+        c.place("n1", b.clone());
+        assert_eq!(c.node("n1").unwrap().requested.pods, 1);
+        c.retain_pods(&HashSet::new());
+        let n = c.node("n1").unwrap();
+        assert_eq!((n.requested, n.score_requested), (Resources::default(), Resources::default()));
+        assert!(n.owners.is_empty() && n.host_ports.is_empty());
+        assert_eq!(c.placement("b"), None);
+    }
+
+    #[test]
+    fn a_node_seen_after_its_pods_counts_them() {
+        let mut c = Cache::default();
+        c.place("late", pod("a", json!({"cpu": "1"}), None));
+        c.place("other", pod("b", json!({"cpu": "2"}), None));
+        c.upsert_node(&node("late", json!({})));
+        assert_eq!(c.node("late").unwrap().requested, Resources { cpu: 1000, memory: 0, pods: 1 });
+    }
+
+    #[test]
+    fn only_what_filters_read_counts_as_a_change() {
+        let mut c = Cache::default();
+        assert!(c.upsert_node(&node("n1", json!({}))), "a new node");
+        let heartbeat = json!({"status": {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": "2026-01-01T00:00:00Z"}]}});
+        assert!(!c.upsert_node(&node("n1", heartbeat)), "a heartbeat is not a change");
+        for (what, extra) in [
+            ("labels", json!({"metadata": {"labels": {"zone": "b"}}})),
+            ("taints", json!({"spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}})),
+            ("cordon", json!({"spec": {"unschedulable": true}})),
+            ("readiness", json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}})),
+            ("capacity", json!({"status": {"allocatable": {"cpu": "8"}}})),
+        ] {
+            let mut c = Cache::default();
+            c.upsert_node(&node("n1", json!({})));
+            c.place("n1", pod("a", json!({"cpu": "1"}), None));
+            assert!(c.upsert_node(&node("n1", extra.clone())), "{what}");
+            assert!(!c.upsert_node(&node("n1", extra)), "{what} again");
+            let n = c.node("n1").unwrap();
+            assert_eq!(n.requested.cpu, 1000, "{what}: the pods' totals stay");
+        }
+        let mut c = Cache::default();
+        c.upsert_node(&node("n1", json!({})));
+        c.upsert_node(&node("n1", json!({"spec": {"unschedulable": true}, "status": {"allocatable": {"cpu": "8"}}})));
+        let n = c.node("n1").unwrap();
+        assert!(n.unschedulable);
+        assert_eq!(n.allocatable.cpu, 8000);
+    }
+
+    #[test]
+    fn nodes_go_by_name_or_by_relist() {
+        let mut c = Cache::default();
+        for name in ["a", "b", "c"] {
+            c.upsert_node(&node(name, json!({})));
+        }
+        c.remove_node("b");
+        assert!(c.node("b").is_none());
+        assert_eq!(c.node_count(), 2);
+        c.retain_nodes(&["c".to_owned()].into());
+        assert_eq!(c.nodes().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["c"]);
+        assert_eq!(c.node("c").unwrap().labels.get("zone").map(String::as_str), Some("a"));
+    }
+}
