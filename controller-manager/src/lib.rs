@@ -3,7 +3,7 @@
 //! Every controller has the kube-runtime shape: informers (watch → cache) queue keys on a
 //! deduplicating [`workqueue::WorkQueue`]; workers call `reconcile(key) -> Action`; errors
 //! come back after a back-off. Controllers: [`replicaset`], [`deployment`],
-//! [`nodelifecycle`] and the garbage collector [`gc`].
+//! [`nodelifecycle`], [`serviceaccount`] and the garbage collector [`gc`].
 
 pub mod deployment;
 pub mod expectations;
@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod rollout;
+pub mod serviceaccount;
 pub mod workqueue;
 
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use kube::api::Api;
 
 pub use component_base::leader;
@@ -88,6 +89,10 @@ pub struct Context {
     pub nodes: Arc<Informer<Node>>,
     /// Node leases (kube-node-lease).
     pub leases: Arc<Informer<Lease>>,
+    /// Namespaces.
+    pub namespaces: Arc<Informer<Namespace>>,
+    /// ServiceAccounts.
+    pub service_accounts: Arc<Informer<ServiceAccount>>,
     /// Outstanding pod creates and deletes of ReplicaSets.
     pub expectations: Arc<expectations::Expectations>,
     /// Metrics.
@@ -104,6 +109,8 @@ pub struct Queues {
     pub deployments: Arc<WorkQueue>,
     /// Anything the garbage collector should look at (its key is a uid).
     pub gc: Arc<WorkQueue>,
+    /// Namespaces whose default ServiceAccount to ensure.
+    pub service_accounts: Arc<WorkQueue>,
 }
 
 /// Starts the informers and every controller; returns once the caches are filled. The
@@ -118,8 +125,10 @@ pub async fn start(
         replica_sets: WorkQueue::new("replicaset", metrics.clone()),
         deployments: WorkQueue::new("deployment", metrics.clone()),
         gc: WorkQueue::new("garbagecollector", metrics.clone()),
+        service_accounts: WorkQueue::new("serviceaccount", metrics.clone()),
     };
     let (rsq, dq, gcq) = (queues.replica_sets.clone(), queues.deployments.clone(), queues.gc.clone());
+    let saq = queues.service_accounts.clone();
 
     // Pod changes count off expectations and wake their ReplicaSet, and the collector when
     // owners are involved.
@@ -181,11 +190,33 @@ pub async fn start(
     );
     let nodes = Informer::start(tasks, Api::<Node>::all(client.clone()), vec![]);
     let leases = Informer::start(tasks, Api::<Lease>::namespaced(client.clone(), "kube-node-lease"), vec![]);
+    let saq1 = saq.clone();
+    let namespaces = Informer::start(
+        tasks,
+        Api::<Namespace>::all(client.clone()),
+        vec![Box::new(move |c| {
+            if !c.deleted && serviceaccount::wants_default(c.object) {
+                saq1.add(key_of(c.object));
+            }
+        })],
+    );
+    let saq2 = saq.clone();
+    let service_accounts = Informer::start(
+        tasks,
+        Api::<ServiceAccount>::all(client.clone()),
+        vec![Box::new(move |c| {
+            if c.deleted && c.object.metadata.name.as_deref() == Some(serviceaccount::DEFAULT) {
+                saq2.add(c.object.metadata.namespace.clone().unwrap_or_default());
+            }
+        })],
+    );
     pods.wait_synced().await;
     replica_sets.wait_synced().await;
     deployments.wait_synced().await;
     nodes.wait_synced().await;
     leases.wait_synced().await;
+    namespaces.wait_synced().await;
+    service_accounts.wait_synced().await;
 
     let ctx = Arc::new(Context {
         client,
@@ -195,6 +226,8 @@ pub async fn start(
         deployments,
         nodes,
         leases,
+        namespaces,
+        service_accounts,
         expectations,
         metrics,
         queues,
@@ -205,6 +238,8 @@ pub async fn start(
     dq.run(tasks, 4, move |key| deployment::reconcile(c.clone(), key));
     let c = ctx.clone();
     gcq.run(tasks, 4, move |uid| gc::reconcile(c.clone(), uid));
+    let c = ctx.clone();
+    saq.run(tasks, 2, move |ns| serviceaccount::reconcile(c.clone(), ns));
     tasks.spawn(nodelifecycle::run(ctx.clone()));
     tasks.spawn(gc::resync(ctx.clone()));
     ctx

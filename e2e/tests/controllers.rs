@@ -832,3 +832,45 @@ async fn a_not_ready_node_evicts_by_toleration() {
         assert!(stays.metadata.deletion_timestamp.is_none(), "{name}: still within its toleration");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_namespace_gets_a_default_service_account() {
+    use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+    let c = cluster("cm_service_accounts").await;
+    let _cm = start_cm(c.client.clone(), Config::default());
+    let accounts = |ns: &str| Api::<ServiceAccount>::namespaced(c.client.clone(), ns);
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        eventually(&format!("{ns}/default"), Duration::from_secs(10), || async {
+            accounts(ns).get_opt("default").await.unwrap().is_some()
+        })
+        .await;
+    }
+    let namespaces: Api<Namespace> = Api::all(c.client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "team-a"}})).unwrap();
+    namespaces.create(&PostParams::default(), &ns).await.unwrap();
+    let created = std::time::Instant::now();
+    eventually("team-a/default", Duration::from_secs(10), || async {
+        accounts("team-a").get_opt("default").await.unwrap().is_some()
+    })
+    .await;
+    eprintln!("default service account {:?} after its namespace", created.elapsed());
+    let first = accounts("team-a").get("default").await.unwrap().metadata.uid;
+
+    // Deleted, it comes back (a new object).
+    accounts("team-a").delete("default", &DeleteParams::default()).await.unwrap();
+    eventually("team-a/default recreated", Duration::from_secs(10), || async {
+        accounts("team-a").get_opt("default").await.unwrap().is_some_and(|a| a.metadata.uid != first)
+    })
+    .await;
+    // Another account is the user's business: deleted, it stays deleted.
+    let mine: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "builder"}})).unwrap();
+    accounts("team-a").create(&PostParams::default(), &mine).await.unwrap();
+    accounts("team-a").delete("builder", &DeleteParams::default()).await.unwrap();
+    // A terminating namespace gets none back: its content is being emptied.
+    namespaces.delete("team-a", &DeleteParams::default()).await.unwrap();
+    eventually("team-a gone with its accounts", Duration::from_secs(15), || async {
+        namespaces.get_opt("team-a").await.unwrap().is_none()
+    })
+    .await;
+    assert!(accounts("team-a").get_opt("builder").await.unwrap().is_none());
+}

@@ -22,6 +22,7 @@ pub mod print;
 mod replicaset;
 mod secret;
 mod service;
+mod serviceaccount;
 mod strategy;
 
 pub use namespace::SYSTEM_NAMESPACES;
@@ -205,6 +206,7 @@ pub static RESOURCES: &[Resource] = &[
     node::RESOURCE,
     pod::RESOURCE,
     service::RESOURCE,
+    serviceaccount::RESOURCE,
     endpoints::RESOURCE,
     configmap::RESOURCE,
     secret::RESOURCE,
