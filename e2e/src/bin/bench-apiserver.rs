@@ -4,7 +4,9 @@
 //! - p50/p99 create latency at full load and at a steady 1,000 creates/s;
 //! - the time to LIST 10,000 pods from the watch cache;
 //! - the apiserver's RSS holding 10,000 pods;
-//! - the embedded store's creates/s beside etcd's.
+//! - the embedded store's creates/s beside etcd's;
+//! - with `--baseline PATH`, this build's embedded-store creates/s beside another
+//!   kube-apiserver binary's (an older commit's), in alternating rounds of the same run.
 //!
 //! Run with `cargo run --release -p e2e --bin bench-apiserver` (it starts its own etcd).
 
@@ -28,6 +30,49 @@ struct Args {
     /// Seconds of the steady 1,000 creates/s run.
     #[arg(long, default_value_t = 5)]
     steady_seconds: u64,
+    /// Another kube-apiserver binary to compare with, round by round (build an older
+    /// commit with `cargo build --release -p apiserver` and copy target/release/kube-apiserver).
+    #[arg(long)]
+    baseline: Option<std::path::PathBuf>,
+    /// Alternating rounds of the comparison.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+}
+
+/// Embedded-store creates/s of the apiserver binary at `path`, on a fresh data dir.
+async fn embedded_rate(path: &std::path::Path, dir: &std::path::Path, pods: usize, concurrency: usize) -> Result<f64> {
+    let port = e2e::free_port();
+    let data = tempfile::tempdir_in(dir)?;
+    let args = vec!["--port".to_owned(), port.to_string(), "--data-dir".to_owned(), data.path().display().to_string()];
+    let _process = Process::spawn_path(path, &args, &dir.join("apiserver-compare.log"))?;
+    let url = format!("http://127.0.0.1:{port}");
+    e2e::wait_healthy(&url, Duration::from_secs(30)).await?;
+    Ok(create_pods(&url, "ab", pods, concurrency).await?.0)
+}
+
+/// This build beside `baseline`, alternating, so that both see the same machine.
+async fn compare(baseline: &std::path::Path, dir: &std::path::Path, args: &Args) -> Result<()> {
+    let this = e2e::binary("kube-apiserver");
+    println!("# this build ({}) beside the baseline ({})", this.display(), baseline.display());
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for round in 1..=args.rounds {
+        let b = embedded_rate(baseline, dir, args.pods, args.concurrency).await?;
+        let o = embedded_rate(&this, dir, args.pods, args.concurrency).await?;
+        println!("  round {round}: baseline {b:.0} creates/s, this build {o:.0} creates/s");
+        theirs.push(b);
+        ours.push(o);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (o, b) = (median(&mut ours), median(&mut theirs));
+    println!(
+        "embedded-store pod creates/s, median of {}: this build {o:.0}, baseline {b:.0} ({:+.1}%)",
+        args.rounds,
+        (o / b - 1.0) * 100.0
+    );
+    Ok(())
 }
 
 fn pod(name: &str) -> Value {
@@ -126,6 +171,10 @@ async fn list_from_cache(url: &str) -> Result<(Duration, usize)> {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
+    if let Some(baseline) = &args.baseline {
+        anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
+        return compare(baseline, dir.path(), &args).await;
+    }
     println!("# apiserver benchmark: {} pods, {} concurrent clients", args.pods, args.concurrency);
     let (etcd, etcd_url) = e2e::etcd_process(dir.path()).await?;
 
