@@ -127,6 +127,33 @@ pub fn replica_set(v: &mut Value) {
     template(spec);
 }
 
+/// ReplicationControllers (upstream's SetDefaults_ReplicationController): one replica, and
+/// a selector and labels taken from the template's labels when absent.
+pub fn replication_controller(v: &mut Value) {
+    let template_labels =
+        v.pointer("/spec/template/metadata/labels").filter(|l| l.as_object().is_some_and(|m| !m.is_empty())).cloned();
+    let Some(o) = obj(v) else { return };
+    if let Some(labels) = template_labels {
+        if let Some(spec) = child(o, "spec") {
+            let empty = spec.get("selector").and_then(Value::as_object).is_none_or(|m| m.is_empty());
+            if empty {
+                spec.insert("selector".into(), labels.clone());
+            }
+        }
+        if let Some(meta) = child(o, "metadata") {
+            let empty = meta.get("labels").and_then(Value::as_object).is_none_or(|m| m.is_empty());
+            if empty {
+                meta.insert("labels".into(), labels);
+            }
+        }
+    }
+    let Some(spec) = child(o, "spec") else { return };
+    set_default(spec, "replicas", json!(1));
+    if spec.get("template").is_some_and(|t| !t.is_null()) {
+        template(spec);
+    }
+}
+
 /// Services: ClusterIP, no session affinity, TCP ports whose target is the port.
 pub fn service(v: &mut Value) {
     let Some(o) = obj(v) else { return };

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::names::{
     DNS1123_SUBDOMAIN_MAX, dns1123_label_errors, dns1123_subdomain_errors, label_key_errors, label_value_errors,
@@ -305,7 +305,16 @@ pub fn secret(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
 
 /// Deployments and ReplicaSets share this shape: a selector that matches the template's
 /// labels, a valid pod template, non-negative replicas, and an immutable selector.
-fn replicated(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
+/// How a replicated kind's selector is written and whether it may change.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Selector {
+    /// apps/v1: a `metav1.LabelSelector`, immutable.
+    Apps,
+    /// core/v1 ReplicationController: a plain label map, mutable.
+    PlainMap,
+}
+
+fn replicated(obj: &Value, old: Option<&Value>, kind: Selector, causes: &mut Vec<Cause>) {
     metadata(obj, NameRule::Subdomain, causes);
     let spec = obj.get("spec");
     if let Some(r) = spec.and_then(|s| s.get("replicas")).and_then(Value::as_i64)
@@ -313,10 +322,19 @@ fn replicated(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
     {
         causes.push(Cause::invalid("spec.replicas", &r.to_string(), "must be greater than or equal to 0"));
     }
-    let selector = spec.and_then(|s| s.get("selector"));
+    let raw = spec.and_then(|s| s.get("selector")).filter(|s| !s.is_null());
+    let wrapped = raw.map(|sel| json!({ "matchLabels": sel }));
+    let selector = if kind == Selector::PlainMap { wrapped.as_ref() } else { raw };
     let template_labels = spec.and_then(|s| s.pointer("/template/metadata/labels"));
+    let no_template = spec.and_then(|s| s.get("template")).is_none_or(Value::is_null);
+    if kind == Selector::PlainMap && no_template {
+        causes.push(Cause::required("spec.template"));
+    }
     match selector {
         None => causes.push(Cause::required("spec.selector")),
+        Some(_) if kind == Selector::PlainMap && raw.and_then(Value::as_object).is_none_or(|m| m.is_empty()) => {
+            causes.push(Cause::required("spec.selector"))
+        }
         Some(sel) => match LabelSelector::from_object(sel) {
             Err(e) => causes.push(Cause::invalid("spec.selector", &sel.to_string(), e)),
             Ok(s) if s.is_empty() => {
@@ -338,13 +356,16 @@ fn replicated(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
         },
     }
     labels(template_labels, "spec.template.metadata.labels", causes);
-    pod_spec(spec.and_then(|s| s.pointer("/template/spec")), "spec.template.spec", causes);
+    if !(kind == Selector::PlainMap && no_template) {
+        pod_spec(spec.and_then(|s| s.pointer("/template/spec")), "spec.template.spec", causes);
+    }
     if let Some(policy) = spec.and_then(|s| s.pointer("/template/spec/restartPolicy")).and_then(Value::as_str)
         && policy != "Always"
     {
         causes.push(Cause::invalid("spec.template.spec.restartPolicy", policy, "supported values: \"Always\""));
     }
     if let Some(old) = old
+        && kind == Selector::Apps
         && old.pointer("/spec/selector") != obj.pointer("/spec/selector")
     {
         causes.push(Cause::invalid(
@@ -358,7 +379,7 @@ fn replicated(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
 /// Deployments: the replicated rules plus a valid strategy.
 pub fn deployment(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut causes = Vec::new();
-    replicated(obj, old, &mut causes);
+    replicated(obj, old, Selector::Apps, &mut causes);
     if let Some(kind) = obj.pointer("/spec/strategy/type").and_then(Value::as_str) {
         if !["RollingUpdate", "Recreate"].contains(&kind) {
             causes.push(Cause::invalid(
@@ -411,7 +432,15 @@ pub fn deployment(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
 /// ReplicaSets: the replicated rules.
 pub fn replica_set(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut causes = Vec::new();
-    replicated(obj, old, &mut causes);
+    replicated(obj, old, Selector::Apps, &mut causes);
+    causes
+}
+
+/// ReplicationControllers: the replicated rules with a plain, mutable selector map and a
+/// required template (upstream's ValidateReplicationControllerSpec).
+pub fn replication_controller(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    replicated(obj, old, Selector::PlainMap, &mut causes);
     causes
 }
 

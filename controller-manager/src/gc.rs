@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PropagationPolicy};
 use kube::{Resource, ResourceExt};
@@ -56,6 +56,9 @@ fn cached_owner(ctx: &Context, uid: &str) -> Option<(ObjectMeta, &'static str)> 
     if let Some(r) = ctx.replica_sets.list().into_iter().find(|r| is(&r.metadata)) {
         return Some((r.metadata.clone(), "ReplicaSet"));
     }
+    if let Some(r) = ctx.replication_controllers.list().into_iter().find(|r| is(&r.metadata)) {
+        return Some((r.metadata.clone(), "ReplicationController"));
+    }
     // Pods own nothing here, but one deleted in the foreground waits for this collector.
     ctx.pods
         .list()
@@ -75,6 +78,10 @@ async fn owner_exists(ctx: &Context, namespace: Option<&str>, owner: &OwnerRefer
         "ReplicaSet" => {
             Api::<ReplicaSet>::namespaced(ctx.client.clone(), ns).get_opt(&owner.name).await?.map(|o| o.metadata)
         }
+        "ReplicationController" => Api::<ReplicationController>::namespaced(ctx.client.clone(), ns)
+            .get_opt(&owner.name)
+            .await?
+            .map(|o| o.metadata),
         "Pod" => Api::<Pod>::namespaced(ctx.client.clone(), ns).get_opt(&owner.name).await?.map(|o| o.metadata),
         "Node" => Api::<Node>::all(ctx.client.clone()).get_opt(&owner.name).await?.map(|o| o.metadata),
         _ => return Ok(true),
@@ -132,6 +139,10 @@ async fn remove_finalizer(ctx: &Context, meta: &ObjectMeta, kind: &str, finalize
         "Pod" => {
             Api::<Pod>::namespaced(ctx.client.clone(), &ns).patch(&name, &pp, &Patch::Merge(patch)).await.map(|_| ())
         }
+        "ReplicationController" => Api::<ReplicationController>::namespaced(ctx.client.clone(), &ns)
+            .patch(&name, &pp, &Patch::Merge(patch))
+            .await
+            .map(|_| ()),
         _ => Api::<ReplicaSet>::namespaced(ctx.client.clone(), &ns)
             .patch(&name, &pp, &Patch::Merge(patch))
             .await
@@ -192,6 +203,7 @@ pub async fn resync(ctx: Arc<Context>) {
         let mut known: HashSet<String> = HashSet::new();
         known.extend(ctx.deployments.list().iter().filter_map(|d| d.metadata.uid.clone()));
         known.extend(ctx.replica_sets.list().iter().filter_map(|r| r.metadata.uid.clone()));
+        known.extend(ctx.replication_controllers.list().iter().filter_map(|r| r.metadata.uid.clone()));
         known.extend(ctx.pods.list().iter().filter_map(|p| p.metadata.uid.clone()));
         let mut owners: HashSet<String> = HashSet::new();
         for p in ctx.pods.list() {
@@ -207,6 +219,9 @@ pub async fn resync(ctx: Arc<Context>) {
             ctx.queues.gc.add(d.metadata.uid.clone().unwrap_or_default());
         }
         for r in ctx.replica_sets.list().iter().filter(|r| r.metadata.deletion_timestamp.is_some()) {
+            ctx.queues.gc.add(r.metadata.uid.clone().unwrap_or_default());
+        }
+        for r in ctx.replication_controllers.list().iter().filter(|r| r.metadata.deletion_timestamp.is_some()) {
             ctx.queues.gc.add(r.metadata.uid.clone().unwrap_or_default());
         }
         tokio::time::sleep(Duration::from_secs(30)).await;

@@ -2,7 +2,8 @@
 //!
 //! Every controller has the kube-runtime shape: informers (watch → cache) queue keys on a
 //! deduplicating [`workqueue::WorkQueue`]; workers call `reconcile(key) -> Action`; errors
-//! come back after a back-off. Controllers: [`replicaset`], [`deployment`],
+//! come back after a back-off. Controllers: [`replicaset`] (also for
+//! ReplicationControllers), [`deployment`],
 //! [`nodelifecycle`], [`serviceaccount`] and the garbage collector [`gc`].
 
 pub mod deployment;
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ReplicationController, ServiceAccount};
 use kube::api::Api;
 
 pub use component_base::leader;
@@ -83,6 +84,8 @@ pub struct Context {
     pub pods: Arc<Informer<Pod>>,
     /// ReplicaSets.
     pub replica_sets: Arc<Informer<ReplicaSet>>,
+    /// ReplicationControllers (kept by the ReplicaSet code).
+    pub replication_controllers: Arc<Informer<ReplicationController>>,
     /// Deployments.
     pub deployments: Arc<Informer<Deployment>>,
     /// Nodes.
@@ -105,6 +108,8 @@ pub struct Context {
 pub struct Queues {
     /// ReplicaSet keys.
     pub replica_sets: Arc<WorkQueue>,
+    /// ReplicationController keys.
+    pub replication_controllers: Arc<WorkQueue>,
     /// Deployment keys.
     pub deployments: Arc<WorkQueue>,
     /// Anything the garbage collector should look at (its key is a uid).
@@ -123,33 +128,40 @@ pub async fn start(
 ) -> Arc<Context> {
     let queues = Queues {
         replica_sets: WorkQueue::new("replicaset", metrics.clone()),
+        replication_controllers: WorkQueue::new("replicationmanager", metrics.clone()),
         deployments: WorkQueue::new("deployment", metrics.clone()),
         gc: WorkQueue::new("garbagecollector", metrics.clone()),
         service_accounts: WorkQueue::new("serviceaccount", metrics.clone()),
     };
     let (rsq, dq, gcq) = (queues.replica_sets.clone(), queues.deployments.clone(), queues.gc.clone());
     let saq = queues.service_accounts.clone();
+    let rcq = queues.replication_controllers.clone();
 
     // Pod changes count off expectations and wake their ReplicaSet, and the collector when
     // owners are involved.
     let expectations = Arc::new(expectations::Expectations::default());
-    let (rsq1, gcq1, exp) = (rsq.clone(), gcq.clone(), expectations.clone());
+    let (rsq1, rcq1, gcq1, exp) = (rsq.clone(), rcq.clone(), gcq.clone(), expectations.clone());
     let pods = Informer::start_trimmed(
         tasks,
         Api::<Pod>::all(client.clone()),
         trim_pod,
         vec![Box::new(move |c| {
-            if let Some(owner) = controller_of(c.object).filter(|o| o.kind == "ReplicaSet") {
-                let rs_key = format!("{}/{}", c.object.metadata.namespace.as_deref().unwrap_or_default(), owner.name);
+            let owner = controller_of(c.object).and_then(|o| Some((replicaset::Kind::of_owner(&o.kind)?, o)));
+            if let Some((kind, owner)) = owner {
+                let key = format!("{}/{}", c.object.metadata.namespace.as_deref().unwrap_or_default(), owner.name);
+                let expected = kind.expectation_key(&key);
                 if c.old.is_none() && !c.deleted {
-                    exp.observed_add(&rs_key);
+                    exp.observed_add(&expected);
                 }
                 let newly_deleting = c.object.metadata.deletion_timestamp.is_some()
                     && c.old.is_some_and(|o| o.metadata.deletion_timestamp.is_none());
                 if c.deleted || newly_deleting {
-                    exp.observed_delete(&rs_key, &key_of(c.object));
+                    exp.observed_delete(&expected, &key_of(c.object));
                 }
-                rsq1.add(rs_key);
+                match kind {
+                    replicaset::Kind::ReplicaSet => rsq1.add(key),
+                    replicaset::Kind::ReplicationController => rcq1.add(key),
+                }
             } else if !c.deleted {
                 // An orphan may be adopted by a ReplicaSet whose selector matches.
                 rsq1.add(format!("adopt:{}", key_of(c.object)));
@@ -171,6 +183,20 @@ pub async fn start(
                 && let Some(uid) = &c.object.metadata.uid
             {
                 gcq2.add(uid.clone());
+            }
+        })],
+    );
+    let (rcq2, gcq4) = (rcq.clone(), gcq.clone());
+    let replication_controllers = Informer::start(
+        tasks,
+        Api::<ReplicationController>::all(client.clone()),
+        vec![Box::new(move |c| {
+            rcq2.add(key_of(c.object));
+            gc_interest(&gcq4, &c.object.metadata, c.old.is_none() || c.deleted);
+            if c.deleted
+                && let Some(uid) = &c.object.metadata.uid
+            {
+                gcq4.add(uid.clone());
             }
         })],
     );
@@ -212,6 +238,7 @@ pub async fn start(
     );
     pods.wait_synced().await;
     replica_sets.wait_synced().await;
+    replication_controllers.wait_synced().await;
     deployments.wait_synced().await;
     nodes.wait_synced().await;
     leases.wait_synced().await;
@@ -223,6 +250,7 @@ pub async fn start(
         config,
         pods,
         replica_sets,
+        replication_controllers,
         deployments,
         nodes,
         leases,
@@ -234,6 +262,8 @@ pub async fn start(
     });
     let c = ctx.clone();
     rsq.run(tasks, 8, move |key| replicaset::reconcile(c.clone(), key));
+    let c = ctx.clone();
+    rcq.run(tasks, 4, move |key| replicaset::reconcile_rc(c.clone(), key));
     let c = ctx.clone();
     dq.run(tasks, 4, move |key| deployment::reconcile(c.clone(), key));
     let c = ctx.clone();

@@ -1,14 +1,16 @@
 //! The ReplicaSet controller: keeps `spec.replicas` pods running for each ReplicaSet,
 //! creating and deleting them in large concurrent batches, adopting matching orphans,
-//! releasing pods that no longer match, and writing status.
+//! releasing pods that no longer match, and writing status. The same code keeps core/v1
+//! ReplicationControllers, each seen as the ReplicaSet it is equivalent to (as upstream's
+//! replication controller runs the ReplicaSet controller through a conversion).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
-use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec, ReplicaSetStatus};
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
@@ -69,10 +71,104 @@ pub fn available(pod: &Pod, min_ready: i64, now: jiff::Timestamp) -> Result<(), 
     if ready_for >= min_ready { Ok(()) } else { Err(Some(Duration::from_secs((min_ready - ready_for) as u64))) }
 }
 
-fn controller_ref(rs: &ReplicaSet) -> OwnerReference {
+/// The kinds this controller keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// apps/v1 ReplicaSet.
+    ReplicaSet,
+    /// core/v1 ReplicationController.
+    ReplicationController,
+}
+
+impl Kind {
+    /// The kind named in an owner reference.
+    pub fn of_owner(kind: &str) -> Option<Kind> {
+        match kind {
+            "ReplicaSet" => Some(Kind::ReplicaSet),
+            "ReplicationController" => Some(Kind::ReplicationController),
+            _ => None,
+        }
+    }
+
+    fn api_version(self) -> &'static str {
+        match self {
+            Kind::ReplicaSet => "apps/v1",
+            Kind::ReplicationController => "v1",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::ReplicaSet => "ReplicaSet",
+            Kind::ReplicationController => "ReplicationController",
+        }
+    }
+
+    /// The key under which an object's outstanding creates and deletes are counted (the two
+    /// kinds may share a namespace and a name).
+    pub fn expectation_key(self, key: &str) -> String {
+        match self {
+            Kind::ReplicaSet => key.to_owned(),
+            Kind::ReplicationController => format!("rc:{key}"),
+        }
+    }
+
+    /// The queue of this kind's keys.
+    pub fn queue(self, ctx: &Context) -> &Arc<crate::workqueue::WorkQueue> {
+        match self {
+            Kind::ReplicaSet => &ctx.queues.replica_sets,
+            Kind::ReplicationController => &ctx.queues.replication_controllers,
+        }
+    }
+}
+
+/// A ReplicationController as the ReplicaSet it is equivalent to: its label map becomes
+/// `matchLabels`, everything else carries over (upstream's replication conversion).
+pub fn as_replica_set(rc: &ReplicationController) -> ReplicaSet {
+    let spec = rc.spec.clone().unwrap_or_default();
+    let status = rc.status.as_ref();
+    ReplicaSet {
+        metadata: rc.metadata.clone(),
+        spec: Some(ReplicaSetSpec {
+            replicas: spec.replicas,
+            min_ready_seconds: spec.min_ready_seconds,
+            selector: LabelSelector { match_labels: spec.selector, match_expressions: None },
+            template: spec.template,
+        }),
+        status: status.map(|s| ReplicaSetStatus {
+            replicas: s.replicas,
+            fully_labeled_replicas: s.fully_labeled_replicas,
+            ready_replicas: s.ready_replicas,
+            available_replicas: s.available_replicas,
+            observed_generation: s.observed_generation,
+            conditions: None,
+            terminating_replicas: None,
+        }),
+    }
+}
+
+/// The object a sync works on: its ReplicaSet view, and the object itself for events.
+struct Owner {
+    kind: Kind,
+    view: ReplicaSet,
+    rc: Option<Arc<ReplicationController>>,
+    /// The expectations' key.
+    key: String,
+}
+
+impl Owner {
+    fn record(&self, recorder: &Recorder, warning: bool, reason: &str, message: String) {
+        match &self.rc {
+            Some(rc) => recorder.record(rc.as_ref(), warning, reason, message),
+            None => recorder.record(&self.view, warning, reason, message),
+        }
+    }
+}
+
+fn controller_ref(rs: &ReplicaSet, kind: Kind) -> OwnerReference {
     OwnerReference {
-        api_version: "apps/v1".into(),
-        kind: "ReplicaSet".into(),
+        api_version: kind.api_version().into(),
+        kind: kind.name().into(),
         name: rs.name_any(),
         uid: rs.metadata.uid.clone().unwrap_or_default(),
         controller: Some(true),
@@ -81,7 +177,7 @@ fn controller_ref(rs: &ReplicaSet) -> OwnerReference {
 }
 
 /// The pod a ReplicaSet's template describes.
-fn pod_from_template(rs: &ReplicaSet) -> Pod {
+fn pod_from_template(rs: &ReplicaSet, kind: Kind) -> Pod {
     let template = rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
     let meta = template.metadata.unwrap_or_default();
     Pod {
@@ -91,7 +187,7 @@ fn pod_from_template(rs: &ReplicaSet) -> Pod {
             labels: meta.labels,
             annotations: meta.annotations,
             finalizers: meta.finalizers,
-            owner_references: Some(vec![controller_ref(rs)]),
+            owner_references: Some(vec![controller_ref(rs, kind)]),
             ..Default::default()
         },
         spec: template.spec,
@@ -127,24 +223,56 @@ pub fn deletion_order(pods: &mut [Arc<Pod>]) {
     });
 }
 
-/// Reconciles one ReplicaSet (or, for `adopt:ns/pod`, finds the ReplicaSets an orphan
-/// might belong to).
+/// Reconciles one ReplicaSet (or, for `adopt:ns/pod`, finds the ReplicaSets and
+/// ReplicationControllers an orphan might belong to).
 pub async fn reconcile(ctx: Arc<Context>, key: String) -> anyhow::Result<Action> {
     if let Some(pod_key) = key.strip_prefix("adopt:") {
         if let Some(pod) = ctx.pods.get(pod_key) {
             let labels = pod.labels().clone();
-            for rs in ctx.replica_sets.in_namespace(pod.metadata.namespace.as_deref().unwrap_or_default()) {
+            let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+            for rs in ctx.replica_sets.in_namespace(namespace) {
                 if rs.spec.as_ref().is_some_and(|s| selects(&s.selector, &labels)) {
                     ctx.queues.replica_sets.add(key_of(rs.as_ref()));
+                }
+            }
+            for rc in ctx.replication_controllers.in_namespace(namespace) {
+                if as_replica_set(&rc).spec.as_ref().is_some_and(|s| selects(&s.selector, &labels)) {
+                    ctx.queues.replication_controllers.add(key_of(rc.as_ref()));
                 }
             }
         }
         return Ok(Action::Done);
     }
-    let Some(rs) = ctx.replica_sets.get(&key) else {
-        ctx.expectations.forget(&key);
+    let owner = ctx.replica_sets.get(&key).map(|rs| Owner {
+        kind: Kind::ReplicaSet,
+        view: (*rs).clone(),
+        rc: None,
+        key: Kind::ReplicaSet.expectation_key(&key),
+    });
+    sync(ctx, owner, &key).await
+}
+
+/// Reconciles one ReplicationController with the ReplicaSet code.
+pub async fn reconcile_rc(ctx: Arc<Context>, key: String) -> anyhow::Result<Action> {
+    let owner = ctx.replication_controllers.get(&key).map(|rc| Owner {
+        kind: Kind::ReplicationController,
+        view: as_replica_set(&rc),
+        rc: Some(rc),
+        key: Kind::ReplicationController.expectation_key(&key),
+    });
+    if owner.is_none() {
+        ctx.expectations.forget(&Kind::ReplicationController.expectation_key(&key));
+        return Ok(Action::Done);
+    }
+    sync(ctx, owner, &key).await
+}
+
+async fn sync(ctx: Arc<Context>, owner: Option<Owner>, key: &str) -> anyhow::Result<Action> {
+    let Some(owner) = owner else {
+        ctx.expectations.forget(key);
         return Ok(Action::Done);
     };
+    let rs = &owner.view;
     if rs.metadata.deletion_timestamp.is_some() {
         return Ok(Action::Done);
     }
@@ -152,18 +280,23 @@ pub async fn reconcile(ctx: Arc<Context>, key: String) -> anyhow::Result<Action>
     let uid = rs.metadata.uid.clone().unwrap_or_default();
     let namespace = rs.namespace().unwrap_or_default();
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let recorder = Recorder::new(ctx.client.clone(), "replicaset-controller");
+    let component = match owner.kind {
+        Kind::ReplicaSet => "replicaset-controller",
+        Kind::ReplicationController => "replication-controller",
+    };
+    let recorder = Recorder::new(ctx.client.clone(), component);
 
     // Adopt orphans that match, release owned pods that no longer do.
     for pod in ctx.pods.in_namespace(&namespace) {
         let matches = selects(&spec.selector, pod.labels());
-        let owner = controller_of(pod.as_ref());
-        if owner.is_none() && matches && is_active(&pod) {
-            let patch = json!({"metadata": {"ownerReferences": [controller_ref(&rs)], "uid": pod.metadata.uid}});
+        let controller = controller_of(pod.as_ref());
+        if controller.is_none() && matches && is_active(&pod) {
+            let patch =
+                json!({"metadata": {"ownerReferences": [controller_ref(rs, owner.kind)], "uid": pod.metadata.uid}});
             if let Err(e) = pods_api.patch(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(patch)).await {
                 tracing::debug!(pod = %pod.name_any(), error = %e, "adopting failed");
             }
-        } else if owner.is_some_and(|o| o.uid == uid) && !matches {
+        } else if controller.is_some_and(|o| o.uid == uid) && !matches {
             let patch =
                 json!({"metadata": {"ownerReferences": [{"$patch": "delete", "uid": uid}], "uid": pod.metadata.uid}});
             if let Err(e) = pods_api.patch(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(patch)).await {
@@ -180,29 +313,29 @@ pub async fn reconcile(ctx: Arc<Context>, key: String) -> anyhow::Result<Action>
         .collect();
     let mut active: Vec<Arc<Pod>> = owned.iter().filter(|p| is_active(p)).cloned().collect();
     let want = i64::from(spec.replicas.unwrap_or(1));
-    if ctx.expectations.satisfied(&key) {
+    if ctx.expectations.satisfied(&owner.key) {
         let diff = want - active.len() as i64;
         if diff > 0 {
-            create_pods(&ctx, &rs, &key, &pods_api, &recorder, diff as usize).await?;
+            create_pods(&ctx, &owner, &pods_api, &recorder, diff as usize).await?;
         } else if diff < 0 {
             deletion_order(&mut active);
             let victims: Vec<Arc<Pod>> = active.iter().take((-diff) as usize).cloned().collect();
-            delete_pods(&ctx, &rs, &key, &pods_api, &recorder, victims).await?;
+            delete_pods(&ctx, &owner, &pods_api, &recorder, victims).await?;
         }
     }
-    update_status(&ctx, &rs, &owned, spec.min_ready_seconds.unwrap_or(0)).await
+    update_status(&ctx, &owner, &owned, spec.min_ready_seconds.unwrap_or(0)).await
 }
 
 async fn create_pods(
     ctx: &Context,
-    rs: &ReplicaSet,
-    key: &str,
+    owner: &Owner,
     api: &Api<Pod>,
     recorder: &Recorder,
     count: usize,
 ) -> anyhow::Result<()> {
+    let key = owner.key.as_str();
     let count = count.min(ctx.config.burst.max(1));
-    let template = pod_from_template(rs);
+    let template = pod_from_template(&owner.view, owner.kind);
     // Expect them before creating: the watch may report a pod before its create returns.
     ctx.expectations.expect_adds(key, count);
     // Slow start: batches double from 16, and a failing batch stops the rest.
@@ -240,10 +373,10 @@ async fn create_pods(
             1 => format!("Created pod: {}", names[0]),
             n => format!("Created {n} pods: {}{}", names[..n.min(3)].join(", "), if n > 3 { ", ..." } else { "" }),
         };
-        recorder.record(rs, false, "SuccessfulCreate", message);
+        owner.record(recorder, false, "SuccessfulCreate", message);
     }
     if let Some(e) = failure {
-        recorder.record(rs, true, "FailedCreate", format!("Error creating: {e}"));
+        owner.record(recorder, true, "FailedCreate", format!("Error creating: {e}"));
         return Err(e.into());
     }
     Ok(())
@@ -251,12 +384,12 @@ async fn create_pods(
 
 async fn delete_pods(
     ctx: &Context,
-    rs: &ReplicaSet,
-    key: &str,
+    owner: &Owner,
     api: &Api<Pod>,
     recorder: &Recorder,
     victims: Vec<Arc<Pod>>,
 ) -> anyhow::Result<()> {
+    let key = owner.key.as_str();
     let victims: Vec<Arc<Pod>> = victims.into_iter().take(ctx.config.burst.max(1)).collect();
     ctx.expectations.expect_deletes(key, victims.iter().map(|p| key_of(p.as_ref())));
     let results: Vec<_> = stream::iter(victims.iter().cloned())
@@ -276,7 +409,7 @@ async fn delete_pods(
         .await;
     let mut deleted = 0;
     let mut failure = None;
-    let namespace = rs.namespace().unwrap_or_default();
+    let namespace = owner.view.namespace().unwrap_or_default();
     for (name, r) in results {
         match r {
             Ok(_) => deleted += 1,
@@ -291,12 +424,13 @@ async fn delete_pods(
         }
     }
     if deleted > 0 {
-        recorder.record(rs, false, "SuccessfulDelete", format!("Deleted {deleted} pod(s)"));
+        owner.record(recorder, false, "SuccessfulDelete", format!("Deleted {deleted} pod(s)"));
     }
     failure.map_or(Ok(()), Err)
 }
 
-async fn update_status(ctx: &Context, rs: &ReplicaSet, owned: &[Arc<Pod>], min_ready: i32) -> anyhow::Result<Action> {
+async fn update_status(ctx: &Context, owner: &Owner, owned: &[Arc<Pod>], min_ready: i32) -> anyhow::Result<Action> {
+    let rs = &owner.view;
     let now = jiff::Timestamp::now();
     let template_labels = rs
         .spec
@@ -327,9 +461,20 @@ async fn update_status(ctx: &Context, rs: &ReplicaSet, owned: &[Arc<Pod>], min_r
         terminating_replicas: None,
     };
     if rs.status.as_ref() != Some(&status) {
-        let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &rs.namespace().unwrap_or_default());
-        let patch = json!({"status": status});
-        crate::tolerate(api.patch_status(&rs.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await, &[404])?;
+        // The two kinds' statuses share these fields' names.
+        let namespace = rs.namespace().unwrap_or_default();
+        let (name, pp, patch) = (rs.name_any(), PatchParams::default(), Patch::Merge(json!({"status": status})));
+        let result = match owner.kind {
+            Kind::ReplicaSet => Api::<ReplicaSet>::namespaced(ctx.client.clone(), &namespace)
+                .patch_status(&name, &pp, &patch)
+                .await
+                .map(|_| ()),
+            Kind::ReplicationController => Api::<ReplicationController>::namespaced(ctx.client.clone(), &namespace)
+                .patch_status(&name, &pp, &patch)
+                .await
+                .map(|_| ()),
+        };
+        crate::tolerate(result, &[404])?;
     }
     Ok(next_check.map_or(Action::Done, |d| Action::RequeueAfter(d + Duration::from_millis(100))))
 }

@@ -874,3 +874,72 @@ async fn every_namespace_gets_a_default_service_account() {
     .await;
     assert!(accounts("team-a").get_opt("builder").await.unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_controllers_run_on_the_replica_set_code() {
+    use k8s_openapi::api::core::v1::ReplicationController;
+    let c = cluster("cm_rc").await;
+    let _kubelet = fake_kubelet(c.client.clone(), Duration::from_millis(10));
+    let _cm = start_cm(c.client.clone(), Config::default());
+    let rcs: Api<ReplicationController> = Api::namespaced(c.client.clone(), "default");
+    let rss: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    // No selector: the server takes it from the template's labels, as upstream.
+    let rc: ReplicationController = serde_json::from_value(json!({"metadata": {"name": "web"},
+        "spec": {"replicas": 3, "template": {"metadata": {"labels": {"app": "rc-web"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}))
+    .unwrap();
+    let created = rcs.create(&PostParams::default(), &rc).await.unwrap();
+    assert_eq!(created.spec.as_ref().unwrap().selector, Some([("app".to_owned(), "rc-web".to_owned())].into()));
+    // A ReplicaSet of the same name beside it: each keeps its own count.
+    rss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "web"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "rs-web"}},
+            "template": {"metadata": {"labels": {"app": "rs-web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}))
+    .unwrap())
+    .await
+    .unwrap();
+    eventually("3 ready pods of the controller", Duration::from_secs(15), || async {
+        let status = rcs.get("web").await.unwrap().status.unwrap_or_default();
+        live_pods(&pods, "app=rc-web").await.len() == 3 && status.ready_replicas == Some(3)
+    })
+    .await;
+    eventually("2 pods of the replica set", Duration::from_secs(15), || async {
+        live_pods(&pods, "app=rs-web").await.len() == 2
+    })
+    .await;
+    let owner = live_pods(&pods, "app=rc-web").await[0].owner_references()[0].clone();
+    assert_eq!(
+        (owner.kind.as_str(), owner.api_version.as_str(), owner.controller),
+        ("ReplicationController", "v1", Some(true))
+    );
+
+    // `kubectl scale rc` goes through the scale subresource.
+    let http = reqwest::Client::new();
+    let scale_url = format!("{}/api/v1/namespaces/default/replicationcontrollers/web/scale", c.url());
+    let scale: Value = http.get(&scale_url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(scale["status"]["selector"], "app=rc-web");
+    let r = http
+        .patch(&scale_url)
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"spec":{"replicas":5}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    eventually("5 pods", Duration::from_secs(15), || async { live_pods(&pods, "app=rc-web").await.len() == 5 }).await;
+    let victim = live_pods(&pods, "app=rc-web").await[0].name_any();
+    pods.delete(&victim, &DeleteParams::default()).await.unwrap();
+    eventually("a replacement", Duration::from_secs(15), || async {
+        let live = live_pods(&pods, "app=rc-web").await;
+        live.len() == 5 && live.iter().all(|p| p.name_any() != victim)
+    })
+    .await;
+    assert_eq!(live_pods(&pods, "app=rs-web").await.len(), 2, "the replica set was not disturbed");
+
+    // Deleted in the background, its pods go with it.
+    rcs.delete("web", &DeleteParams::background()).await.unwrap();
+    eventually("the controller's pods collected", Duration::from_secs(15), || async {
+        pods.list(&ListParams::default().labels("app=rc-web")).await.unwrap().items.is_empty()
+    })
+    .await;
+}

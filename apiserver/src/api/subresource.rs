@@ -11,6 +11,7 @@ use super::write::modify;
 use super::{App, Params, Target, value_response};
 use crate::object::{self, decode_body, meta_str};
 use crate::patch::{self, PatchType};
+use crate::registry::Resource;
 use crate::selector::{LabelSelector, Requirement};
 use crate::status::{ApiError, ApiResult, Cause, success};
 
@@ -31,8 +32,8 @@ fn selector_string(selector: Option<&Value>) -> String {
         .join(",")
 }
 
-/// The Scale view of a deployment or replica set.
-fn scale_of(obj: &Value) -> Value {
+/// The Scale view of a replicated object (a deployment, a replica set, ...).
+fn scale_of(resource: &Resource, obj: &Value) -> Value {
     let meta = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
     json!({
         "kind": "Scale",
@@ -47,7 +48,7 @@ fn scale_of(obj: &Value) -> Value {
         "spec": { "replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0) },
         "status": {
             "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
-            "selector": selector_string(obj.pointer("/spec/selector")),
+            "selector": selector_string(resource.strategy.label_selector(obj).as_ref()),
         },
     })
 }
@@ -55,7 +56,7 @@ fn scale_of(obj: &Value) -> Value {
 /// GET .../scale.
 pub async fn get_scale(app: &Arc<App>, target: &Target) -> ApiResult<Response> {
     let (obj, _) = objects::get_current(app, target).await?;
-    Ok(value_response(StatusCode::OK, &scale_of(&obj), &[]))
+    Ok(value_response(StatusCode::OK, &scale_of(target.resource, &obj), &[]))
 }
 
 fn replicas_of(scale: &Value, target: &Target) -> ApiResult<i64> {
@@ -101,14 +102,14 @@ pub async fn update_scale(app: &Arc<App>, target: &Target, ct: &str, body: &[u8]
     }
     let replicas = replicas_of(&scale, target)?;
     let updated = set_replicas(app, target, body_precondition(&scale)?, replicas).await?;
-    Ok(value_response(StatusCode::OK, &scale_of(&updated), &[]))
+    Ok(value_response(StatusCode::OK, &scale_of(target.resource, &updated), &[]))
 }
 
 /// PATCH .../scale: the patch applies to the Scale view.
 pub async fn patch_scale(app: &Arc<App>, target: &Target, ct: &str, body: &[u8]) -> ApiResult<Response> {
     let kind = PatchType::from_content_type(ct)?;
     let (current, _) = objects::get_current(app, target).await?;
-    let mut scale = scale_of(&current);
+    let mut scale = scale_of(target.resource, &current);
     patch::apply(kind, &mut scale, body)?;
     let replicas = replicas_of(&scale, target)?;
     let precondition = match meta_str(&scale, "resourceVersion") {
@@ -116,7 +117,7 @@ pub async fn patch_scale(app: &Arc<App>, target: &Target, ct: &str, body: &[u8])
         _ => None,
     };
     let updated = set_replicas(app, target, precondition, replicas).await?;
-    Ok(value_response(StatusCode::OK, &scale_of(&updated), &[]))
+    Ok(value_response(StatusCode::OK, &scale_of(target.resource, &updated), &[]))
 }
 
 /// POST pods/NAME/binding: assigns the pod to a node, once.

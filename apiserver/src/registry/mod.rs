@@ -20,6 +20,7 @@ mod pod;
 mod podtemplate;
 pub mod print;
 mod replicaset;
+mod replicationcontroller;
 mod secret;
 mod service;
 mod serviceaccount;
@@ -211,6 +212,7 @@ pub static RESOURCES: &[Resource] = &[
     configmap::RESOURCE,
     secret::RESOURCE,
     podtemplate::RESOURCE,
+    replicationcontroller::RESOURCE,
     event::CORE,
     deployment::RESOURCE,
     replicaset::RESOURCE,

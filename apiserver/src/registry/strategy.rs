@@ -68,6 +68,11 @@ pub trait Strategy: Sync {
         true
     }
 
+    /// The object's pod selector as a `metav1.LabelSelector`, for its Scale view.
+    fn label_selector(&self, obj: &Value) -> Option<Value> {
+        obj.pointer("/spec/selector").cloned()
+    }
+
     /// The Table columns `kubectl get` shows.
     fn columns(&self) -> Columns {
         DEFAULT_COLUMNS
