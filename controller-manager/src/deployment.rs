@@ -705,6 +705,7 @@ mod tests {
             ("more ready", (2, 2, 2), (2, 1, 0), "ReplicaSetUpdated", true),
             ("more available", (2, 2, 2), (2, 0, 1), "ReplicaSetUpdated", true),
             ("fewer old", (1, 1, 1), (2, 0, 0), "ReplicaSetUpdated", true),
+            ("fewer old, and fewer new", (1, 1, 1), (1, 0, 0), "ReplicaSetUpdated", true),
             ("resumed", (2, 2, 2), (2, 0, 0), "DeploymentPaused", true),
         ];
         for (what, old, new, reason, moved) in cases {
