@@ -36,6 +36,7 @@ e2e::both_backends!(
     aggregated_discovery_in_one_round_trip,
     server_side_apply_tracks_owners_and_conflicts,
     exact_lists_dry_runs_and_delete_preconditions,
+    creates_answer_with_upstreams_zero_values,
 );
 
 async fn cluster(backend: Backend, test: &str) -> Option<InProcess> {
@@ -1175,4 +1176,47 @@ async fn lists_at_a_compacted_revision_are_410_as_upstream() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["message"], "The resourceVersion for the provided list is too old.");
     assert!(body["metadata"].as_object().unwrap().is_empty());
+}
+
+async fn creates_answer_with_upstreams_zero_values(backend: Backend, test: &str) {
+    let Some(c) = cluster(backend, test).await else { return };
+    let http = reqwest::Client::new();
+    let template = json!({"metadata": {"labels": {"app": "z"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
+    // What upstream's Go types encode for a new object's status (fields without
+    // omitempty, empty structs); a status the client sends is not taken.
+    let cases = [
+        (
+            "/api/v1/namespaces/default/services",
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "z"},
+            "spec": {"ports": [{"port": 80}]}, "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}]}}}),
+            json!({"loadBalancer": {}}),
+        ),
+        (
+            "/apis/apps/v1/namespaces/default/deployments",
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "z"}, "spec": {"selector": {"matchLabels": {"app": "z"}}, "template": template},
+            "status": {"replicas": 7}}),
+            json!({}),
+        ),
+        (
+            "/apis/apps/v1/namespaces/default/replicasets",
+            json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "z"}, "spec": {"selector": {"matchLabels": {"app": "z"}}, "template": template}}),
+            json!({"replicas": 0}),
+        ),
+        (
+            "/api/v1/namespaces/default/replicationcontrollers",
+            json!({"apiVersion": "v1", "kind": "ReplicationController",
+            "metadata": {"name": "z"}, "spec": {"template": template}}),
+            json!({"replicas": 0}),
+        ),
+    ];
+    for (path, body, status) in cases {
+        let r = http.post(format!("{}{path}", c.url())).json(&body).send().await.expect("create");
+        assert_eq!(r.status().as_u16(), 201, "{path}");
+        let created: Value = r.json().await.expect("json");
+        assert_eq!(created["status"], status, "{path}: the create's answer");
+        let read: Value = http.get(format!("{}{path}/z", c.url())).send().await.unwrap().json().await.unwrap();
+        assert_eq!(read["status"], status, "{path}: stored so");
+    }
 }

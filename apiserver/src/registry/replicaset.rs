@@ -38,6 +38,11 @@ impl Strategy for ReplicaSetStrategy {
         validation::replica_set(obj, old)
     }
 
+    /// `replicas` has no `omitempty` in upstream's ReplicaSetStatus.
+    fn initial_status(&self) -> Value {
+        json!({"replicas": 0})
+    }
+
     fn columns(&self) -> Columns {
         COLUMNS
     }

@@ -51,6 +51,11 @@ impl Strategy for Controllers {
         obj.pointer("/spec/selector").map(|labels| json!({ "matchLabels": labels }))
     }
 
+    /// `replicas` has no `omitempty` in upstream's ReplicationControllerStatus.
+    fn initial_status(&self) -> Value {
+        json!({"replicas": 0})
+    }
+
     fn columns(&self) -> Columns {
         COLUMNS
     }

@@ -37,6 +37,11 @@ impl Strategy for ServiceStrategy {
         validation::service(obj, old)
     }
 
+    /// upstream encodes the empty LoadBalancerStatus struct.
+    fn initial_status(&self) -> Value {
+        json!({"loadBalancer": {}})
+    }
+
     fn columns(&self) -> Columns {
         COLUMNS
     }
