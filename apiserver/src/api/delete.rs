@@ -81,35 +81,18 @@ fn finalizers(obj: &Value) -> Vec<String> {
 
 /// Decides what deleting `obj` means, per upstream's rules.
 fn deletion(target: &Target, opts: &DeleteOptions, obj: Value) -> ApiResult<Change> {
-    if let Some(uid) = &opts.uid
-        && meta_str(&obj, "uid") != Some(uid.as_str())
-    {
-        // Upstream's storage Preconditions.Check (apiserver/pkg/storage/interfaces.go).
-        return Err(ApiError::conflict(
-            &target.resource.qualified(),
-            target.resource.group,
-            target.resource.resource,
-            target.name(),
-            &format!(
-                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                meta_str(&obj, "uid").unwrap_or_default()
-            ),
-        ));
-    }
-    if let Some(rv) = &opts.resource_version
-        && meta_str(&obj, "resourceVersion") != Some(rv.as_str())
-    {
-        // Upstream's storage Preconditions.Check, turned into a 409 by interpretStorageError.
-        return Err(ApiError::conflict(
-            &target.resource.qualified(),
-            target.resource.group,
-            target.resource.resource,
-            target.name(),
-            &format!(
-                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                meta_str(&obj, "resourceVersion").unwrap_or_default()
-            ),
-        ));
+    // Upstream's storage Preconditions.Check (apiserver/pkg/storage/interfaces.go), turned
+    // into a 409 by interpretStorageError.
+    let preconditions = [("UID", "uid", &opts.uid), ("ResourceVersion", "resourceVersion", &opts.resource_version)];
+    for (what, field, wanted) in preconditions {
+        let actual = meta_str(&obj, field).unwrap_or_default();
+        if let Some(wanted) = wanted
+            && wanted != actual
+        {
+            let why = format!("Precondition failed: {what} in precondition: {wanted}, {what} in object meta: {actual}");
+            let r = target.resource;
+            return Err(ApiError::conflict(&r.qualified(), r.group, r.resource, target.name(), &why));
+        }
     }
     let strategy = target.resource.strategy;
     strategy.check_delete(target.name())?;

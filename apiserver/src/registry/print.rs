@@ -1,6 +1,8 @@
 //! What the kinds' Table printers share: upstream's human durations and cell helpers.
 
-use serde_json::Value;
+use serde_json::{Value, json};
+
+use super::Columns;
 
 /// Upstream's `HumanDuration` (`45s`, `5m10s`, `3h`, `2d4h`, `3y`).
 pub fn human_duration(secs: i64) -> String {
@@ -85,6 +87,34 @@ pub fn containers_and_images(obj: &Value, path: &str) -> (String, String) {
     let names = cs.iter().map(|c| s(c, "/name").to_owned()).collect::<Vec<_>>().join(",");
     let images = cs.iter().map(|c| s(c, "/image").to_owned()).collect::<Vec<_>>().join(",");
     (names, images)
+}
+
+/// The columns of the replicated kinds upstream prints alike (ReplicaSet,
+/// ReplicationController): desired, current and ready replicas.
+pub const REPLICATED_COLUMNS: Columns = &[
+    ("Name", "string", 0),
+    ("Desired", "integer", 0),
+    ("Current", "integer", 0),
+    ("Ready", "integer", 0),
+    ("Age", "string", 0),
+    ("Containers", "string", 1),
+    ("Images", "string", 1),
+    ("Selector", "string", 1),
+];
+
+/// A row under [`REPLICATED_COLUMNS`].
+pub fn replicated_cells(o: &Value) -> Vec<Value> {
+    let (containers, images) = containers_and_images(o, "/spec/template/spec/containers");
+    vec![
+        json!(s(o, "/metadata/name")),
+        json!(n(o, "/spec/replicas")),
+        json!(n(o, "/status/replicas")),
+        json!(n(o, "/status/readyReplicas")),
+        json!(age(o, "/metadata/creationTimestamp")),
+        json!(containers),
+        json!(images),
+        json!(selector(o)),
+    ]
 }
 
 #[cfg(test)]

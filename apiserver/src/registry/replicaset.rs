@@ -3,7 +3,7 @@
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use serde_json::{Value, json};
 
-use super::print::{age, containers_and_images, n, s, selector};
+use super::print::{REPLICATED_COLUMNS, replicated_cells};
 use super::{Columns, Resource, Strategy, Sub};
 use crate::status::Cause;
 use crate::{defaults, validation};
@@ -15,17 +15,6 @@ pub const RESOURCE: Resource = Resource {
     fields: &[("status.replicas", "status.replicas", "0")],
     ..Resource::of::<ReplicaSet>("apps", "v1", "replicasets", "replicaset", "ReplicaSet", &ReplicaSetStrategy)
 };
-
-const COLUMNS: Columns = &[
-    ("Name", "string", 0),
-    ("Desired", "integer", 0),
-    ("Current", "integer", 0),
-    ("Ready", "integer", 0),
-    ("Age", "string", 0),
-    ("Containers", "string", 1),
-    ("Images", "string", 1),
-    ("Selector", "string", 1),
-];
 
 struct ReplicaSetStrategy;
 
@@ -44,22 +33,10 @@ impl Strategy for ReplicaSetStrategy {
     }
 
     fn columns(&self) -> Columns {
-        COLUMNS
+        REPLICATED_COLUMNS
     }
 
     fn cells(&self, o: &Value) -> Vec<Value> {
-        let name = json!(s(o, "/metadata/name"));
-        let created = json!(age(o, "/metadata/creationTimestamp"));
-        let (c, i) = containers_and_images(o, "/spec/template/spec/containers");
-        vec![
-            name,
-            json!(n(o, "/spec/replicas")),
-            json!(n(o, "/status/replicas")),
-            json!(n(o, "/status/readyReplicas")),
-            created,
-            json!(c),
-            json!(i),
-            json!(selector(o)),
-        ]
+        replicated_cells(o)
     }
 }

@@ -5,7 +5,7 @@
 use k8s_openapi::api::core::v1::ReplicationController;
 use serde_json::{Value, json};
 
-use super::print::{age, containers_and_images, n, s, selector};
+use super::print::{REPLICATED_COLUMNS, replicated_cells};
 use super::{Columns, Resource, Strategy, Sub};
 use crate::status::Cause;
 use crate::{defaults, validation};
@@ -23,17 +23,6 @@ pub const RESOURCE: Resource = Resource {
         &Controllers,
     )
 };
-
-const COLUMNS: Columns = &[
-    ("Name", "string", 0),
-    ("Desired", "integer", 0),
-    ("Current", "integer", 0),
-    ("Ready", "integer", 0),
-    ("Age", "string", 0),
-    ("Containers", "string", 1),
-    ("Images", "string", 1),
-    ("Selector", "string", 1),
-];
 
 struct Controllers;
 
@@ -57,21 +46,11 @@ impl Strategy for Controllers {
     }
 
     fn columns(&self) -> Columns {
-        COLUMNS
+        REPLICATED_COLUMNS
     }
 
     fn cells(&self, o: &Value) -> Vec<Value> {
-        let (containers, images) = containers_and_images(o, "/spec/template/spec/containers");
-        vec![
-            json!(s(o, "/metadata/name")),
-            json!(n(o, "/spec/replicas")),
-            json!(n(o, "/status/replicas")),
-            json!(n(o, "/status/readyReplicas")),
-            json!(age(o, "/metadata/creationTimestamp")),
-            json!(containers),
-            json!(images),
-            json!(selector(o)),
-        ]
+        replicated_cells(o)
     }
 }
 
