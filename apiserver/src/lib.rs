@@ -12,6 +12,7 @@ pub mod convert;
 pub mod defaults;
 pub mod limits;
 pub mod managed;
+pub mod meta;
 pub mod metrics;
 pub mod names;
 pub mod object;

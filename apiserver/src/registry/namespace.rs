@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::print::{age, s};
 use super::{Columns, Resource, Strategy, Sub};
-use crate::object::{self, meta_mut};
+use crate::meta::{meta_mut, now_rfc3339};
 use crate::status::{ApiError, ApiResult, Cause};
 use crate::{defaults, validation};
 
@@ -51,7 +51,7 @@ impl Strategy for NamespaceStrategy {
 
     fn begin_deletion(&self, obj: &Value) -> Option<Value> {
         let mut next = obj.clone();
-        meta_mut(&mut next).insert("deletionTimestamp".into(), json!(object::now_rfc3339()));
+        meta_mut(&mut next).insert("deletionTimestamp".into(), json!(now_rfc3339()));
         meta_mut(&mut next).insert("deletionGracePeriodSeconds".into(), json!(0));
         next["status"]["phase"] = json!("Terminating");
         Some(next)
