@@ -471,8 +471,8 @@ mod tests {
     use crate::store::KeyValue;
 
     fn cache(events: usize, bytes: usize) -> Arc<WatchCache> {
-        let resource = crate::registry::find("", "v1", "configmaps").expect("configmaps");
-        let cache = WatchCache::new(resource, Vec::new(), HistoryLimit { events, bytes });
+        let resource = crate::registry::Registry::default().find("", "v1", "configmaps").expect("configmaps");
+        let cache = WatchCache::new(&resource, Vec::new(), HistoryLimit { events, bytes });
         cache.state.write().ready = true;
         cache
     }

@@ -275,9 +275,9 @@ mod tests {
 
     #[test]
     fn typed_decoding_rejects_wrong_types_and_reports_unknown_fields() {
-        let pods = crate::registry::find("", "v1", "pods").expect("pods");
+        let pods = crate::registry::Registry::default().find("", "v1", "pods").expect("pods");
         let bad = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": "no"}});
-        assert_eq!(canonicalize(pods, bad, FieldValidation::Strict).unwrap_err().code, 400);
+        assert_eq!(canonicalize(&pods, bad, FieldValidation::Strict).unwrap_err().code, 400);
         let twice = br#"{"metadata": {"name": "a", "name": "b"}, "spec": {"containers": [{"name": "c", "image": "x", "image": "y"}]}}"#;
         assert_eq!(duplicate_fields(twice), vec!["metadata.name", "spec.containers[0].image"]);
         let e = check_duplicates("application/json", twice, FieldValidation::Strict).unwrap_err();
@@ -288,9 +288,9 @@ mod tests {
         assert_eq!(check_duplicates("application/json", twice, FieldValidation::Warn).map(|w| w.len()).ok(), Some(2));
         assert!(duplicate_fields(br#"{"a": {"x": 1}, "b": {"x": 1}}"#).is_empty());
         let extra = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [], "colour": "red"}});
-        let err = canonicalize(pods, extra.clone(), FieldValidation::Strict).unwrap_err();
+        let err = canonicalize(&pods, extra.clone(), FieldValidation::Strict).unwrap_err();
         assert!(err.message.contains("unknown field \"spec.colour\""), "{}", err.message);
-        let (obj, warnings) = canonicalize(pods, extra, FieldValidation::Warn).expect("warn");
+        let (obj, warnings) = canonicalize(&pods, extra, FieldValidation::Warn).expect("warn");
         assert_eq!(warnings.len(), 1);
         assert!(obj["spec"].get("colour").is_none());
     }

@@ -21,7 +21,7 @@ use crate::api::origin::OriginPolicy;
 use crate::api::{self, App, discovery};
 use crate::cache::{HistoryLimit, WatchCache};
 use crate::metrics::{Metrics, ResourceLabel};
-use crate::registry::{self, RESOURCES, SelectableField};
+use crate::registry::{self, Registry, Resource, SelectableField};
 use crate::status::ApiError;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::etcd::EtcdStore;
@@ -129,9 +129,9 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, Error> {
 }
 
 /// The selectable fields of every resource stored under `storage`.
-fn fields_of(storage: &str) -> Vec<SelectableField> {
+fn fields_of(rows: &[Arc<Resource>], storage: &str) -> Vec<SelectableField> {
     let mut fields: Vec<SelectableField> = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.storage == storage) {
+    for r in rows.iter().filter(|r| r.storage == storage) {
         for f in r.fields {
             if !fields.iter().any(|(n, _, _)| *n == f.0) {
                 fields.push(*f);
@@ -142,7 +142,7 @@ fn fields_of(storage: &str) -> Vec<SelectableField> {
 }
 
 async fn ensure_namespace(app: &App, name: &str) -> Result<(), Error> {
-    let Some(namespaces) = registry::find("", "v1", "namespaces") else { return Ok(()) };
+    let Some(namespaces) = app.registry.find("", "v1", "namespaces") else { return Ok(()) };
     let mut ns = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": {
         "name": name, "uid": uuid::Uuid::new_v4().to_string(), "creationTimestamp": crate::object::now_rfc3339(),
     }});
@@ -172,15 +172,17 @@ pub async fn start(config: Config) -> Result<Server, Error> {
     let metrics = Arc::new(Metrics::default());
     let store: Arc<dyn Store> = Arc::new(Metered::new(open_store(&config).await?, metrics.clone()));
     let mut tasks = Vec::new();
+    let registry = Registry::default();
+    let rows = registry.all();
     let mut caches = HashMap::new();
-    for r in RESOURCES {
-        if caches.contains_key(r.storage) {
+    for r in rows.iter() {
+        if caches.contains_key(r.storage.as_ref()) {
             continue;
         }
         let limit = HistoryLimit { events: config.watch_cache_size, bytes: config.limits.watch_history_bytes };
-        let cache = WatchCache::new(r, fields_of(r.storage), limit);
+        let cache = WatchCache::new(r, fields_of(&rows, &r.storage), limit);
         tasks.push(tokio::spawn(cache.clone().run(store.clone())));
-        caches.insert(r.storage, cache);
+        caches.insert(r.storage.to_string(), cache);
     }
     for cache in caches.values() {
         cache.wait_ready().await;
@@ -189,7 +191,8 @@ pub async fn start(config: Config) -> Result<Server, Error> {
     let inflight = Arc::new(crate::serve::Inflight::new(&config.limits, metrics.clone()));
     let app = Arc::new(App {
         store: store.clone(),
-        caches,
+        registry,
+        caches: parking_lot::RwLock::new(caches),
         metrics,
         namespace_wake: tokio::sync::Notify::new(),
         limits: config.limits.clone(),
@@ -226,10 +229,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(readyz))
         .route("/version", get(|| async { discovery::version() }))
         .route("/metrics", get(metrics))
-        .route("/openapi/v3", get(|| async { discovery::openapi_root() }))
+        .route("/openapi/v3", get(|State(app): State<Arc<App>>| async move { discovery::openapi_root(&app.registry) }))
         .route(
             "/openapi/v3/{*path}",
-            get(|Path(path): Path<String>| async move { discovery::openapi_group_version(&path) }),
+            get(|State(app): State<Arc<App>>, Path(path): Path<String>| async move {
+                discovery::openapi_group_version(&app.registry, &path)
+            }),
         )
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(app.inflight.clone(), crate::serve::limit_inflight))
@@ -301,8 +306,8 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 /// Keeps `apiserver_storage_objects` current from the caches.
 async fn count_objects(app: Arc<App>) {
     loop {
-        for r in RESOURCES {
-            if let Some(cache) = app.caches.get(r.storage) {
+        for r in app.registry.all().iter() {
+            if let Ok(cache) = app.cache(r) {
                 app.metrics
                     .storage_objects
                     .get_or_create(&ResourceLabel { resource: r.qualified() })

@@ -90,11 +90,11 @@ fn deletion(target: &Target, opts: &DeleteOptions, obj: Value) -> ApiResult<Chan
             && wanted != actual
         {
             let why = format!("Precondition failed: {what} in precondition: {wanted}, {what} in object meta: {actual}");
-            let r = target.resource;
-            return Err(ApiError::conflict(&r.qualified(), r.group, r.resource, target.name(), &why));
+            let r = &target.resource;
+            return Err(ApiError::conflict(&r.qualified(), &r.group, &r.resource, target.name(), &why));
         }
     }
-    let strategy = target.resource.strategy;
+    let strategy = &target.resource.strategy;
     strategy.check_delete(target.name())?;
     let grace = strategy.grace_period(&obj, opts.grace);
     let mut fins = finalizers(&obj);
@@ -141,7 +141,7 @@ pub async fn delete_one(app: &App, target: &Target, opts: &DeleteOptions) -> Api
         // The server finishes this deletion (a namespace empties itself), and creates check
         // the namespace against the cache: make it see the deletion first.
         if let Some(rv) = meta_str(&result, "resourceVersion").and_then(|rv| rv.parse().ok()) {
-            app.cache(target.resource)?.wait_for(rv, std::time::Duration::from_secs(1)).await;
+            app.cache(&target.resource)?.wait_for(rv, std::time::Duration::from_secs(1)).await;
         }
         app.namespace_wake.notify_one();
     }
@@ -165,7 +165,7 @@ pub async fn delete_collection(
 ) -> ApiResult<Response> {
     let opts = DeleteOptions::parse(params, ct, body)?;
     let filter = filter(target, params)?;
-    let resource = target.resource;
+    let resource = &target.resource;
     let page = app
         .store
         .list(ListRequest { prefix: resource.namespace_prefix(target.namespace.as_deref()), ..Default::default() })

@@ -2,12 +2,14 @@
 //! OpenAPI v3 documents kubectl reads before `create -f`/`apply -f`: every path and verb
 //! served, with the `fieldValidation` parameter on PATCH so kubectl leaves validation to us.
 
+use std::sync::Arc;
+
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::value_response;
-use crate::registry::{self, RESOURCES, Resource, Sub};
+use crate::registry::{OpenApiDocuments, Registry, Resource, Sub};
 use crate::status::{ApiError, ApiResult};
 
 /// The Kubernetes version this apiserver speaks.
@@ -56,16 +58,16 @@ fn discovery_resource(r: &Resource) -> Value {
                 Sub::Scale => (kind("autoscaling", "v1", "Scale"), json!(["get", "patch", "update"])),
                 Sub::Binding => (kind("", "v1", "Binding"), json!(["create"])),
                 Sub::Log => (kind("", "v1", "Pod"), json!(["get"])),
-                Sub::Status => (kind(r.group, r.version, r.kind), json!(["get", "patch", "update"])),
+                Sub::Status => (kind(&r.group, &r.version, &r.kind), json!(["get", "patch", "update"])),
             };
             json!({"subresource": sub.name(), "responseKind": response, "verbs": verbs})
         })
         .collect();
     let mut entry = json!({
-        "resource": r.resource,
-        "responseKind": kind(r.group, r.version, r.kind),
+        "resource": &r.resource,
+        "responseKind": kind(&r.group, &r.version, &r.kind),
         "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
-        "singularResource": r.singular,
+        "singularResource": &r.singular,
         "verbs": r.verbs(),
     });
     if !r.short_names.is_empty() {
@@ -81,22 +83,27 @@ fn discovery_resource(r: &Resource) -> Value {
 }
 
 /// `/api` or `/apis` as one aggregated document: every group, version and resource.
-pub fn aggregated(core: bool) -> Response {
+pub fn aggregated(registry: &Registry, core: bool) -> Response {
+    let group_versions = registry.group_versions();
+    let rows = registry.all();
     let mut groups: Vec<&str> = Vec::new();
-    for (g, _) in registry::group_versions() {
-        if (g.is_empty() == core) && !groups.contains(&g) {
+    for (g, _) in &group_versions {
+        if (g.is_empty() == core) && !groups.contains(&g.as_str()) {
             groups.push(g);
         }
     }
     let items: Vec<Value> = groups
         .into_iter()
         .map(|g| {
-            let versions: Vec<Value> = registry::group_versions()
-                .into_iter()
-                .filter(|(gg, _)| *gg == g)
+            let versions: Vec<Value> = group_versions
+                .iter()
+                .filter(|(gg, _)| gg == g)
                 .map(|(_, v)| {
-                    let resources: Vec<Value> =
-                        RESOURCES.iter().filter(|r| r.group == g && r.version == v).map(discovery_resource).collect();
+                    let resources: Vec<Value> = rows
+                        .iter()
+                        .filter(|r| r.group == g && r.version == *v)
+                        .map(|r| discovery_resource(r))
+                        .collect();
                     json!({"version": v, "resources": resources, "freshness": "Current"})
                 })
                 .collect();
@@ -112,9 +119,9 @@ pub fn aggregated(core: bool) -> Response {
 }
 
 /// `/api`.
-pub fn api_versions(headers: &HeaderMap) -> Response {
+pub fn api_versions(registry: &Registry, headers: &HeaderMap) -> Response {
     if wants_aggregated(headers) {
-        return aggregated(true);
+        return aggregated(registry, true);
     }
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1:6443");
     value_response(
@@ -128,36 +135,37 @@ pub fn api_versions(headers: &HeaderMap) -> Response {
     )
 }
 
-fn group_entry(group: &str) -> Value {
-    let versions: Vec<Value> = registry::group_versions()
+fn group_entry(registry: &Registry, group: &str) -> Value {
+    let versions: Vec<Value> = registry
+        .group_versions()
         .into_iter()
-        .filter(|(g, _)| *g == group)
+        .filter(|(g, _)| g == group)
         .map(|(g, v)| json!({ "groupVersion": format!("{g}/{v}"), "version": v }))
         .collect();
     json!({ "name": group, "versions": versions, "preferredVersion": versions.first() })
 }
 
 /// `/apis`.
-pub fn api_groups(headers: &HeaderMap) -> Response {
+pub fn api_groups(registry: &Registry, headers: &HeaderMap) -> Response {
     if wants_aggregated(headers) {
-        return aggregated(false);
+        return aggregated(registry, false);
     }
-    let mut groups: Vec<&str> = Vec::new();
-    for (g, _) in registry::group_versions() {
+    let mut groups: Vec<String> = Vec::new();
+    for (g, _) in registry.group_versions() {
         if !g.is_empty() && !groups.contains(&g) {
             groups.push(g);
         }
     }
-    let groups: Vec<Value> = groups.into_iter().map(group_entry).collect();
+    let groups: Vec<Value> = groups.iter().map(|g| group_entry(registry, g)).collect();
     value_response(StatusCode::OK, &json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups }), &[])
 }
 
 /// `/apis/{group}`.
-pub fn group(group: &str) -> ApiResult<Response> {
-    if !registry::group_versions().iter().any(|(g, _)| *g == group) {
+pub fn group(registry: &Registry, group: &str) -> ApiResult<Response> {
+    if !registry.group_versions().iter().any(|(g, _)| g == group) {
         return Err(ApiError::no_route(&format!("/apis/{group}")));
     }
-    let mut entry = group_entry(group);
+    let mut entry = group_entry(registry, group);
     entry["kind"] = json!("APIGroup");
     entry["apiVersion"] = json!("v1");
     Ok(value_response(StatusCode::OK, &entry, &[]))
@@ -165,20 +173,20 @@ pub fn group(group: &str) -> ApiResult<Response> {
 
 fn resource_entries(r: &Resource) -> Vec<Value> {
     let mut entries = vec![json!({
-        "name": r.resource,
-        "singularName": r.singular,
+        "name": &r.resource,
+        "singularName": &r.singular,
         "namespaced": r.namespaced,
-        "kind": r.kind,
+        "kind": &r.kind,
         "verbs": r.verbs(),
         "shortNames": r.short_names,
         "categories": r.categories,
     })];
-    for sub in r.subresources {
+    for sub in r.subresources.iter() {
         let mut e = json!({
-            "name": format!("{}/{}", r.resource, sub.name()),
+            "name": format!("{}/{}", &r.resource, sub.name()),
             "singularName": "",
             "namespaced": r.namespaced,
-            "kind": r.kind,
+            "kind": &r.kind,
             "verbs": ["get", "patch", "update"],
         });
         match sub {
@@ -214,9 +222,13 @@ fn resource_entries(r: &Resource) -> Vec<Value> {
 }
 
 /// `/api/v1` and `/apis/{group}/{version}`.
-pub fn resource_list(group: &str, version: &str) -> Response {
-    let resources: Vec<Value> =
-        RESOURCES.iter().filter(|r| r.group == group && r.version == version).flat_map(resource_entries).collect();
+pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Response {
+    let resources: Vec<Value> = registry
+        .all()
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .flat_map(|r| resource_entries(r))
+        .collect();
     let gv = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
     value_response(
         StatusCode::OK,
@@ -238,11 +250,12 @@ fn hash(doc: &Value) -> String {
 }
 
 /// `/openapi/v3`: the root listing each group-version's document.
-pub fn openapi_root() -> Response {
+pub fn openapi_root(registry: &Registry) -> Response {
     let mut paths = serde_json::Map::new();
-    for (g, v) in registry::group_versions() {
-        let path = gv_path(g, v);
-        let hash = documents().get(&(g.to_owned(), v.to_owned())).map(|(_, h)| h.clone()).unwrap_or_default();
+    let docs = documents(registry);
+    for (g, v) in registry.group_versions() {
+        let path = gv_path(&g, &v);
+        let hash = docs.get(&(g, v)).map(|(_, h)| h.clone()).unwrap_or_default();
         paths.insert(path.clone(), json!({ "serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}") }));
     }
     value_response(StatusCode::OK, &json!({ "paths": paths }), &[])
@@ -254,9 +267,9 @@ fn param(name: &str, location: &str, required: bool) -> Value {
 
 fn operation(r: &Resource, verb: &str, action: &str, params: &[&str]) -> Value {
     let mut op = json!({
-        "operationId": format!("{verb}{}", r.kind),
+        "operationId": format!("{verb}{}", &r.kind),
         "x-kubernetes-action": action,
-        "x-kubernetes-group-version-kind": { "group": r.group, "version": r.version, "kind": r.kind },
+        "x-kubernetes-group-version-kind": { "group": &r.group, "version": &r.version, "kind": r.kind },
         "responses": { "200": { "description": "OK" }, "401": { "description": "Unauthorized" } },
     });
     if !params.is_empty() {
@@ -265,32 +278,28 @@ fn operation(r: &Resource, verb: &str, action: &str, params: &[&str]) -> Value {
     op
 }
 
-/// The OpenAPI v3 documents, built once from the registry and the types' schemas.
-fn documents() -> &'static std::collections::HashMap<(String, String), (Value, String)> {
-    static DOCS: std::sync::OnceLock<std::collections::HashMap<(String, String), (Value, String)>> =
-        std::sync::OnceLock::new();
-    DOCS.get_or_init(|| {
-        registry::group_versions()
+/// The documents, built once per state of the registry (they take a while: every type's
+/// schema).
+fn documents(registry: &Registry) -> Arc<OpenApiDocuments> {
+    registry.cached_openapi(|| {
+        registry
+            .group_versions()
             .into_iter()
             .map(|(g, v)| {
-                let doc = build_openapi_document(g, v);
+                let doc = build_openapi_document(registry, &g, &v);
                 let h = hash(&doc);
-                ((g.to_owned(), v.to_owned()), (doc, h))
+                ((g, v), (doc, h))
             })
             .collect()
     })
 }
 
-fn openapi_document(group: &str, version: &str) -> Value {
-    documents().get(&(group.to_owned(), version.to_owned())).map(|(d, _)| d.clone()).unwrap_or(Value::Null)
-}
-
 /// The schemas of a group-version's kinds and everything they reference, each kind marked
 /// with `x-kubernetes-group-version-kind` (what `kubectl explain` looks for).
-fn schemas(group: &str, version: &str) -> serde_json::Map<String, Value> {
+fn schemas(rows: &[Arc<Resource>], group: &str, version: &str) -> serde_json::Map<String, Value> {
     let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
     let mut kinds = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in rows.iter().filter(|r| r.group == group && r.version == version) {
         let reference = (r.openapi)(&mut generator);
         if let Some(name) = reference.get("$ref").and_then(Value::as_str).and_then(|r| r.rsplit('/').next()) {
             kinds.push((name.to_owned(), r));
@@ -301,21 +310,22 @@ fn schemas(group: &str, version: &str) -> serde_json::Map<String, Value> {
         if let Some(schema) = defs.get_mut(&name).and_then(Value::as_object_mut) {
             schema.insert(
                 "x-kubernetes-group-version-kind".into(),
-                json!([{ "group": r.group, "version": r.version, "kind": r.kind }]),
+                json!([{ "group": &r.group, "version": &r.version, "kind": r.kind }]),
             );
         }
     }
     defs
 }
 
-fn build_openapi_document(group: &str, version: &str) -> Value {
+fn build_openapi_document(registry: &Registry, group: &str, version: &str) -> Value {
+    let rows = registry.all();
     let mut paths = serde_json::Map::new();
     let base = format!("/{}", gv_path(group, version));
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in rows.iter().filter(|r| r.group == group && r.version == version) {
         let scope = if r.namespaced {
-            format!("{base}/namespaces/{{namespace}}/{}", r.resource)
+            format!("{base}/namespaces/{{namespace}}/{}", &r.resource)
         } else {
-            format!("{base}/{}", r.resource)
+            format!("{base}/{}", &r.resource)
         };
         let mut path_params = vec![param("name", "path", true)];
         if r.namespaced {
@@ -343,7 +353,7 @@ fn build_openapi_document(group: &str, version: &str) -> Value {
             "delete": operation(r, "delete", "delete", &["gracePeriodSeconds", "propagationPolicy", "dryRun"]),
             "parameters": path_params.clone(),
         }));
-        for sub in r.subresources {
+        for sub in r.subresources.iter() {
             let mut ops = match sub {
                 Sub::Binding => json!({ "post": operation(r, "createBinding", "post", &["dryRun", "fieldManager"]) }),
                 Sub::Log => {
@@ -364,20 +374,21 @@ fn build_openapi_document(group: &str, version: &str) -> Value {
         "openapi": "3.0.0",
         "info": { "title": "Kubernetes", "version": format!("v{}.{}.0", KUBERNETES_VERSION.0, KUBERNETES_VERSION.1) },
         "paths": paths,
-        "components": { "schemas": schemas(group, version) },
+        "components": { "schemas": schemas(&rows, group, version) },
     })
 }
 
 /// `/openapi/v3/{api/v1 | apis/group/version}`.
-pub fn openapi_group_version(path: &str) -> Response {
+pub fn openapi_group_version(registry: &Registry, path: &str) -> Response {
     let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let gv = match parts.as_slice() {
         ["api", v] => Some(("", *v)),
         ["apis", g, v] => Some((*g, *v)),
         _ => None,
     };
-    match gv.and_then(|(g, v)| registry::group_versions().into_iter().find(|gv| *gv == (g, v))) {
-        Some((g, v)) => value_response(StatusCode::OK, &openapi_document(g, v), &[]),
+    let docs = documents(registry);
+    match gv.and_then(|(g, v)| docs.get(&(g.to_owned(), v.to_owned()))) {
+        Some((doc, _)) => value_response(StatusCode::OK, doc, &[]),
         None => ApiError::no_route(&format!("/openapi/v3/{path}")).into_response(),
     }
 }

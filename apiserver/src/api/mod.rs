@@ -17,7 +17,7 @@ use crate::cache::WatchCache;
 use crate::limits::Limits;
 use crate::metrics::{Metrics, RequestInfo};
 use crate::object::MAX_BODY;
-use crate::registry::{self, Resource, Sub};
+use crate::registry::{Registry, Resource, Sub};
 use crate::status::{ApiError, ApiResult};
 use crate::store::{self, Store};
 
@@ -38,8 +38,10 @@ pub use namespaces::finalize_namespaces;
 pub struct App {
     /// Storage.
     pub store: Arc<dyn Store>,
+    /// The kinds served.
+    pub registry: Registry,
     /// One watch cache per storage prefix (`pods`, `events`, ...).
-    pub caches: HashMap<&'static str, Arc<WatchCache>>,
+    pub caches: parking_lot::RwLock<HashMap<String, Arc<WatchCache>>>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Woken when a namespace starts terminating.
@@ -57,9 +59,11 @@ pub struct App {
 
 impl App {
     /// The cache of a resource.
-    pub fn cache(&self, resource: &Resource) -> ApiResult<&Arc<WatchCache>> {
+    pub fn cache(&self, resource: &Resource) -> ApiResult<Arc<WatchCache>> {
         self.caches
-            .get(resource.storage)
+            .read()
+            .get(resource.storage.as_ref())
+            .cloned()
             .ok_or_else(|| ApiError::internal(format!("no watch cache for {}", resource.qualified())))
     }
 }
@@ -68,7 +72,7 @@ impl App {
 #[derive(Debug, Clone)]
 pub struct Target {
     /// The registry row.
-    pub resource: &'static Resource,
+    pub resource: Arc<Resource>,
     /// The namespace in the URL, if any.
     pub namespace: Option<String>,
     /// The object name, if any.
@@ -90,15 +94,15 @@ impl Target {
 
     /// 404 for the named object, in upstream's words.
     pub fn not_found(&self) -> ApiError {
-        ApiError::not_found(&self.resource.qualified(), self.resource.group, self.resource.resource, self.name())
+        ApiError::not_found(&self.resource.qualified(), &self.resource.group, &self.resource.resource, self.name())
     }
 
     /// 409 for a lost optimistic-concurrency race.
     pub fn conflict(&self) -> ApiError {
         ApiError::conflict(
             &self.resource.qualified(),
-            self.resource.group,
-            self.resource.resource,
+            &self.resource.group,
+            &self.resource.resource,
             self.name(),
             "the object has been modified; please apply your changes to the latest version and try again",
         )
@@ -110,8 +114,8 @@ impl Target {
             store::Error::NotFound { .. } => self.not_found(),
             store::Error::AlreadyExists { .. } => ApiError::already_exists(
                 &self.resource.qualified(),
-                self.resource.group,
-                self.resource.resource,
+                &self.resource.group,
+                &self.resource.resource,
                 self.name(),
             ),
             store::Error::Conflict { .. } => self.conflict(),
@@ -140,13 +144,13 @@ impl Target {
 pub type Params = HashMap<String, String>;
 
 /// Parses a resource URL. `segments` follow `/api/v1` or `/apis/{g}/{v}`.
-fn parse_target(group: &str, version: &str, segments: &[&str]) -> ApiResult<Option<Target>> {
+fn parse_target(registry: &Registry, group: &str, version: &str, segments: &[&str]) -> ApiResult<Option<Target>> {
     let namespaced_form = segments.len() >= 3
         && segments[0] == "namespaces"
-        && registry::find(group, version, segments[2]).is_some_and(|r| r.namespaced);
+        && registry.find(group, version, segments[2]).is_some_and(|r| r.namespaced);
     let (namespace, rest) =
         if namespaced_form { (Some(segments[1].to_owned()), &segments[2..]) } else { (None, segments) };
-    let Some(resource) = rest.first().and_then(|r| registry::find(group, version, r)) else {
+    let Some(resource) = rest.first().and_then(|r| registry.find(group, version, r)) else {
         return Ok(None);
     };
     let name = rest.get(1).map(|s| (*s).to_owned());
@@ -215,9 +219,9 @@ fn request_info(method: &Method, headers: &HeaderMap, target: &Target, verb: &st
     RequestInfo {
         verb: reported,
         dry_run,
-        group: target.resource.group.to_owned(),
-        version: target.resource.version.to_owned(),
-        resource: target.resource.resource.to_owned(),
+        group: target.resource.group.to_string(),
+        version: target.resource.version.to_string(),
+        resource: target.resource.resource.to_string(),
         subresource: target.sub.map(Sub::name).unwrap_or_default().to_owned(),
         scope,
     }
@@ -260,13 +264,13 @@ pub async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Re
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
 
     let (group, version, rest) = match segments.as_slice() {
-        ["api"] => return discovery::api_versions(&parts.headers),
-        ["apis"] => return discovery::api_groups(&parts.headers),
-        ["api", "v1"] => return discovery::resource_list("", "v1"),
-        ["apis", group, version] if registry::group_versions().contains(&(group, version)) => {
-            return discovery::resource_list(group, version);
+        ["api"] => return discovery::api_versions(&app.registry, &parts.headers),
+        ["apis"] => return discovery::api_groups(&app.registry, &parts.headers),
+        ["api", "v1"] => return discovery::resource_list(&app.registry, "", "v1"),
+        ["apis", group, version] if app.registry.serves(group, version) => {
+            return discovery::resource_list(&app.registry, group, version);
         }
-        ["apis", group] => return discovery::group(group).unwrap_or_else(|e| e.into_response()),
+        ["apis", group] => return discovery::group(&app.registry, group).unwrap_or_else(|e| e.into_response()),
         ["api", "v1", rest @ ..] => ("", "v1", rest),
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return ApiError::no_route(&path).into_response(),
@@ -280,7 +284,7 @@ pub async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Re
         }
         _ => (rest, params),
     };
-    let mut target = match parse_target(group, version, rest) {
+    let mut target = match parse_target(&app.registry, group, version, rest) {
         Ok(Some(t)) => t,
         Ok(None) => return ApiError::no_route(&path).into_response(),
         Err(e) => return e.into_response(),

@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use super::delete::{DeleteOptions, delete_one};
 use super::objects::{self, Change};
 use super::{App, Target};
-use crate::registry::{self, RESOURCES};
 use crate::store::ListRequest;
 
 /// Empties and removes terminating namespaces, forever.
@@ -31,7 +30,7 @@ pub async fn finalize_namespaces(app: Arc<App>) {
 
 /// One pass; returns whether a namespace is still waiting for its content to go.
 async fn finalize_pass(app: &App) -> Result<bool, String> {
-    let namespaces = registry::find("", "v1", "namespaces").ok_or("no namespaces resource")?;
+    let namespaces = app.registry.find("", "v1", "namespaces").ok_or("no namespaces resource")?;
     let list = app
         .store
         .list(ListRequest { prefix: namespaces.prefix(), ..Default::default() })
@@ -45,12 +44,12 @@ async fn finalize_pass(app: &App) -> Result<bool, String> {
         }
         let Some(name) = ns.pointer("/metadata/name").and_then(Value::as_str).map(str::to_owned) else { continue };
         if empty_namespace(app, &name).await? {
-            let target = Target { resource: namespaces, namespace: None, name: Some(name.clone()), sub: None };
+            let target = Target { resource: namespaces.clone(), namespace: None, name: Some(name.clone()), sub: None };
             let removed = objects::guaranteed_update(app, &target, None, false, |mut current| {
                 if let Some(spec) = current.get_mut("spec").and_then(Value::as_object_mut) {
                     spec.insert("finalizers".into(), json!([]));
                 }
-                Ok(if objects::ready_to_remove(namespaces, &current) {
+                Ok(if objects::ready_to_remove(&namespaces, &current) {
                     Change::Remove(current)
                 } else {
                     Change::Write(current)
@@ -74,11 +73,11 @@ async fn finalize_pass(app: &App) -> Result<bool, String> {
 async fn empty_namespace(app: &App, namespace: &str) -> Result<bool, String> {
     let mut empty = true;
     let mut seen_storage = Vec::new();
-    for resource in RESOURCES.iter().filter(|r| r.namespaced) {
+    for resource in app.registry.all().iter().filter(|r| r.namespaced) {
         if seen_storage.contains(&resource.storage) {
             continue;
         }
-        seen_storage.push(resource.storage);
+        seen_storage.push(resource.storage.clone());
         let page = app
             .store
             .list(ListRequest { prefix: resource.namespace_prefix(Some(namespace)), ..Default::default() })
@@ -87,7 +86,12 @@ async fn empty_namespace(app: &App, namespace: &str) -> Result<bool, String> {
         for kv in page.items {
             empty = false;
             let name = kv.key.rsplit('/').next().unwrap_or_default().to_owned();
-            let target = Target { resource, namespace: Some(namespace.to_owned()), name: Some(name), sub: None };
+            let target = Target {
+                resource: resource.clone(),
+                namespace: Some(namespace.to_owned()),
+                name: Some(name),
+                sub: None,
+            };
             let opts = DeleteOptions { propagation: Some("Background".into()), ..Default::default() };
             if let Err(e) = delete_one(app, &target, &opts).await
                 && e.code != 404

@@ -13,7 +13,7 @@ use crate::store;
 /// Decodes a stored object into its served form at `revision`.
 pub fn decode_stored(resource: &Resource, bytes: &[u8], revision: i64) -> ApiResult<Value> {
     let mut value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::internal(format!("stored {} is not valid JSON: {e}", resource.kind)))?;
+        .map_err(|e| ApiError::internal(format!("stored {} is not valid JSON: {e}", &resource.kind)))?;
     object::set_resource_version(&mut value, revision);
     Ok(registry::from_storage(resource, value))
 }
@@ -41,7 +41,7 @@ fn encode(resource: &Resource, value: &Value) -> ApiResult<Bytes> {
     if resource.conversion.is_none() && clean {
         return serde_json::to_vec(value)
             .map(Bytes::from)
-            .map_err(|e| ApiError::internal(format!("encoding {}: {e}", resource.kind)));
+            .map_err(|e| ApiError::internal(format!("encoding {}: {e}", &resource.kind)));
     }
     let mut stored = registry::to_storage(resource, value.clone());
     if let Some(meta) = stored.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -50,14 +50,14 @@ fn encode(resource: &Resource, value: &Value) -> ApiResult<Bytes> {
     }
     serde_json::to_vec(&stored)
         .map(Bytes::from)
-        .map_err(|e| ApiError::internal(format!("encoding {}: {e}", resource.kind)))
+        .map_err(|e| ApiError::internal(format!("encoding {}: {e}", &resource.kind)))
 }
 
 /// Reads the named object and its revision.
 pub async fn get_current(app: &App, target: &Target) -> ApiResult<(Value, i64)> {
     let kv = app.store.get(&target.key()).await.map_err(|e| target.storage_error(e))?;
     let kv = kv.ok_or_else(|| target.not_found())?;
-    Ok((decode_stored(target.resource, &kv.value, kv.mod_revision)?, kv.mod_revision))
+    Ok((decode_stored(&target.resource, &kv.value, kv.mod_revision)?, kv.mod_revision))
 }
 
 /// What an update function decided.
@@ -96,7 +96,7 @@ pub async fn guaranteed_update(
             }
             Change::Remove(v) if dry_run => return Ok(v),
             Change::Write(mut v) => {
-                let bytes = encode_for_storage(app, target.resource, &v)?;
+                let bytes = encode_for_storage(app, &target.resource, &v)?;
                 match app.store.update(&key, bytes, revision).await {
                     Ok(new_revision) => {
                         object::set_resource_version(&mut v, new_revision);
@@ -118,8 +118,8 @@ pub async fn guaranteed_update(
     }
     Err(ApiError::conflict(
         &target.resource.qualified(),
-        target.resource.group,
-        target.resource.resource,
+        &target.resource.group,
+        &target.resource.resource,
         target.name(),
         "too many concurrent writers; try again",
     ))
@@ -151,8 +151,8 @@ pub fn prepare_update(resource: &Resource, old: &Value, new: Value, status_only:
     {
         return Err(ApiError::conflict(
             &resource.qualified(),
-            resource.group,
-            resource.resource,
+            &resource.group,
+            &resource.resource,
             meta_str(old, "name").unwrap_or_default(),
             &format!("Precondition failed: UID in precondition: {want}, UID in object meta: {have}"),
         ));
@@ -206,8 +206,8 @@ pub fn prepare_update(resource: &Resource, old: &Value, new: Value, status_only:
     let causes = resource.strategy.validate(&next, Some(old));
     if !causes.is_empty() {
         return Err(ApiError::invalid(
-            resource.kind,
-            resource.group,
+            &resource.kind,
+            &resource.group,
             meta_str(&next, "name").unwrap_or_default(),
             causes,
         ));
@@ -241,11 +241,11 @@ pub fn decide(resource: &Resource, old: Value, next: Value) -> Change {
 /// Fails unless the namespace exists and is not being deleted.
 pub async fn check_namespace(app: &App, namespace: &str) -> ApiResult<()> {
     let namespaces =
-        registry::find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("no namespaces resource"))?;
+        app.registry.find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("no namespaces resource"))?;
     let key = namespaces.key(None, namespace);
     // The cache answers almost always; a namespace created a moment ago may not be in it
     // yet, so a miss asks storage before saying 404.
-    let ns: Value = match app.cache(namespaces)?.get(&key).and_then(|c| c.value()) {
+    let ns: Value = match app.cache(&namespaces)?.get(&key).and_then(|c| c.value()) {
         Some(ns) => ns,
         None => {
             let kv = app.store.get(&key).await.map_err(|e| ApiError::internal(e.to_string()))?;

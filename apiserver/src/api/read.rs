@@ -26,7 +26,7 @@ pub async fn get(app: &Arc<App>, target: &Target, table: Option<&str>) -> ApiRes
         Some(include) => {
             let rv = value.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
             let t = super::table::table(
-                target.resource,
+                &target.resource,
                 std::slice::from_ref(&value),
                 json!({"resourceVersion": rv}),
                 include,
@@ -61,7 +61,7 @@ fn list_response(
 pub fn filter(target: &Target, params: &Params) -> ApiResult<Filter> {
     let labels = LabelSelector::parse(params.get("labelSelector").map(String::as_str).unwrap_or_default())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let resource = target.resource;
+    let resource = &target.resource;
     let fields = FieldSelector::parse(params.get("fieldSelector").map(String::as_str).unwrap_or_default(), &|f| {
         object::is_selectable(resource, f)
     })
@@ -107,7 +107,7 @@ pub fn list_body(resource: &Resource, revision: i64, cont: Option<&str>, items: 
     out.put_slice(
         format!(
             r#"{{"kind":"{}List","apiVersion":"{}","metadata":{},"items":["#,
-            resource.kind,
+            &resource.kind,
             resource.api_version(),
             meta
         )
@@ -142,7 +142,7 @@ const FRESH_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
 /// of nothing. A cache behind `revision` is fine when storage is not: the revisions between
 /// belong to other resources.
 pub async fn fresh_enough(app: &App, target: &Target, revision: i64) -> ApiResult<()> {
-    if revision <= app.cache(target.resource)?.revision() {
+    if revision <= app.cache(&target.resource)?.revision() {
         return Ok(());
     }
     let deadline = tokio::time::Instant::now() + FRESH_WITHIN;
@@ -162,7 +162,7 @@ pub async fn fresh_enough(app: &App, target: &Target, revision: i64) -> ApiResul
 pub async fn list(app: &Arc<App>, target: &Target, params: &Params, table: Option<&str>) -> ApiResult<Response> {
     let filter = filter(target, params)?;
     let limit = parse_limit(params)?;
-    let resource = target.resource;
+    let resource = &target.resource;
     let rv = params.get("resourceVersion").map(String::as_str).unwrap_or_default();
     let rv_match = params.get("resourceVersionMatch").map(String::as_str).unwrap_or_default();
     if !matches!(rv_match, "" | "NotOlderThan" | "Exact") {
@@ -234,7 +234,7 @@ async fn list_from_store(
     mut start: String,
     table: Option<&str>,
 ) -> ApiResult<Response> {
-    let resource = target.resource;
+    let resource = &target.resource;
     let prefix = resource.namespace_prefix(target.namespace.as_deref());
     let mut items = Vec::new();
     let mut revision = revision;

@@ -56,7 +56,7 @@ fn scale_of(resource: &Resource, obj: &Value) -> Value {
 /// GET .../scale.
 pub async fn get_scale(app: &Arc<App>, target: &Target) -> ApiResult<Response> {
     let (obj, _) = objects::get_current(app, target).await?;
-    Ok(value_response(StatusCode::OK, &scale_of(target.resource, &obj), &[]))
+    Ok(value_response(StatusCode::OK, &scale_of(&target.resource, &obj), &[]))
 }
 
 fn replicas_of(scale: &Value, target: &Target) -> ApiResult<i64> {
@@ -85,7 +85,7 @@ async fn set_replicas(app: &App, target: &Target, precondition: Option<i64>, rep
         }
         let mut next = old.clone();
         next["spec"]["replicas"] = json!(replicas);
-        Ok(Some(objects::prepare_update(target.resource, old, next, false)?))
+        Ok(Some(objects::prepare_update(&target.resource, old, next, false)?))
     })
     .await
 }
@@ -102,14 +102,14 @@ pub async fn update_scale(app: &Arc<App>, target: &Target, ct: &str, body: &[u8]
     }
     let replicas = replicas_of(&scale, target)?;
     let updated = set_replicas(app, target, body_precondition(&scale)?, replicas).await?;
-    Ok(value_response(StatusCode::OK, &scale_of(target.resource, &updated), &[]))
+    Ok(value_response(StatusCode::OK, &scale_of(&target.resource, &updated), &[]))
 }
 
 /// PATCH .../scale: the patch applies to the Scale view.
 pub async fn patch_scale(app: &Arc<App>, target: &Target, ct: &str, body: &[u8]) -> ApiResult<Response> {
     let kind = PatchType::from_content_type(ct)?;
     let (current, _) = objects::get_current(app, target).await?;
-    let mut scale = scale_of(target.resource, &current);
+    let mut scale = scale_of(&target.resource, &current);
     patch::apply(kind, &mut scale, body)?;
     let replicas = replicas_of(&scale, target)?;
     let precondition = match meta_str(&scale, "resourceVersion") {
@@ -117,7 +117,7 @@ pub async fn patch_scale(app: &Arc<App>, target: &Target, ct: &str, body: &[u8])
         _ => None,
     };
     let updated = set_replicas(app, target, precondition, replicas).await?;
-    Ok(value_response(StatusCode::OK, &scale_of(target.resource, &updated), &[]))
+    Ok(value_response(StatusCode::OK, &scale_of(&target.resource, &updated), &[]))
 }
 
 /// POST pods/NAME/binding: assigns the pod to a node, once.
@@ -198,7 +198,7 @@ pub async fn logs(app: &Arc<App>, target: &Target, params: &Params) -> ApiResult
     if node_name.is_empty() {
         return Err(ApiError::bad_request(format!("pod {} does not have a host assigned", target.name())));
     }
-    let nodes = crate::registry::find("", "v1", "nodes").ok_or_else(|| ApiError::internal("no nodes resource"))?;
+    let nodes = app.registry.find("", "v1", "nodes").ok_or_else(|| ApiError::internal("no nodes resource"))?;
     let node_target = Target { resource: nodes, namespace: None, name: Some(node_name.to_owned()), sub: None };
     let (node, _) = objects::get_current(app, &node_target).await?;
     let ip = node

@@ -40,7 +40,7 @@ fn bookmark(resource: &Resource, revision: i64, initial_end: bool) -> Bytes {
     if initial_end {
         meta["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
     }
-    let obj = json!({ "kind": resource.kind, "apiVersion": resource.api_version(), "metadata": meta });
+    let obj = json!({ "kind": &resource.kind, "apiVersion": resource.api_version(), "metadata": meta });
     line("BOOKMARK", obj.to_string().as_bytes())
 }
 
@@ -55,7 +55,7 @@ fn flag(params: &Params, name: &str) -> bool {
 /// WATCH of a collection.
 pub async fn watch(app: &Arc<App>, target: &Target, params: &Params, table: Option<&str>) -> ApiResult<Response> {
     let filter = filter(target, params)?;
-    let resource = target.resource;
+    let resource = &target.resource;
     let cache = app.cache(resource)?.clone();
     let bookmarks = flag(params, "allowWatchBookmarks");
     let send_initial = flag(params, "sendInitialEvents");
@@ -94,7 +94,7 @@ pub async fn watch(app: &Arc<App>, target: &Target, params: &Params, table: Opti
     let watchers = app.metrics.watchers.get_or_create(&ResourceLabel { resource: resource.qualified() }).clone();
     watchers.inc();
     let start_revision = from.unwrap_or(subscription.revision);
-    let render = Render { resource, filter, table: table.map(str::to_owned), columns_sent: false };
+    let render = Render { resource: resource.clone(), filter, table: table.map(str::to_owned), columns_sent: false };
     tokio::spawn(async move {
         let _ = stream(render, subscription, start_revision, send_initial, bookmarks, timeout, &tx).await;
         watchers.dec();
@@ -105,7 +105,7 @@ pub async fn watch(app: &Arc<App>, target: &Target, params: &Params, table: Opti
 
 /// How one watcher sees events: its filter, and whether it wants Table rows.
 struct Render {
-    resource: &'static Resource,
+    resource: Arc<Resource>,
     filter: Filter,
     table: Option<String>,
     columns_sent: bool,
@@ -130,12 +130,13 @@ impl Render {
     }
 
     fn render(&mut self, kind: Kind, object: &Cached) -> Option<Bytes> {
-        let json = served_json(self.resource, object);
+        let json = served_json(&self.resource, object);
         let Some(include) = &self.table else { return Some(line(kind.as_str(), &json)) };
         let obj: serde_json::Value = serde_json::from_slice(&json).ok()?;
         let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or_default();
         // Column definitions go with the first event only, as upstream sends them.
-        let t = super::table::table(self.resource, &[obj], json!({"resourceVersion": rv}), include, !self.columns_sent);
+        let t =
+            super::table::table(&self.resource, &[obj], json!({"resourceVersion": rv}), include, !self.columns_sent);
         self.columns_sent = true;
         Some(line(kind.as_str(), t.to_string().as_bytes()))
     }
@@ -172,7 +173,7 @@ async fn stream(
     }
     if send_initial {
         last = last.max(subscription.revision);
-        tx.send(bookmark(render.resource, last, true)).await?;
+        tx.send(bookmark(&render.resource, last, true)).await?;
     }
     let mut live = subscription.live;
     let deadline = tokio::time::sleep(timeout);
@@ -184,7 +185,7 @@ async fn stream(
             _ = &mut deadline => return Ok(()),
             _ = tx.closed() => return Ok(()),
             _ = ticker.tick(), if bookmarks => {
-                tx.send(bookmark(render.resource, last, false)).await?;
+                tx.send(bookmark(&render.resource, last, false)).await?;
             }
             ev = live.recv() => match ev {
                 Ok(ev) => {

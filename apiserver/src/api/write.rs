@@ -90,7 +90,7 @@ pub fn dry_run(params: &Params, options: &str) -> ApiResult<bool> {
 /// Fills `apiVersion`/`kind` from the URL when absent; rejects a body of another kind.
 pub fn check_type(resource: &Resource, obj: &mut Value) -> ApiResult<()> {
     let api_version = resource.api_version();
-    for (field, expected) in [("apiVersion", api_version.as_str()), ("kind", resource.kind)] {
+    for (field, expected) in [("apiVersion", api_version.as_str()), ("kind", &resource.kind)] {
         match obj.get(field).and_then(Value::as_str) {
             None | Some("") => obj[field] = json!(expected),
             Some(actual) if actual == expected => {}
@@ -99,7 +99,7 @@ pub fn check_type(resource: &Resource, obj: &mut Value) -> ApiResult<()> {
                     "the API version in the data ({}) does not match the expected API version ({api_version}), or the kind ({}) does not match the expected kind ({})",
                     obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default(),
                     if field == "kind" { actual } else { obj.get("kind").and_then(Value::as_str).unwrap_or_default() },
-                    resource.kind
+                    &resource.kind
                 )));
             }
         }
@@ -117,7 +117,7 @@ fn check_namespace_matches(target: &Target, obj: &mut Value) -> ApiResult<()> {
     let Some(ns) = &target.namespace else {
         return Err(ApiError::bad_request(format!(
             "{} are namespaced: the URL must name a namespace (/namespaces/NAME/{})",
-            target.resource.resource, target.resource.resource
+            &target.resource.resource, &target.resource.resource
         )));
     };
     match meta_str(obj, "namespace") {
@@ -174,7 +174,7 @@ fn prepare_create(resource: &Resource, obj: &mut Value) -> ApiResult<()> {
     let causes = resource.strategy.validate(obj, None);
     if !causes.is_empty() {
         let name = meta_str(obj, "name").unwrap_or_default().to_owned();
-        return Err(ApiError::invalid(resource.kind, resource.group, &name, causes));
+        return Err(ApiError::invalid(&resource.kind, &resource.group, &name, causes));
     }
     Ok(())
 }
@@ -187,7 +187,7 @@ async fn create_object(
     dry_run: bool,
     writer: Option<&Writer>,
 ) -> ApiResult<Value> {
-    let resource = target.resource;
+    let resource = &target.resource;
     prepare_create(resource, &mut obj)?;
     if let Some(writer) = writer {
         writer.track(resource, None, &mut obj, false);
@@ -218,9 +218,9 @@ pub async fn create(
     let validation = FieldValidation::parse(params.get("fieldValidation").map(String::as_str))?;
     let duplicates = check_duplicates(ct, body, validation)?;
     let mut obj = decode_body(ct, body)?;
-    check_type(target.resource, &mut obj)?;
+    check_type(&target.resource, &mut obj)?;
     check_namespace_matches(target, &mut obj)?;
-    let (obj, mut warnings) = canonicalize(target.resource, obj, validation)?;
+    let (obj, mut warnings) = canonicalize(&target.resource, obj, validation)?;
     warnings.extend(duplicates);
     let created = create_object(app, target, obj, dry_run(params, "CreateOptions")?, Some(writer)).await?;
     Ok(value_response(StatusCode::CREATED, &created, &warnings))
@@ -238,18 +238,18 @@ pub async fn update(
     let validation = FieldValidation::parse(params.get("fieldValidation").map(String::as_str))?;
     let duplicates = check_duplicates(ct, body, validation)?;
     let mut obj = decode_body(ct, body)?;
-    check_type(target.resource, &mut obj)?;
+    check_type(&target.resource, &mut obj)?;
     check_namespace_matches(target, &mut obj)?;
     check_name_matches(target, &mut obj)?;
     let precondition = body_precondition(&obj)?;
     let dry_run = dry_run(params, "UpdateOptions")?;
-    let (obj, mut warnings) = canonicalize(target.resource, obj, validation)?;
+    let (obj, mut warnings) = canonicalize(&target.resource, obj, validation)?;
     warnings.extend(duplicates);
     let status_only = target.sub == Some(Sub::Status);
     let result = objects::guaranteed_update(app, target, precondition, dry_run, |old| {
-        let mut next = prepare_update(target.resource, &old, obj.clone(), status_only)?;
-        writer.track(target.resource, Some(&old), &mut next, status_only);
-        Ok(decide(target.resource, old, next))
+        let mut next = prepare_update(&target.resource, &old, obj.clone(), status_only)?;
+        writer.track(&target.resource, Some(&old), &mut next, status_only);
+        Ok(decide(&target.resource, old, next))
     })
     .await;
     match result {
@@ -294,12 +294,12 @@ pub async fn patch(
                 return Err(target.conflict());
             }
         }
-        check_type(target.resource, &mut patched)?;
-        let (patched, w) = canonicalize(target.resource, patched, validation)?;
+        check_type(&target.resource, &mut patched)?;
+        let (patched, w) = canonicalize(&target.resource, patched, validation)?;
         warnings = w;
-        let mut next = prepare_update(target.resource, &old, patched, status_only)?;
-        writer.track(target.resource, Some(&old), &mut next, status_only);
-        Ok(decide(target.resource, old, next))
+        let mut next = prepare_update(&target.resource, &old, patched, status_only)?;
+        writer.track(&target.resource, Some(&old), &mut next, status_only);
+        Ok(decide(&target.resource, old, next))
     })
     .await?;
     warnings.extend(duplicates);
@@ -335,7 +335,7 @@ async fn server_side_apply(
     (validation, dry_run): (FieldValidation, bool),
     body: &[u8],
 ) -> ApiResult<Response> {
-    let resource = target.resource;
+    let resource = &target.resource;
     if !writer.named {
         // Upstream's ValidatePatchOptions.
         return Err(ApiError::invalid_options(
@@ -386,7 +386,7 @@ async fn server_side_apply(
             let (merged, w) = merge(&old)?;
             warnings = w;
             let next = prepare_update(resource, &old, merged, status_only)?;
-            Ok(decide(target.resource, old, next))
+            Ok(decide(&target.resource, old, next))
         })
         .await;
         match updated {
@@ -413,7 +413,7 @@ pub async fn modify(
 ) -> ApiResult<Value> {
     objects::guaranteed_update(app, target, precondition, false, |old| match change(&old)? {
         None => Ok(Change::Unchanged(old)),
-        Some(next) => Ok(decide(target.resource, old, next)),
+        Some(next) => Ok(decide(&target.resource, old, next)),
     })
     .await
 }

@@ -4,14 +4,16 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::{Value, json};
 
 use super::print::{age, s};
-use super::{Columns, Resource, Strategy};
+use super::{Columns, Resource, Strategy, names};
 use crate::status::Cause;
 use crate::validation;
 
-pub const RESOURCE: Resource = Resource {
-    short_names: &["cm"],
-    ..Resource::of::<ConfigMap>("", "v1", "configmaps", "configmap", "ConfigMap", &ConfigMapStrategy)
-};
+pub fn resource() -> Resource {
+    Resource {
+        short_names: names(&["cm"]),
+        ..Resource::of::<ConfigMap>("", "v1", "configmaps", "configmap", "ConfigMap", ConfigMapStrategy)
+    }
+}
 
 const COLUMNS: Columns = &[("Name", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)];
 

@@ -1,19 +1,23 @@
 //! Deployment (apps/v1): status and scale subresources.
 
+use std::borrow::Cow;
+
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::{Value, json};
 
 use super::print::{age, containers_and_images, n, s, selector};
-use super::{Columns, Resource, Strategy, Sub};
+use super::{Columns, Resource, Strategy, Sub, names};
 use crate::status::Cause;
 use crate::{defaults, validation};
 
-pub const RESOURCE: Resource = Resource {
-    short_names: &["deploy"],
-    categories: &["all"],
-    subresources: &[Sub::Status, Sub::Scale],
-    ..Resource::of::<Deployment>("apps", "v1", "deployments", "deployment", "Deployment", &DeploymentStrategy)
-};
+pub fn resource() -> Resource {
+    Resource {
+        short_names: names(&["deploy"]),
+        categories: names(&["all"]),
+        subresources: Cow::Borrowed(&[Sub::Status, Sub::Scale]),
+        ..Resource::of::<Deployment>("apps", "v1", "deployments", "deployment", "Deployment", DeploymentStrategy)
+    }
+}
 
 const COLUMNS: Columns = &[
     ("Name", "string", 0),

@@ -4,13 +4,15 @@ use k8s_openapi::api::core::v1::Endpoints;
 use serde_json::{Value, json};
 
 use super::print::{age, n, or_none, s};
-use super::{Columns, Resource, Strategy};
+use super::{Columns, Resource, Strategy, names};
 
-pub const RESOURCE: Resource = Resource {
-    short_names: &["ep"],
-    storage: "services/endpoints",
-    ..Resource::of::<Endpoints>("", "v1", "endpoints", "endpoints", "Endpoints", &EndpointsStrategy)
-};
+pub fn resource() -> Resource {
+    Resource {
+        short_names: names(&["ep"]),
+        storage: "services/endpoints".into(),
+        ..Resource::of::<Endpoints>("", "v1", "endpoints", "endpoints", "Endpoints", EndpointsStrategy)
+    }
+}
 
 const COLUMNS: Columns = &[("Name", "string", 0), ("Endpoints", "string", 0), ("Age", "string", 0)];
 

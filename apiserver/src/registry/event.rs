@@ -6,7 +6,7 @@ use k8s_openapi::api::events::v1 as events;
 use serde_json::{Value, json};
 
 use super::print::{age, s};
-use super::{Columns, Conversion, Resource, SelectableField, Strategy};
+use super::{Columns, Conversion, Resource, SelectableField, Strategy, names};
 
 const CORE_FIELDS: &[SelectableField] = &[
     ("involvedObject.kind", "involvedObject.kind", ""),
@@ -32,22 +32,26 @@ const EVENTS_V1_FIELDS: &[SelectableField] = &[
     ("type", "type", ""),
 ];
 
-pub const CORE: Resource = Resource {
-    short_names: &["ev"],
-    fields: CORE_FIELDS,
-    ..Resource::of::<core::Event>("", "v1", "events", "event", "Event", &CoreEvents)
-};
+pub fn core_v1() -> Resource {
+    Resource {
+        short_names: names(&["ev"]),
+        fields: CORE_FIELDS,
+        ..Resource::of::<core::Event>("", "v1", "events", "event", "Event", CoreEvents)
+    }
+}
 
-pub const EVENTS_V1: Resource = Resource {
-    short_names: &["ev"],
-    storage: "events",
-    fields: EVENTS_V1_FIELDS,
-    conversion: Some(Conversion {
-        to_storage: crate::convert::event_to_core,
-        from_storage: crate::convert::event_from_core,
-    }),
-    ..Resource::of::<events::Event>("events.k8s.io", "v1", "events", "event", "Event", &EventsV1)
-};
+pub fn events_v1() -> Resource {
+    Resource {
+        short_names: names(&["ev"]),
+        storage: "events".into(),
+        fields: EVENTS_V1_FIELDS,
+        conversion: Some(Conversion {
+            to_storage: crate::convert::event_to_core,
+            from_storage: crate::convert::event_from_core,
+        }),
+        ..Resource::of::<events::Event>("events.k8s.io", "v1", "events", "event", "Event", EventsV1)
+    }
+}
 
 const COLUMNS: Columns = &[
     ("Last Seen", "string", 0),

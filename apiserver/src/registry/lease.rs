@@ -7,8 +7,9 @@ use serde_json::{Value, json};
 use super::print::{age, or_none, s};
 use super::{Columns, Resource, Strategy};
 
-pub const RESOURCE: Resource =
-    Resource::of::<Lease>("coordination.k8s.io", "v1", "leases", "lease", "Lease", &LeaseStrategy);
+pub fn resource() -> Resource {
+    Resource::of::<Lease>("coordination.k8s.io", "v1", "leases", "lease", "Lease", LeaseStrategy)
+}
 
 const COLUMNS: Columns = &[("Name", "string", 0), ("Holder", "string", 0), ("Age", "string", 0)];
 

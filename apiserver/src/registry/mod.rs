@@ -3,8 +3,13 @@
 //! schema) and its [`Strategy`]: defaulting, validation, what the server sets on create,
 //! graceful deletion, table columns. The generic handlers in `api/` read everything
 //! kind-specific from here and name no kind. Adding a built-in kind is a new file here
-//! and its line in [`RESOURCES`] (docs/registry.md shows one).
+//! and its line in [`builtins`] (docs/registry.md shows one). The server holds the rows in
+//! a [`Registry`], which kinds can join and leave while it runs.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -72,29 +77,33 @@ pub struct Conversion {
     pub from_storage: fn(Value) -> Value,
 }
 
+/// A name in a registry row: a literal for the built-in kinds, owned for the kinds
+/// CustomResourceDefinitions add while the server runs.
+pub type Name = Cow<'static, str>;
+
 /// One served resource.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Resource {
     /// API group, empty for core.
-    pub group: &'static str,
+    pub group: Name,
     /// API version.
-    pub version: &'static str,
+    pub version: Name,
     /// Plural resource name, as in URLs.
-    pub resource: &'static str,
+    pub resource: Name,
     /// Singular name (`kubectl get pod`).
-    pub singular: &'static str,
+    pub singular: Name,
     /// Kind.
-    pub kind: &'static str,
+    pub kind: Name,
     /// Whether objects live in namespaces.
     pub namespaced: bool,
     /// Short names (`po`, `deploy`).
-    pub short_names: &'static [&'static str],
+    pub short_names: Cow<'static, [Name]>,
     /// Categories (`all`).
-    pub categories: &'static [&'static str],
+    pub categories: Cow<'static, [Name]>,
     /// Subresources served.
-    pub subresources: &'static [Sub],
+    pub subresources: Cow<'static, [Sub]>,
     /// The storage key segment: `/registry/{storage}/...`.
-    pub storage: &'static str,
+    pub storage: Name,
     /// Fields a field selector may name, besides `metadata.name` and `metadata.namespace`.
     pub fields: &'static [SelectableField],
     /// The typed schema.
@@ -102,7 +111,7 @@ pub struct Resource {
     /// The OpenAPI schema (a `$ref` into the generator's definitions).
     pub openapi: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
     /// The kind's behaviour.
-    pub strategy: &'static dyn Strategy,
+    pub strategy: Arc<dyn Strategy>,
     /// Conversion to and from the stored version, when they differ.
     pub conversion: Option<Conversion>,
 }
@@ -113,32 +122,37 @@ impl std::fmt::Debug for Resource {
     }
 }
 
+/// Names for a row's short names or categories.
+pub fn names(list: &[&'static str]) -> Cow<'static, [Name]> {
+    list.iter().map(|n| Cow::Borrowed(*n)).collect::<Vec<Name>>().into()
+}
+
 impl Resource {
     /// A row with the defaults most kinds share: namespaced, no short names, categories,
     /// subresources or extra fields, stored under its plural, typed as `T`.
-    pub const fn of<T: DeserializeOwned + Serialize + schemars::JsonSchema>(
+    pub fn of<T: DeserializeOwned + Serialize + schemars::JsonSchema>(
         group: &'static str,
         version: &'static str,
         resource: &'static str,
         singular: &'static str,
         kind: &'static str,
-        strategy: &'static dyn Strategy,
+        strategy: impl Strategy + 'static,
     ) -> Resource {
         Resource {
-            group,
-            version,
-            resource,
-            singular,
-            kind,
+            group: group.into(),
+            version: version.into(),
+            resource: resource.into(),
+            singular: singular.into(),
+            kind: kind.into(),
             namespaced: true,
-            short_names: &[],
-            categories: &[],
-            subresources: &[],
-            storage: resource,
+            short_names: Cow::Borrowed(&[]),
+            categories: Cow::Borrowed(&[]),
+            subresources: Cow::Borrowed(&[]),
+            storage: resource.into(),
             fields: &[],
             schema: typed::<T>,
             openapi: openapi::<T>,
-            strategy,
+            strategy: Arc::new(strategy),
             conversion: None,
         }
     }
@@ -157,12 +171,12 @@ impl Resource {
 
     /// `v1` or `apps/v1`.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.to_owned() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
     }
 
     /// `pods` or `deployments.apps`, as upstream names resources in messages.
     pub fn qualified(&self) -> String {
-        if self.group.is_empty() { self.resource.to_owned() } else { format!("{}.{}", self.resource, self.group) }
+        if self.group.is_empty() { self.resource.to_string() } else { format!("{}.{}", self.resource, self.group) }
     }
 
     /// Whether the subresource is served.
@@ -201,44 +215,91 @@ fn typed<T: DeserializeOwned + Serialize>(value: &Value) -> Result<Value, String
     serde_json::to_value(&object).map_err(|e| e.to_string())
 }
 
-/// Every resource this apiserver serves, in discovery order.
-pub static RESOURCES: &[Resource] = &[
-    namespace::RESOURCE,
-    node::RESOURCE,
-    pod::RESOURCE,
-    service::RESOURCE,
-    serviceaccount::RESOURCE,
-    endpoints::RESOURCE,
-    configmap::RESOURCE,
-    secret::RESOURCE,
-    podtemplate::RESOURCE,
-    replicationcontroller::RESOURCE,
-    event::CORE,
-    deployment::RESOURCE,
-    replicaset::RESOURCE,
-    lease::RESOURCE,
-    event::EVENTS_V1,
-];
-
-/// Looks a resource up by group, version and plural name.
-pub fn find(group: &str, version: &str, resource: &str) -> Option<&'static Resource> {
-    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.resource == resource)
+/// The kinds built into this apiserver, in discovery order.
+pub fn builtins() -> Vec<Resource> {
+    vec![
+        namespace::resource(),
+        node::resource(),
+        pod::resource(),
+        service::resource(),
+        serviceaccount::resource(),
+        endpoints::resource(),
+        configmap::resource(),
+        secret::resource(),
+        podtemplate::resource(),
+        replicationcontroller::resource(),
+        event::core_v1(),
+        deployment::resource(),
+        replicaset::resource(),
+        lease::resource(),
+        event::events_v1(),
+    ]
 }
 
-/// Looks a resource up by its kind in a group-version (`apps/v1`, `Deployment`).
-pub fn find_kind(api_version: &str, kind: &str) -> Option<&'static Resource> {
-    RESOURCES.iter().find(|r| r.api_version() == api_version && r.kind == kind)
+/// Each group-version's OpenAPI v3 document and its hash.
+pub type OpenApiDocuments = std::collections::HashMap<(String, String), (Value, String)>;
+
+/// The rows a server serves. Reads take a snapshot (an `Arc` of the list), so a kind that
+/// joins or leaves never blocks or tears a request that is under way.
+pub struct Registry {
+    rows: RwLock<Arc<Vec<Arc<Resource>>>>,
+    /// The OpenAPI documents of the rows as they are, built on first use.
+    openapi: RwLock<Option<Arc<OpenApiDocuments>>>,
 }
 
-/// The group-versions served, in discovery order.
-pub fn group_versions() -> Vec<(&'static str, &'static str)> {
-    let mut out: Vec<(&str, &str)> = Vec::new();
-    for r in RESOURCES {
-        if !out.contains(&(r.group, r.version)) {
-            out.push((r.group, r.version));
-        }
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::new(builtins())
     }
-    out
+}
+
+impl Registry {
+    /// A registry of these rows.
+    pub fn new(rows: Vec<Resource>) -> Registry {
+        Registry { rows: RwLock::new(Arc::new(rows.into_iter().map(Arc::new).collect())), openapi: RwLock::new(None) }
+    }
+
+    /// Every row now, in discovery order.
+    pub fn all(&self) -> Arc<Vec<Arc<Resource>>> {
+        self.rows.read().clone()
+    }
+
+    /// Looks a resource up by group, version and plural name.
+    pub fn find(&self, group: &str, version: &str, resource: &str) -> Option<Arc<Resource>> {
+        self.rows.read().iter().find(|r| r.group == group && r.version == version && r.resource == resource).cloned()
+    }
+
+    /// Looks a resource up by its kind in a group-version (`apps/v1`, `Deployment`).
+    pub fn find_kind(&self, api_version: &str, kind: &str) -> Option<Arc<Resource>> {
+        self.rows.read().iter().find(|r| r.api_version() == api_version && r.kind == kind).cloned()
+    }
+
+    /// The group-versions served, in discovery order.
+    pub fn group_versions(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for r in self.rows.read().iter() {
+            let gv = (r.group.to_string(), r.version.to_string());
+            if !out.contains(&gv) {
+                out.push(gv);
+            }
+        }
+        out
+    }
+
+    /// The OpenAPI documents, built by `build` when the rows changed since the last call.
+    pub fn cached_openapi(&self, build: impl FnOnce() -> OpenApiDocuments) -> Arc<OpenApiDocuments> {
+        if let Some(docs) = self.openapi.read().as_ref() {
+            return docs.clone();
+        }
+        let docs = Arc::new(build());
+        *self.openapi.write() = Some(docs.clone());
+        docs
+    }
+
+    /// Whether a group-version is served.
+    pub fn serves(&self, group: &str, version: &str) -> bool {
+        self.rows.read().iter().any(|r| r.group == group && r.version == version)
+    }
 }
 
 /// The stored form of an object served as `resource`.

@@ -2,11 +2,13 @@
 //! deleted namespace turns Terminating and goes once the server has emptied it
 //! (`api/namespaces.rs`); the system's own namespaces are never deleted.
 
+use std::borrow::Cow;
+
 use k8s_openapi::api::core::v1::Namespace;
 use serde_json::{Value, json};
 
 use super::print::{age, s};
-use super::{Columns, Resource, Strategy, Sub};
+use super::{Columns, Resource, Strategy, Sub, names};
 use crate::meta::{meta_mut, now_rfc3339};
 use crate::status::{ApiError, ApiResult, Cause};
 use crate::{defaults, validation};
@@ -15,13 +17,15 @@ use crate::{defaults, validation};
 /// immortal namespaces).
 pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 
-pub const RESOURCE: Resource = Resource {
-    namespaced: false,
-    short_names: &["ns"],
-    subresources: &[Sub::Status],
-    fields: &[("status.phase", "status.phase", "")],
-    ..Resource::of::<Namespace>("", "v1", "namespaces", "namespace", "Namespace", &NamespaceStrategy)
-};
+pub fn resource() -> Resource {
+    Resource {
+        namespaced: false,
+        short_names: names(&["ns"]),
+        subresources: Cow::Borrowed(&[Sub::Status]),
+        fields: &[("status.phase", "status.phase", "")],
+        ..Resource::of::<Namespace>("", "v1", "namespaces", "namespace", "Namespace", NamespaceStrategy)
+    }
+}
 
 const COLUMNS: Columns = &[("Name", "string", 0), ("Status", "string", 0), ("Age", "string", 0)];
 

@@ -1,21 +1,25 @@
 //! Node (cluster-scoped): kubelets register them with their status.
 
+use std::borrow::Cow;
+
 use k8s_openapi::api::core::v1::Node;
 use serde_json::{Value, json};
 
 use super::print::{age, or_none, s};
-use super::{Columns, Resource, Strategy, Sub};
+use super::{Columns, Resource, Strategy, Sub, names};
 use crate::status::Cause;
 use crate::validation;
 
-pub const RESOURCE: Resource = Resource {
-    namespaced: false,
-    short_names: &["no"],
-    subresources: &[Sub::Status],
-    storage: "minions",
-    fields: &[("spec.unschedulable", "spec.unschedulable", "false")],
-    ..Resource::of::<Node>("", "v1", "nodes", "node", "Node", &NodeStrategy)
-};
+pub fn resource() -> Resource {
+    Resource {
+        namespaced: false,
+        short_names: names(&["no"]),
+        subresources: Cow::Borrowed(&[Sub::Status]),
+        storage: "minions".into(),
+        fields: &[("spec.unschedulable", "spec.unschedulable", "false")],
+        ..Resource::of::<Node>("", "v1", "nodes", "node", "Node", NodeStrategy)
+    }
+}
 
 const COLUMNS: Columns = &[
     ("Name", "string", 0),

@@ -1,11 +1,13 @@
 //! Pod: the QoS class and `Pending` phase set on create, graceful deletion once bound to a
 //! node (the kubelet confirms), and kubectl's STATUS column.
 
+use std::borrow::Cow;
+
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
 use super::print::{age, human_duration, n, or_none, s};
-use super::{Columns, Resource, SelectableField, Strategy, Sub};
+use super::{Columns, Resource, SelectableField, Strategy, Sub, names};
 use crate::status::Cause;
 use crate::{defaults, validation};
 
@@ -20,13 +22,15 @@ const FIELDS: &[SelectableField] = &[
     ("status.nominatedNodeName", "status.nominatedNodeName", ""),
 ];
 
-pub const RESOURCE: Resource = Resource {
-    short_names: &["po"],
-    categories: &["all"],
-    subresources: &[Sub::Status, Sub::Binding, Sub::Log],
-    fields: FIELDS,
-    ..Resource::of::<Pod>("", "v1", "pods", "pod", "Pod", &PodStrategy)
-};
+pub fn resource() -> Resource {
+    Resource {
+        short_names: names(&["po"]),
+        categories: names(&["all"]),
+        subresources: Cow::Borrowed(&[Sub::Status, Sub::Binding, Sub::Log]),
+        fields: FIELDS,
+        ..Resource::of::<Pod>("", "v1", "pods", "pod", "Pod", PodStrategy)
+    }
+}
 
 const COLUMNS: Columns = &[
     ("Name", "string", 0),

@@ -6,8 +6,9 @@ use serde_json::{Value, json};
 use super::print::{containers_and_images, or_none, s};
 use super::{Columns, Resource, Strategy};
 
-pub const RESOURCE: Resource =
-    Resource::of::<PodTemplate>("", "v1", "podtemplates", "podtemplate", "PodTemplate", &PodTemplateStrategy);
+pub fn resource() -> Resource {
+    Resource::of::<PodTemplate>("", "v1", "podtemplates", "podtemplate", "PodTemplate", PodTemplateStrategy)
+}
 
 const COLUMNS: Columns =
     &[("Name", "string", 0), ("Containers", "string", 0), ("Images", "string", 0), ("Pod Labels", "string", 0)];

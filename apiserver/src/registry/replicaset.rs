@@ -1,20 +1,24 @@
 //! ReplicaSet (apps/v1): status and scale subresources.
 
+use std::borrow::Cow;
+
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use serde_json::{Value, json};
 
 use super::print::{REPLICATED_COLUMNS, replicated_cells};
-use super::{Columns, Resource, Strategy, Sub};
+use super::{Columns, Resource, Strategy, Sub, names};
 use crate::status::Cause;
 use crate::{defaults, validation};
 
-pub const RESOURCE: Resource = Resource {
-    short_names: &["rs"],
-    categories: &["all"],
-    subresources: &[Sub::Status, Sub::Scale],
-    fields: &[("status.replicas", "status.replicas", "0")],
-    ..Resource::of::<ReplicaSet>("apps", "v1", "replicasets", "replicaset", "ReplicaSet", &ReplicaSetStrategy)
-};
+pub fn resource() -> Resource {
+    Resource {
+        short_names: names(&["rs"]),
+        categories: names(&["all"]),
+        subresources: Cow::Borrowed(&[Sub::Status, Sub::Scale]),
+        fields: &[("status.replicas", "status.replicas", "0")],
+        ..Resource::of::<ReplicaSet>("apps", "v1", "replicasets", "replicaset", "ReplicaSet", ReplicaSetStrategy)
+    }
+}
 
 struct ReplicaSetStrategy;
 

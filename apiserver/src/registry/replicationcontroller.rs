@@ -2,27 +2,31 @@
 //! rolling-update` worked on; a plain label-map selector defaulted from the template.
 //! The controller-manager runs it with the ReplicaSet controller's code.
 
+use std::borrow::Cow;
+
 use k8s_openapi::api::core::v1::ReplicationController;
 use serde_json::{Value, json};
 
 use super::print::{REPLICATED_COLUMNS, replicated_cells};
-use super::{Columns, Resource, Strategy, Sub};
+use super::{Columns, Resource, Strategy, Sub, names};
 use crate::status::Cause;
 use crate::{defaults, validation};
 
-pub const RESOURCE: Resource = Resource {
-    short_names: &["rc"],
-    categories: &["all"],
-    subresources: &[Sub::Status, Sub::Scale],
-    ..Resource::of::<ReplicationController>(
-        "",
-        "v1",
-        "replicationcontrollers",
-        "replicationcontroller",
-        "ReplicationController",
-        &Controllers,
-    )
-};
+pub fn resource() -> Resource {
+    Resource {
+        short_names: names(&["rc"]),
+        categories: names(&["all"]),
+        subresources: Cow::Borrowed(&[Sub::Status, Sub::Scale]),
+        ..Resource::of::<ReplicationController>(
+            "",
+            "v1",
+            "replicationcontrollers",
+            "replicationcontroller",
+            "ReplicationController",
+            Controllers,
+        )
+    }
+}
 
 struct Controllers;
 

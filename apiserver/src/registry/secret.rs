@@ -8,10 +8,12 @@ use super::{Columns, Resource, Strategy};
 use crate::status::Cause;
 use crate::{defaults, validation};
 
-pub const RESOURCE: Resource = Resource {
-    fields: &[("type", "type", "")],
-    ..Resource::of::<Secret>("", "v1", "secrets", "secret", "Secret", &SecretStrategy)
-};
+pub fn resource() -> Resource {
+    Resource {
+        fields: &[("type", "type", "")],
+        ..Resource::of::<Secret>("", "v1", "secrets", "secret", "Secret", SecretStrategy)
+    }
+}
 
 const COLUMNS: Columns = &[("Name", "string", 0), ("Type", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)];
 

@@ -1,20 +1,24 @@
 //! Service: ClusterIP by default, TCP ports targeting themselves.
 
+use std::borrow::Cow;
+
 use k8s_openapi::api::core::v1::Service;
 use serde_json::{Value, json};
 
 use super::print::{age, n, or_none, s};
-use super::{Columns, Resource, Strategy, Sub};
+use super::{Columns, Resource, Strategy, Sub, names};
 use crate::status::Cause;
 use crate::{defaults, validation};
 
-pub const RESOURCE: Resource = Resource {
-    short_names: &["svc"],
-    categories: &["all"],
-    subresources: &[Sub::Status],
-    storage: "services/specs",
-    ..Resource::of::<Service>("", "v1", "services", "service", "Service", &ServiceStrategy)
-};
+pub fn resource() -> Resource {
+    Resource {
+        short_names: names(&["svc"]),
+        categories: names(&["all"]),
+        subresources: Cow::Borrowed(&[Sub::Status]),
+        storage: "services/specs".into(),
+        ..Resource::of::<Service>("", "v1", "services", "service", "Service", ServiceStrategy)
+    }
+}
 
 const COLUMNS: Columns = &[
     ("Name", "string", 0),

@@ -5,12 +5,14 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use serde_json::{Value, json};
 
 use super::print::{age, s};
-use super::{Columns, Resource, Strategy};
+use super::{Columns, Resource, Strategy, names};
 
-pub const RESOURCE: Resource = Resource {
-    short_names: &["sa"],
-    ..Resource::of::<ServiceAccount>("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", &Accounts)
-};
+pub fn resource() -> Resource {
+    Resource {
+        short_names: names(&["sa"]),
+        ..Resource::of::<ServiceAccount>("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", Accounts)
+    }
+}
 
 const COLUMNS: Columns = &[("Name", "string", 0), ("Secrets", "string", 0), ("Age", "string", 0)];
 

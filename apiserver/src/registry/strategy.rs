@@ -16,7 +16,7 @@ pub type Columns = &'static [(&'static str, &'static str, i32)];
 pub const DEFAULT_COLUMNS: Columns = &[("Name", "string", 0), ("Age", "string", 0)];
 
 /// A kind's hooks. Every method has the behaviour most kinds want.
-pub trait Strategy: Sync {
+pub trait Strategy: Send + Sync {
     /// Fills the defaults upstream fills.
     fn default(&self, _obj: &mut Value) {}
 

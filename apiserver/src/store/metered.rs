@@ -35,10 +35,10 @@ fn kind_of(key: &str) -> String {
     let Some(storage) = key.strip_prefix("/registry/").and_then(|rest| rest.split('/').next()) else {
         return String::new();
     };
-    crate::registry::RESOURCES
-        .iter()
-        .find(|r| r.storage == storage)
-        .map_or_else(|| storage.to_owned(), |r| r.qualified())
+    static BUILT_IN: std::sync::OnceLock<std::collections::HashMap<String, String>> = std::sync::OnceLock::new();
+    let labels = BUILT_IN
+        .get_or_init(|| crate::registry::builtins().iter().map(|r| (r.storage.to_string(), r.qualified())).collect());
+    labels.get(storage).cloned().unwrap_or_else(|| storage.to_owned())
 }
 
 #[async_trait]
