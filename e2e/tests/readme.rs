@@ -152,8 +152,11 @@ async fn holds(pods: &Api<Pod>, name: &str, what: &str, good: impl Fn(&[Pod]) ->
     }
 }
 
-/// `deploy/local-up.sh` as the user runs it: stopped with Ctrl-C (SIGINT) when dropped,
-/// even when the test fails, so nothing is left running.
+/// `deploy/local-up.sh` as the user runs it in a terminal: in a process group of its own,
+/// with SIGINT handled as a shell started from a terminal has it (a test runner started
+/// in the background may hand it down ignored, and bash cannot trap a signal ignored on
+/// entry), stopped with Ctrl-C (SIGINT to the group) when dropped, even when the test
+/// fails, so nothing is left running.
 struct LocalUp {
     child: Child,
     output: PathBuf,
@@ -161,9 +164,11 @@ struct LocalUp {
 
 impl LocalUp {
     fn start(root: &Path, command: &str, output: PathBuf) -> LocalUp {
+        use std::os::unix::process::CommandExt;
         let out = std::fs::File::create(&output).unwrap();
-        let child = Command::new("bash")
-            .args(["-c", &format!("exec {command}")])
+        let child = Command::new("env")
+            .args(["--default-signal=INT,QUIT", "bash", "-c", &format!("exec {command}")])
+            .process_group(0)
             .current_dir(root)
             .stdin(Stdio::null())
             .stdout(Stdio::from(out.try_clone().unwrap()))
@@ -193,8 +198,9 @@ impl LocalUp {
 
     /// Ctrl-C, and its exit status once it has stopped everything.
     fn interrupt(&mut self) -> Option<std::process::ExitStatus> {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+        use nix::sys::signal::{Signal, killpg};
+        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = killpg(group, Signal::SIGINT);
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -202,7 +208,8 @@ impl LocalUp {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        let _ = self.child.kill();
+        // Nothing of it may outlive the test: the whole group goes.
+        let _ = killpg(group, Signal::SIGKILL);
         let _ = self.child.wait();
         None
     }
@@ -212,6 +219,27 @@ impl Drop for LocalUp {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             self.interrupt();
+        }
+    }
+}
+
+/// The checkout's `.cluster`, removed when dropped if it did not exist before.
+struct ClusterDir {
+    path: PathBuf,
+    ours: bool,
+}
+
+impl ClusterDir {
+    fn claim(path: PathBuf) -> ClusterDir {
+        let ours = !path.exists();
+        ClusterDir { path, ours }
+    }
+}
+
+impl Drop for ClusterDir {
+    fn drop(&mut self) {
+        if self.ours {
+            let _ = std::fs::remove_dir_all(&self.path);
         }
     }
 }
@@ -240,6 +268,10 @@ async fn readme_quickstart_works_as_pasted() {
     let (cluster, tutorial) = (block("cluster"), block("tutorial"));
     assert_eq!(cluster.commands.len(), 1, "the cluster block is one command that stays in the foreground");
 
+    // local-up keeps its cluster in the checkout's `.cluster`. A cluster this test made goes
+    // with it (dropped after `up`), so the next run starts as a new user does; one the user
+    // had before is left alone.
+    let _cluster_dir = ClusterDir::claim(root.join(".cluster"));
     let scratch = tempfile::tempdir().unwrap();
     let mut up = LocalUp::start(&root, &cluster.commands[0], scratch.path().join("local-up.out"));
     up.ready().await;
