@@ -118,22 +118,26 @@ async fn process_runtime_runs_restarts_probes_and_stops_pods() {
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
     let pp = PostParams::default();
 
-    // Registration and lease: poll until the node is there and Ready.
+    // Registration and lease: poll until the node is there and Ready and its lease exists
+    // (the kubelet's heartbeat loop creates the lease after it registers the node).
+    let leases: Api<Lease> = Api::namespaced(c.client.clone(), "kube-node-lease");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let registered = loop {
         if let Some(node) = nodes.get_opt("proc-node").await.unwrap()
             && e2e::node_ready(&node)
+            && leases.get_opt("proc-node").await.unwrap().is_some()
         {
             break node;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the kubelet did not register a Ready node");
+        assert!(tokio::time::Instant::now() < deadline, "the kubelet did not register a Ready node with a lease");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let status = registered.status.unwrap();
     assert!(status.conditions.unwrap().iter().any(|c| c.type_ == "Ready" && c.status == "True"));
     assert!(status.allocatable.unwrap().contains_key("cpu"));
     assert_eq!(registered.metadata.labels.unwrap()["kubernetes.io/hostname"], "proc-node");
-    assert!(Api::<Lease>::namespaced(c.client.clone(), "kube-node-lease").get("proc-node").await.is_ok());
+    let lease = leases.get("proc-node").await.unwrap();
+    assert_eq!(lease.spec.and_then(|s| s.holder_identity).as_deref(), Some("proc-node"), "the node holds its lease");
 
     // A pod runs, with its env, and its log comes through the apiserver.
     let spec = json!({"terminationGracePeriodSeconds": 2, "containers": [{"name": "app", "image": "busybox",
