@@ -3,7 +3,7 @@
 use k8s_openapi::api::core::v1::PodTemplate;
 use serde_json::{Value, json};
 
-use super::print::{containers_and_images, or_none, s};
+use super::print::{containers_and_images, label_map, or_none, s};
 use super::{Columns, Resource, Strategy};
 
 pub fn resource() -> Resource {
@@ -22,12 +22,7 @@ impl Strategy for PodTemplateStrategy {
 
     fn cells(&self, o: &Value) -> Vec<Value> {
         let (containers, images) = containers_and_images(o, "/template/spec/containers");
-        let labels = o
-            .pointer("/template/metadata/labels")
-            .and_then(Value::as_object)
-            .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>())
-            .unwrap_or_default()
-            .join(",");
+        let labels = label_map(o.pointer("/template/metadata/labels"));
         vec![json!(s(o, "/metadata/name")), json!(containers), json!(images), json!(or_none(labels))]
     }
 }

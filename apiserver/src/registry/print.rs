@@ -68,17 +68,17 @@ pub fn or_none(v: String) -> String {
     if v.is_empty() { "<none>".into() } else { v }
 }
 
+/// A label map (`k=v,...`), empty when absent.
+pub fn label_map(labels: Option<&Value>) -> String {
+    labels
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(","))
+        .unwrap_or_default()
+}
+
 /// A selector's `matchLabels` (or a Service's plain selector) as `k=v,...`.
 pub fn selector(obj: &Value) -> String {
-    let labels =
-        obj.pointer("/spec/selector/matchLabels").or_else(|| obj.pointer("/spec/selector")).and_then(Value::as_object);
-    or_none(
-        labels
-            .map(|m| {
-                m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(",")
-            })
-            .unwrap_or_default(),
-    )
+    or_none(label_map(obj.pointer("/spec/selector/matchLabels").or_else(|| obj.pointer("/spec/selector"))))
 }
 
 /// The names and images of the containers at `path`, comma-separated.

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use k8s_openapi::api::core::v1::Service;
 use serde_json::{Value, json};
 
-use super::print::{age, n, or_none, s};
+use super::print::{age, label_map, n, or_none, s};
 use super::{Columns, Resource, Strategy, Sub, names};
 use crate::status::Cause;
 use crate::{defaults, validation};
@@ -83,16 +83,7 @@ impl Strategy for ServiceStrategy {
             json!(or_none(external)),
             json!(or_none(ports)),
             created,
-            json!(or_none(
-                o.pointer("/spec/selector")
-                    .and_then(Value::as_object)
-                    .map(|m| m
-                        .iter()
-                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                        .collect::<Vec<_>>()
-                        .join(","))
-                    .unwrap_or_default()
-            )),
+            json!(or_none(label_map(o.pointer("/spec/selector")))),
         ]
     }
 }
