@@ -3,7 +3,7 @@
 # documents and sends generated requests to every operation; any 5xx answer, or an
 # apiserver that dies, fails the run.
 #
-#   fuzz/http.sh [EXAMPLES] [GROUP-VERSION...]     (default: 20 examples, api/v1 apis/apps/v1)
+#   fuzz/http.sh [EXAMPLES] [GROUP-VERSION...]     (default: 20 examples, api/v1 apis/apps/v1 apis/apiextensions.k8s.io/v1)
 #
 # Longer runs: fuzz/http.sh 200. It starts its own apiserver (the debug build; embedded
 # store in a temporary directory) on a free loopback port and stops it.
@@ -13,7 +13,7 @@ examples=${1:-20}
 shift || true
 case "$examples" in ''|*[!0-9]*) echo "fuzz/http.sh: EXAMPLES must be a whole number, not \"$examples\"" >&2; exit 2 ;; esac
 docs=("$@")
-[ ${#docs[@]} -gt 0 ] || docs=(api/v1 apis/apps/v1)
+[ ${#docs[@]} -gt 0 ] || docs=(api/v1 apis/apps/v1 apis/apiextensions.k8s.io/v1)
 # Through the module, not the `st` script: a fresh pip install may not have put it on
 # PATH yet (pyenv's shims need a rehash).
 if ! python3 -m schemathesis.cli --version >/dev/null 2>&1; then

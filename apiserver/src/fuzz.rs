@@ -10,6 +10,7 @@ use crate::object::{self, FieldValidation};
 use crate::patch::{PatchType, apply, strategic_merge};
 use crate::registry::builtins;
 use crate::selector::{FieldSelector, LabelSelector, Requirement};
+use crate::structural::Structural;
 
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -42,8 +43,70 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
+/// Structural schemas of the usual shapes: typed leaves with bounds, patterns, defaults,
+/// int-or-string and preserved subtrees, nested in objects, arrays and maps.
+fn structural_schema() -> impl Strategy<Value = Value> {
+    use serde_json::json;
+    let leaf = prop_oneof![
+        Just(json!({"type": "string"})),
+        Just(json!({"type": "integer", "minimum": 1, "default": 1})),
+        Just(json!({"type": "string", "pattern": "^[a-z]+$", "maxLength": 3, "enum": ["a", "ab"]})),
+        Just(json!({"x-kubernetes-int-or-string": true})),
+        Just(json!({"type": "boolean", "default": true})),
+        Just(json!({"type": "number", "nullable": true, "maximum": 5})),
+        Just(json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})),
+    ];
+    leaf.prop_recursive(3, 16, 3, |inner| {
+        prop_oneof![
+            prop::collection::btree_map("[a-d]", inner.clone(), 0..3)
+                .prop_map(|m| json!({"type": "object", "properties": m, "required": ["a"]})),
+            inner.clone().prop_map(|i| json!({"type": "array", "items": i, "maxItems": 2})),
+            inner.prop_map(|i| json!({"type": "object", "additionalProperties": i})),
+        ]
+    })
+}
+
+/// JSON whose keys are the schema's (`a`-`d`), so that the schema has something to say.
+fn schema_shaped_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        (-3i64..8).prop_map(|n| Value::Number(n.into())),
+        "[a-c]{0,4}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 32, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map("[a-e]", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn structural_schemas_prune_idempotently_and_keep_their_defaults(
+        props in prop::collection::btree_map("[a-d]", structural_schema(), 0..4),
+        spec in schema_shaped_value(),
+    ) {
+        let schema = serde_json::json!({"type": "object", "properties": {"spec": {"type": "object", "properties": props}}});
+        let schema: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps =
+            serde_json::from_value(schema).expect("a schema");
+        prop_assert!(Structural::check(&schema, "s").is_empty(), "{:?}", Structural::check(&schema, "s"));
+        let schema = Structural::compile(&schema).expect("compiles");
+        let object = serde_json::json!({"apiVersion": "x.io/v1", "kind": "X", "metadata": {"name": "x"}, "spec": spec});
+        let pruned = schema.prune_object(&object).expect("prunes");
+        prop_assert_eq!(schema.prune_object(&pruned).expect("prunes"), pruned.clone());
+        let mut defaulted = pruned.clone();
+        schema.default(&mut defaulted);
+        prop_assert_eq!(schema.prune_object(&defaulted).expect("prunes"), defaulted.clone(), "defaults are never pruned");
+        let mut again = defaulted.clone();
+        schema.default(&mut again);
+        prop_assert_eq!(again, defaulted.clone(), "defaulting is idempotent");
+        let _ = schema.validate(&defaulted);
+        let _ = schema.validate(&object);
+    }
 
     #[test]
     fn label_selectors_never_panic(input in "[a-z0-9=!,() .:/_-]{0,40}") {

@@ -25,6 +25,7 @@ pub mod serve;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod structural;
 pub mod validation;
 
 #[cfg(test)]

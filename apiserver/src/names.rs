@@ -25,6 +25,22 @@ pub fn dns1123_label_errors(value: &str) -> Vec<String> {
     errs
 }
 
+/// Problems with a DNS-1035 label (`my-name`, starting with a letter), empty when valid.
+pub fn dns1035_label_errors(value: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if value.len() > DNS1123_LABEL_MAX {
+        errs.push(format!("must be no more than {DNS1123_LABEL_MAX} characters"));
+    }
+    let ok = !value.is_empty()
+        && value.chars().all(|c| is_alnum_lower(c) || c == '-')
+        && value.starts_with(|c: char| c.is_ascii_lowercase())
+        && value.ends_with(is_alnum_lower);
+    if !ok {
+        errs.push("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')".into());
+    }
+    errs
+}
+
 /// Problems with a DNS-1123 subdomain (`example.com`), empty when valid.
 pub fn dns1123_subdomain_errors(value: &str) -> Vec<String> {
     let mut errs = Vec::new();

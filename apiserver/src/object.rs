@@ -109,7 +109,9 @@ fn diff(input: &Value, typed: &Value, path: String, out: &mut Vec<String>) {
 /// Decodes `value` through the resource's typed schema: the canonical object, with type
 /// errors as 400 and unknown fields handled per `validation`. Returns the warnings to send.
 pub fn canonicalize(resource: &Resource, value: Value, validation: FieldValidation) -> ApiResult<(Value, Vec<String>)> {
-    let typed = (resource.schema)(&value)
+    let typed = resource
+        .schema
+        .decode(&value)
         .map_err(|e| ApiError::bad_request(format!("error decoding {} body: {e}", resource.kind)))?;
     if validation == FieldValidation::Ignore {
         return Ok((typed, Vec::new()));

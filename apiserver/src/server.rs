@@ -175,11 +175,11 @@ pub async fn start(config: Config) -> Result<Server, Error> {
     let registry = Registry::default();
     let rows = registry.all();
     let mut caches = HashMap::new();
+    let limit = HistoryLimit { events: config.watch_cache_size, bytes: config.limits.watch_history_bytes };
     for r in rows.iter() {
         if caches.contains_key(r.storage.as_ref()) {
             continue;
         }
-        let limit = HistoryLimit { events: config.watch_cache_size, bytes: config.limits.watch_history_bytes };
         let cache = WatchCache::new(r, fields_of(&rows, &r.storage), limit);
         tasks.push(tokio::spawn(cache.clone().run(store.clone())));
         caches.insert(r.storage.to_string(), cache);
@@ -196,6 +196,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         metrics,
         namespace_wake: tokio::sync::Notify::new(),
         limits: config.limits.clone(),
+        watch_history: limit,
         origin: OriginPolicy::new(config.allowed_hosts.clone(), config.cors_allowed_origins.clone()),
         inflight,
         storage_health,
@@ -206,6 +207,11 @@ pub async fn start(config: Config) -> Result<Server, Error> {
     }
     tasks.push(tokio::spawn(keep_system_namespaces(app.clone())));
     tasks.push(tokio::spawn(api::finalize_namespaces(app.clone())));
+    // The resources of the CustomResourceDefinitions stored are served before the first
+    // request is: clients that created them before a restart find them at once.
+    let mut custom = api::CustomResources::new(app.clone());
+    custom.sync().await;
+    tasks.push(tokio::spawn(custom.run()));
     tasks.push(tokio::spawn(count_objects(app.clone())));
     if !config.compaction_interval.is_zero() {
         tasks.push(tokio::spawn(compact(store.clone(), config.compaction_interval)));

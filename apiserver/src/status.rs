@@ -46,8 +46,66 @@ impl Cause {
         }
     }
 
+    /// A required field is missing, and why it is required.
+    pub fn required_because(field: impl Into<String>, why: &str) -> Cause {
+        Cause { reason: "FieldValueRequired", field: field.into(), message: format!("Required value: {why}") }
+    }
+
+    /// A field has a value that is not allowed, printed as Go prints it (numbers and
+    /// booleans bare, strings quoted).
+    pub fn invalid_value(field: impl Into<String>, value: &Value, why: impl std::fmt::Display) -> Cause {
+        Cause {
+            reason: "FieldValueInvalid",
+            field: field.into(),
+            message: format!("Invalid value: {}: {why}", go_value(value)),
+        }
+    }
+
+    /// A field's value has the wrong JSON type (`actual` names the type it has).
+    pub fn type_invalid(field: impl Into<String>, actual: &str, why: impl std::fmt::Display) -> Cause {
+        Cause {
+            reason: "FieldValueTypeInvalid",
+            field: field.into(),
+            message: format!("Invalid value: {actual:?}: {why}"),
+        }
+    }
+
+    /// A value outside a fixed set.
+    pub fn not_supported(field: impl Into<String>, value: &str, supported: &[&str]) -> Cause {
+        let supported: Vec<String> = supported.iter().map(|s| (*s).to_owned()).collect();
+        Cause::not_supported_value(field, &Value::String(value.to_owned()), &supported)
+    }
+
+    /// A value outside a fixed set, the value printed as Go prints it.
+    pub fn not_supported_value(field: impl Into<String>, value: &Value, supported: &[String]) -> Cause {
+        let list = supported.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+        Cause {
+            reason: "FieldValueNotSupported",
+            field: field.into(),
+            message: format!("Unsupported value: {}: supported values: {list}", go_value(value)),
+        }
+    }
+
+    /// A list or map with more entries than allowed.
+    pub fn too_many(field: impl Into<String>, actual: i64, limit: i64) -> Cause {
+        Cause {
+            reason: "FieldValueTooMany",
+            field: field.into(),
+            message: format!("Too many: {actual}: must have at most {limit} items"),
+        }
+    }
+
     fn text(&self) -> String {
         format!("{}: {}", self.field, self.message)
+    }
+}
+
+/// A value as Go's field errors print one: strings quoted, numbers and booleans bare.
+fn go_value(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("{s:?}"),
+        Value::Null => "\"null\"".to_owned(),
+        other => other.to_string(),
     }
 }
 

@@ -1,5 +1,6 @@
 """The Python `kubernetes` client against our apiserver: list, create, update and watch
-pods and deployments on both storage backends, and the 410 a too-old watch gets."""
+pods and deployments on both storage backends, the 410 a too-old watch gets, and custom
+resources through `CustomObjectsApi`."""
 
 import os
 import socket
@@ -158,3 +159,68 @@ def test_watch_from_a_compacted_version_raises_410(api):
         ):
             pass
     assert err.value.status == 410
+
+
+def crontab_definition():
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "crontabs.stable.example.com"},
+        "spec": {
+            "group": "stable.example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "crontabs", "singular": "crontab", "kind": "CronTab"},
+            "versions": [{
+                "name": "v1", "served": True, "storage": True,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {
+                        "cronSpec": {"type": "string"},
+                        "replicas": {"type": "integer", "minimum": 1, "default": 1},
+                    }},
+                    "status": {"type": "object", "properties": {"replicas": {"type": "integer"}}},
+                }}},
+                "subresources": {"status": {}, "scale": {
+                    "specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}},
+            }],
+        },
+    }
+
+
+def test_custom_objects(api):
+    extensions = client.ApiextensionsV1Api(api)
+    extensions.create_custom_resource_definition(crontab_definition())
+    for _ in range(200):
+        crd = extensions.read_custom_resource_definition("crontabs.stable.example.com")
+        if any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or [])):
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the CRD was never Established")
+
+    objects = client.CustomObjectsApi(api)
+    args = ("stable.example.com", "v1", "default", "crontabs")
+    body = {"apiVersion": "stable.example.com/v1", "kind": "CronTab",
+            "metadata": {"name": "nightly"}, "spec": {"cronSpec": "0 3 * * *", "unknown": 1}}
+    created = objects.create_namespaced_custom_object(*args, body)
+    assert created["spec"] == {"cronSpec": "0 3 * * *", "replicas": 1}
+    listed = objects.list_namespaced_custom_object(*args)
+    assert [o["metadata"]["name"] for o in listed["items"]] == ["nightly"]
+    objects.patch_namespaced_custom_object_scale(*args, "nightly", {"spec": {"replicas": 3}})
+    assert objects.get_namespaced_custom_object(*args, "nightly")["spec"]["replicas"] == 3
+    objects.patch_namespaced_custom_object_status(*args, "nightly", {"status": {"replicas": 3}})
+    assert objects.get_namespaced_custom_object_scale(*args, "nightly")["status"]["replicas"] == 3
+    with pytest.raises(ApiException) as err:
+        objects.patch_namespaced_custom_object(*args, "nightly", {"spec": {"replicas": 0}})
+    assert err.value.status == 422
+    assert "spec.replicas in body should be greater than or equal to 1" in err.value.body
+
+    extensions.delete_custom_resource_definition("crontabs.stable.example.com")
+    for _ in range(200):
+        try:
+            objects.list_namespaced_custom_object(*args)
+        except ApiException as e:
+            assert e.status == 404
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the resource is still served after its CRD was deleted")

@@ -309,3 +309,109 @@ async fn stock_kubectl_works_end_to_end() {
     let gone = k.run(&["get", "namespace", "demo"]);
     assert!(!gone.status.success(), "kubectl delete waits until the namespace is gone");
 }
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: crontabs.stable.example.com
+spec:
+  group: stable.example.com
+  scope: Namespaced
+  names: {plural: crontabs, singular: crontab, kind: CronTab, shortNames: [ct]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              cronSpec: {type: string, description: "When the job runs, in cron's syntax."}
+              image: {type: string}
+              replicas: {type: integer, minimum: 1, default: 1}
+          status:
+            type: object
+            properties:
+              replicas: {type: integer}
+    subresources:
+      status: {}
+      scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas}
+    additionalPrinterColumns:
+    - {name: Spec, type: string, jsonPath: .spec.cronSpec}
+    - {name: Replicas, type: integer, jsonPath: .spec.replicas}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+"#;
+
+const CRONTAB: &str = r#"
+apiVersion: stable.example.com/v1
+kind: CronTab
+metadata:
+  name: nightly
+spec:
+  cronSpec: "0 3 * * *"
+  image: backup:1
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_kubectl_serves_custom_resources() {
+    if !kubectl_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let args = vec!["--data-dir".to_owned(), dir.path().join("data").display().to_string()];
+    let (apiserver, url) = apiserver_process(&args, &dir.path().join("apiserver.log")).await.expect("apiserver");
+    let k = Kubectl { kubeconfig: dir.path().join("kubeconfig"), cache: dir.path().join("cache") };
+    kubeconfig(&url, &k.kubeconfig).expect("kubeconfig");
+
+    let crd = write(dir.path(), "crd.yaml", CRD);
+    assert!(k.ok(&["apply", "-f", &crd]).contains("crontabs.stable.example.com created"));
+    k.ok(&["wait", "--for=condition=Established", "crd/crontabs.stable.example.com", "--timeout=10s"]);
+    let resources = k.ok(&["api-resources", "--api-group=stable.example.com"]);
+    assert!(resources.contains("crontabs") && resources.contains(" ct "), "{resources}");
+
+    // apply validates against the served schema (fieldValidation=Strict): unknown fields are
+    // refused, known ones stored with the schema's defaults.
+    let typo = write(dir.path(), "typo.yaml", &CRONTAB.replace("image:", "imagee:"));
+    let refused = k.run(&["apply", "-f", &typo]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("unknown field \"spec.imagee\""), "{stderr}");
+    let crontab = write(dir.path(), "crontab.yaml", CRONTAB);
+    assert!(k.ok(&["apply", "-f", &crontab]).contains("crontab.stable.example.com/nightly created"));
+    let table = k.ok(&["get", "ct"]);
+    let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(header, vec!["NAME", "SPEC", "REPLICAS", "AGE"], "{table}");
+    assert!(table.contains("nightly") && table.contains("0 3 * * *") && table.contains(" 1 "), "{table}");
+
+    // explain reads the schema from /openapi/v3; scale works through the CRD's paths.
+    let explain = k.ok(&["explain", "crontab.spec.cronSpec"]);
+    assert!(explain.contains("When the job runs, in cron's syntax."), "{explain}");
+    assert!(k.ok(&["scale", "ct", "nightly", "--replicas=3"]).contains("scaled"));
+    assert_eq!(k.ok(&["get", "ct", "nightly", "-o", "jsonpath={.spec.replicas}"]), "3");
+    let invalid = k.run(&["patch", "ct", "nightly", "--type=merge", "-p", r#"{"spec":{"replicas":0}}"#]);
+    let stderr = String::from_utf8_lossy(&invalid.stderr);
+    assert!(
+        stderr.contains("spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1"),
+        "{stderr}"
+    );
+    k.ok(&["patch", "ct", "nightly", "--subresource=status", "--type=merge", "-p", r#"{"status":{"replicas":3}}"#]);
+    assert_eq!(k.ok(&["get", "ct", "nightly", "-o", "jsonpath={.status.replicas}"]), "3");
+
+    // A restarted apiserver serves what it served before.
+    drop(apiserver);
+    let (_apiserver, url) = apiserver_process(&args, &dir.path().join("apiserver-2.log")).await.expect("restart");
+    kubeconfig(&url, &k.kubeconfig).expect("kubeconfig");
+    assert_eq!(k.ok(&["get", "ct", "nightly", "-o", "jsonpath={.spec.image}"]), "backup:1");
+
+    // Deleting the definition deletes its objects; kubectl waits until it is gone.
+    assert!(k.ok(&["delete", "-f", &crd]).contains("deleted"));
+    let gone = k.run(&["get", "--raw", "/apis/stable.example.com/v1/namespaces/default/crontabs"]);
+    assert!(!gone.status.success(), "the resource is no longer served");
+    assert!(k.ok(&["apply", "-f", &crd]).contains("created"));
+    k.ok(&["wait", "--for=condition=Established", "crd/crontabs.stable.example.com", "--timeout=10s"]);
+    let empty = k.run(&["get", "ct"]);
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("No resources found"), "{empty:?}");
+}

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::value_response;
-use crate::registry::{OpenApiDocuments, Registry, Resource, Sub};
+use crate::registry::{OpenApiDocuments, Registry, Resource, Schema, Sub};
 use crate::status::{ApiError, ApiResult};
 
 /// The Kubernetes version this apiserver speaks.
@@ -299,13 +299,35 @@ fn documents(registry: &Registry) -> Arc<OpenApiDocuments> {
 fn schemas(rows: &[Arc<Resource>], group: &str, version: &str) -> serde_json::Map<String, Value> {
     let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
     let mut kinds = Vec::new();
+    let mut custom = Vec::new();
     for r in rows.iter().filter(|r| r.group == group && r.version == version) {
-        let reference = (r.openapi)(&mut generator);
-        if let Some(name) = reference.get("$ref").and_then(Value::as_str).and_then(|r| r.rsplit('/').next()) {
-            kinds.push((name.to_owned(), r));
+        match &r.schema {
+            Schema::Typed { openapi, .. } => {
+                let reference = openapi(&mut generator);
+                if let Some(name) = reference.get("$ref").and_then(Value::as_str).and_then(|r| r.rsplit('/').next()) {
+                    kinds.push((name.to_owned(), r));
+                }
+            }
+            Schema::Structural(schema) => custom.push((r, schema)),
         }
     }
+    let metadata = (!custom.is_empty())
+        .then(|| generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>());
     let mut defs = generator.take_definitions(true);
+    for (r, schema) in custom {
+        let mut def = schema.source().clone();
+        if let Some(props) = def.as_object_mut().map(|d| d.entry("properties").or_insert_with(|| json!({}))) {
+            props["apiVersion"] = json!({ "type": "string", "description": "APIVersion defines the versioned schema of this representation of an object." });
+            props["kind"] = json!({ "type": "string", "description": "Kind is a string value representing the REST resource this object represents." });
+            if let Some(meta) = &metadata {
+                props["metadata"] = meta.clone().to_value();
+            }
+        }
+        def["x-kubernetes-group-version-kind"] = json!([{ "group": &r.group, "version": &r.version, "kind": r.kind }]);
+        // Upstream's definition name: the group reversed, the version, the kind.
+        let reversed: Vec<&str> = r.group.split('.').rev().collect();
+        defs.insert(format!("{}.{}.{}", reversed.join("."), r.version, r.kind), def);
+    }
     for (name, r) in kinds {
         if let Some(schema) = defs.get_mut(&name).and_then(Value::as_object_mut) {
             schema.insert(

@@ -21,6 +21,7 @@ use crate::registry::{Registry, Resource, Sub};
 use crate::status::{ApiError, ApiResult};
 use crate::store::{self, Store};
 
+mod crds;
 mod delete;
 pub mod discovery;
 mod namespaces;
@@ -32,6 +33,7 @@ mod table;
 mod watch;
 mod write;
 
+pub use crds::CustomResources;
 pub use namespaces::finalize_namespaces;
 
 /// What every handler shares.
@@ -48,6 +50,8 @@ pub struct App {
     pub namespace_wake: tokio::sync::Notify,
     /// What a request may make the server spend.
     pub limits: Limits,
+    /// How much history a watch cache keeps (also for the caches custom resources add).
+    pub watch_history: crate::cache::HistoryLimit,
     /// Which hosts and browser origins are answered.
     pub origin: origin::OriginPolicy,
     /// The in-flight request pools.

@@ -196,7 +196,7 @@ pub fn prepare_update(resource: &Resource, old: &Value, new: Value, status_only:
         next
     };
     resource.strategy.default(&mut next);
-    if resource.has(Sub::Status) {
+    if resource.strategy.keeps_generation(resource) {
         let spec_changed = without(old, &["metadata", "status"]) != without(&next, &["metadata", "status"]);
         if spec_changed {
             let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);

@@ -32,9 +32,14 @@ fn selector_string(selector: Option<&Value>) -> String {
         .join(",")
 }
 
-/// The Scale view of a replicated object (a deployment, a replica set, ...).
+/// The Scale view of a replicated object (a deployment, a replica set, a custom resource).
 fn scale_of(resource: &Resource, obj: &Value) -> Value {
     let meta = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    let (spec, status) = resource.strategy.replicas_paths();
+    let selector = resource
+        .strategy
+        .scale_selector(obj)
+        .unwrap_or_else(|| selector_string(resource.strategy.label_selector(obj).as_ref()));
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -45,10 +50,10 @@ fn scale_of(resource: &Resource, obj: &Value) -> Value {
             "resourceVersion": meta.get("resourceVersion"),
             "creationTimestamp": meta.get("creationTimestamp"),
         },
-        "spec": { "replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0) },
+        "spec": { "replicas": obj.pointer(spec).and_then(Value::as_i64).unwrap_or(0) },
         "status": {
-            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
-            "selector": selector_string(resource.strategy.label_selector(obj).as_ref()),
+            "replicas": obj.pointer(status).and_then(Value::as_i64).unwrap_or(0),
+            "selector": selector,
         },
     })
 }
@@ -77,17 +82,35 @@ fn replicas_of(scale: &Value, target: &Target) -> ApiResult<i64> {
     Ok(replicas)
 }
 
-/// Sets `spec.replicas` (bumping `generation`), unless it is already `replicas`.
+/// Sets the desired replicas (bumping `generation`), unless they are already `replicas`.
 async fn set_replicas(app: &App, target: &Target, precondition: Option<i64>, replicas: i64) -> ApiResult<Value> {
+    let (spec, _) = target.resource.strategy.replicas_paths();
     modify(app, target, precondition, |old| {
-        if old.pointer("/spec/replicas").and_then(Value::as_i64) == Some(replicas) {
+        if old.pointer(spec).and_then(Value::as_i64) == Some(replicas) {
             return Ok(None);
         }
         let mut next = old.clone();
-        next["spec"]["replicas"] = json!(replicas);
+        set_pointer(&mut next, spec, json!(replicas));
         Ok(Some(objects::prepare_update(&target.resource, old, next, false)?))
     })
     .await
+}
+
+/// Sets the value at a JSON pointer, creating the objects on the way.
+fn set_pointer(target: &mut Value, pointer: &str, value: Value) {
+    let mut at = target;
+    let mut segments = pointer.split('/').skip(1).peekable();
+    while let Some(segment) = segments.next() {
+        if !at.is_object() {
+            *at = json!({});
+        }
+        let Some(map) = at.as_object_mut() else { return };
+        if segments.peek().is_none() {
+            map.insert(segment.to_owned(), value);
+            return;
+        }
+        at = map.entry(segment.to_owned()).or_insert_with(|| json!({}));
+    }
 }
 
 /// PUT .../scale.

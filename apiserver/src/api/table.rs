@@ -33,19 +33,7 @@ fn row(resource: &Resource, obj: &Value, include: &str) -> Value {
 
 /// A Table of `objects`; `with_columns` false leaves the column definitions out (later watch events).
 pub fn table(resource: &Resource, objects: &[Value], meta: Value, include: &str, with_columns: bool) -> Value {
-    let defs: Vec<Value> = if with_columns {
-        resource
-            .strategy
-            .columns()
-            .iter()
-            .map(|(name, kind, priority)| {
-                let format = if *name == "Name" { "name" } else { "" };
-                json!({"name": name, "type": kind, "format": format, "description": name, "priority": priority})
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let defs: Vec<Value> = if with_columns { resource.strategy.column_definitions() } else { Vec::new() };
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",

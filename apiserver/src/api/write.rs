@@ -164,7 +164,7 @@ fn prepare_create(resource: &Resource, obj: &mut Value) -> ApiResult<()> {
     }
     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     meta.insert("creationTimestamp".into(), json!(object::now_rfc3339()));
-    if resource.has(Sub::Status) {
+    if resource.strategy.keeps_generation(resource) {
         meta.insert("generation".into(), json!(1));
     } else {
         meta.remove("generation");
@@ -272,6 +272,12 @@ pub async fn patch(
 ) -> ApiResult<Response> {
     let validation = FieldValidation::parse(params.get("fieldValidation").map(String::as_str))?;
     let kind = PatchType::from_content_type(ct)?;
+    if kind == PatchType::Strategic && !target.resource.strategy.strategic_merge() {
+        // Upstream's answer for custom resources, which have no patch strategies.
+        return Err(ApiError::unsupported_media_type(
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+        ));
+    }
     let dry_run = dry_run(params, "PatchOptions")?;
     if body.len() > object::MAX_BODY {
         return Err(ApiError::body_too_large(object::MAX_BODY));

@@ -45,7 +45,7 @@ pub fn events_v1() -> Resource {
         short_names: names(&["ev"]),
         storage: "events".into(),
         fields: EVENTS_V1_FIELDS,
-        conversion: Some(Conversion {
+        conversion: Some(Conversion::Typed {
             to_storage: crate::convert::event_to_core,
             from_storage: crate::convert::event_from_core,
         }),

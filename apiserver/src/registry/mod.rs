@@ -15,6 +15,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 mod configmap;
+pub mod custom;
+pub mod customresourcedefinition;
 mod deployment;
 mod endpoints;
 mod event;
@@ -63,18 +65,73 @@ impl Sub {
 /// and its value when absent.
 pub type SelectableField = (&'static str, &'static str, &'static str);
 
-/// Decodes a JSON object through its typed Kubernetes struct and back: the canonical form
-/// to store, and the evidence (by difference) of unknown fields.
-pub type Schema = fn(&Value) -> Result<Value, String>;
+/// What a kind's objects may hold.
+#[derive(Clone)]
+pub enum Schema {
+    /// A built-in kind's Rust type: decoding through it and back gives the canonical form to
+    /// store, and (by difference) the unknown fields; schemars gives its OpenAPI schema.
+    Typed {
+        /// Decode and re-encode.
+        decode: fn(&Value) -> Result<Value, String>,
+        /// The OpenAPI schema (a `$ref` into the generator's definitions).
+        openapi: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+    },
+    /// A custom resource's structural schema: pruning gives the canonical form.
+    Structural(Arc<crate::structural::Structural>),
+}
 
-/// Maps between a served version and the stored one (events.k8s.io/v1 Event is stored as
-/// core/v1 Event).
-#[derive(Clone, Copy)]
-pub struct Conversion {
-    /// Served form to stored form.
-    pub to_storage: fn(Value) -> Value,
-    /// Stored form to served form.
-    pub from_storage: fn(Value) -> Value,
+impl Schema {
+    /// The canonical form of `value`: what is stored. Fields the schema does not know are
+    /// left out (the caller reports them by difference).
+    pub fn decode(&self, value: &Value) -> Result<Value, String> {
+        match self {
+            Schema::Typed { decode, .. } => decode(value),
+            Schema::Structural(s) => s.prune_object(value),
+        }
+    }
+}
+
+/// Maps between a served version and the stored one.
+#[derive(Clone)]
+pub enum Conversion {
+    /// By functions (events.k8s.io/v1 Event is stored as core/v1 Event).
+    Typed {
+        /// Served form to stored form.
+        to_storage: fn(Value) -> Value,
+        /// Stored form to served form.
+        from_storage: fn(Value) -> Value,
+    },
+    /// A custom resource's versions with conversion strategy `None`: the same object, with
+    /// its `apiVersion` rewritten.
+    ApiVersion {
+        /// `group/version` as served.
+        served: Name,
+        /// `group/version` as stored.
+        stored: Name,
+    },
+}
+
+impl Conversion {
+    fn stored(&self, value: Value) -> Value {
+        match self {
+            Conversion::Typed { to_storage, .. } => to_storage(value),
+            Conversion::ApiVersion { stored, .. } => with_api_version(value, stored),
+        }
+    }
+
+    fn served(&self, value: Value) -> Value {
+        match self {
+            Conversion::Typed { from_storage, .. } => from_storage(value),
+            Conversion::ApiVersion { served, .. } => with_api_version(value, served),
+        }
+    }
+}
+
+fn with_api_version(mut value: Value, api_version: &str) -> Value {
+    if let Some(o) = value.as_object_mut() {
+        o.insert("apiVersion".into(), Value::String(api_version.to_owned()));
+    }
+    value
 }
 
 /// A name in a registry row: a literal for the built-in kinds, owned for the kinds
@@ -106,10 +163,8 @@ pub struct Resource {
     pub storage: Name,
     /// Fields a field selector may name, besides `metadata.name` and `metadata.namespace`.
     pub fields: &'static [SelectableField],
-    /// The typed schema.
+    /// What its objects may hold.
     pub schema: Schema,
-    /// The OpenAPI schema (a `$ref` into the generator's definitions).
-    pub openapi: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
     /// The kind's behaviour.
     pub strategy: Arc<dyn Strategy>,
     /// Conversion to and from the stored version, when they differ.
@@ -150,8 +205,7 @@ impl Resource {
             subresources: Cow::Borrowed(&[]),
             storage: resource.into(),
             fields: &[],
-            schema: typed::<T>,
-            openapi: openapi::<T>,
+            schema: Schema::Typed { decode: typed::<T>, openapi: openapi::<T> },
             strategy: Arc::new(strategy),
             conversion: None,
         }
@@ -233,6 +287,7 @@ pub fn builtins() -> Vec<Resource> {
         replicaset::resource(),
         lease::resource(),
         event::events_v1(),
+        customresourcedefinition::resource(),
     ]
 }
 
@@ -243,8 +298,9 @@ pub type OpenApiDocuments = std::collections::HashMap<(String, String), (Value, 
 /// joins or leaves never blocks or tears a request that is under way.
 pub struct Registry {
     rows: RwLock<Arc<Vec<Arc<Resource>>>>,
-    /// The OpenAPI documents of the rows as they are, built on first use.
-    openapi: RwLock<Option<Arc<OpenApiDocuments>>>,
+    /// The OpenAPI documents of the rows as they are, built on first use, and the state of
+    /// the rows they were built from (bumped by every change to the rows).
+    openapi: RwLock<(u64, Option<Arc<OpenApiDocuments>>)>,
 }
 
 impl Default for Registry {
@@ -256,7 +312,10 @@ impl Default for Registry {
 impl Registry {
     /// A registry of these rows.
     pub fn new(rows: Vec<Resource>) -> Registry {
-        Registry { rows: RwLock::new(Arc::new(rows.into_iter().map(Arc::new).collect())), openapi: RwLock::new(None) }
+        Registry {
+            rows: RwLock::new(Arc::new(rows.into_iter().map(Arc::new).collect())),
+            openapi: RwLock::new((0, None)),
+        }
     }
 
     /// Every row now, in discovery order.
@@ -288,12 +347,32 @@ impl Registry {
 
     /// The OpenAPI documents, built by `build` when the rows changed since the last call.
     pub fn cached_openapi(&self, build: impl FnOnce() -> OpenApiDocuments) -> Arc<OpenApiDocuments> {
-        if let Some(docs) = self.openapi.read().as_ref() {
-            return docs.clone();
-        }
+        let generation = {
+            let cached = self.openapi.read();
+            if let Some(docs) = &cached.1 {
+                return docs.clone();
+            }
+            cached.0
+        };
         let docs = Arc::new(build());
-        *self.openapi.write() = Some(docs.clone());
+        let mut cached = self.openapi.write();
+        // Rows that changed while this build ran make it stale: answer with it, keep none.
+        if cached.0 == generation {
+            cached.1 = Some(docs.clone());
+        }
         docs
+    }
+
+    /// Serves `rows` in place of every row stored under `storage` (the versions of one
+    /// CustomResourceDefinition); no rows stops serving them. Requests under way keep the
+    /// rows they started with.
+    pub fn replace_storage(&self, storage: &str, rows: Vec<Resource>) {
+        let mut current = self.rows.write();
+        let mut next: Vec<Arc<Resource>> = current.iter().filter(|r| r.storage != storage).cloned().collect();
+        next.extend(rows.into_iter().map(Arc::new));
+        *current = Arc::new(next);
+        let mut cached = self.openapi.write();
+        *cached = (cached.0 + 1, None);
     }
 
     /// Whether a group-version is served.
@@ -304,16 +383,16 @@ impl Registry {
 
 /// The stored form of an object served as `resource`.
 pub fn to_storage(resource: &Resource, value: Value) -> Value {
-    match resource.conversion {
-        Some(c) => (c.to_storage)(value),
+    match &resource.conversion {
+        Some(c) => c.stored(value),
         None => value,
     }
 }
 
 /// The served form of a stored object.
 pub fn from_storage(resource: &Resource, value: Value) -> Value {
-    match resource.conversion {
-        Some(c) => (c.from_storage)(value),
+    match &resource.conversion {
+        Some(c) => c.served(value),
         None => value,
     }
 }

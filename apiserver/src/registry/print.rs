@@ -47,7 +47,12 @@ pub fn human_duration(secs: i64) -> String {
 
 /// How long ago the timestamp at `field` was (`<unknown>` without one).
 pub fn age(obj: &Value, field: &str) -> String {
-    let Some(t) = obj.pointer(field).and_then(Value::as_str).and_then(|t| t.parse::<jiff::Timestamp>().ok()) else {
+    since(obj.pointer(field).and_then(Value::as_str).unwrap_or_default())
+}
+
+/// How long ago an RFC 3339 timestamp was (`<unknown>` if it is not one).
+pub fn since(timestamp: &str) -> String {
+    let Ok(t) = timestamp.parse::<jiff::Timestamp>() else {
         return "<unknown>".into();
     };
     human_duration(jiff::Timestamp::now().duration_since(t).as_secs())

@@ -80,9 +80,43 @@ pub trait Strategy: Send + Sync {
         obj.pointer("/spec/selector").cloned()
     }
 
+    /// The Scale view's selector when the object holds it already as a string (a custom
+    /// resource's `labelSelectorPath`); `None`: built from [`Strategy::label_selector`].
+    fn scale_selector(&self, _obj: &Value) -> Option<String> {
+        None
+    }
+
+    /// Where the Scale view's desired and observed replicas live (JSON pointers).
+    fn replicas_paths(&self) -> (&str, &str) {
+        ("/spec/replicas", "/status/replicas")
+    }
+
+    /// Whether the server keeps `metadata.generation` (bumped on every change but to
+    /// metadata and status): kinds with a status subresource, and every custom resource.
+    fn keeps_generation(&self, resource: &Resource) -> bool {
+        resource.has(Sub::Status)
+    }
+
+    /// Whether strategic merge patches apply (they need the Go types' patch strategies,
+    /// which custom resources do not have).
+    fn strategic_merge(&self) -> bool {
+        true
+    }
+
     /// The Table columns `kubectl get` shows.
     fn columns(&self) -> Columns {
         DEFAULT_COLUMNS
+    }
+
+    /// The Table's column definitions, from [`Strategy::columns`].
+    fn column_definitions(&self) -> Vec<Value> {
+        self.columns()
+            .iter()
+            .map(|(name, kind, priority)| {
+                let format = if *name == "Name" { "name" } else { "" };
+                json!({"name": name, "type": kind, "format": format, "description": name, "priority": priority})
+            })
+            .collect()
     }
 
     /// One Table row's cells, matching [`Strategy::columns`].

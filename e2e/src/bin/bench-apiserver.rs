@@ -6,7 +6,10 @@
 //! - the apiserver's RSS holding 10,000 pods;
 //! - the embedded store's creates/s beside etcd's;
 //! - with `--baseline PATH`, this build's embedded-store creates/s beside another
-//!   kube-apiserver binary's (an older commit's), in alternating rounds of the same run.
+//!   kube-apiserver binary's (an older commit's), in alternating rounds of the same run;
+//! - with `--custom-resources`, custom-object creates/s (a CRD with a structural schema:
+//!   pruning, defaults, validation) beside ConfigMap creates/s of the same size, in
+//!   alternating rounds on the embedded store.
 //!
 //! Run with `cargo run --release -p e2e --bin bench-apiserver` (it starts its own etcd).
 
@@ -37,6 +40,101 @@ struct Args {
     /// Alternating rounds of the comparison.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Only compare custom-object creates with ConfigMap creates.
+    #[arg(long)]
+    custom_resources: bool,
+}
+
+/// A CronTab definition with a schema of the usual kind: types, a pattern, bounds, an enum,
+/// defaults, a map, a list.
+fn crontab_definition() -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "crontabs.bench.example.com"},
+        "spec": {"group": "bench.example.com", "scope": "Namespaced",
+            "names": {"plural": "crontabs", "kind": "CronTab"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "required": ["cronSpec", "image"], "properties": {
+                        "cronSpec": {"type": "string", "pattern": "^(\\d+|\\*)(/\\d+)?(\\s+(\\d+|\\*)(/\\d+)?){4}$"},
+                        "image": {"type": "string", "minLength": 1, "maxLength": 256},
+                        "replicas": {"type": "integer", "minimum": 0, "maximum": 100, "default": 1},
+                        "policy": {"type": "string", "enum": ["Allow", "Forbid", "Replace"], "default": "Allow"},
+                        "env": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "args": {"type": "array", "items": {"type": "string"}, "maxItems": 32},
+                    }},
+                    "status": {"type": "object", "properties": {"active": {"type": "integer"}}},
+                }}}}]}
+    })
+}
+
+fn crontab(name: &str) -> Value {
+    json!({
+        "apiVersion": "bench.example.com/v1", "kind": "CronTab",
+        "metadata": {"name": name, "labels": {"app": "bench", "tier": "batch"}},
+        "spec": {"cronSpec": "*/5 * * * *", "image": "registry.example.com/backup:1.2.3",
+            "env": {"TARGET": "s3://bucket/backups", "RETENTION": "30d", "LOG_LEVEL": "info"},
+            "args": ["--compress", "--verify", "--parallel=4"]},
+    })
+}
+
+fn config_map(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "labels": {"app": "bench", "tier": "batch"}},
+        "data": {"cronSpec": "*/5 * * * *", "image": "registry.example.com/backup:1.2.3",
+            "TARGET": "s3://bucket/backups", "RETENTION": "30d", "LOG_LEVEL": "info",
+            "args": "--compress --verify --parallel=4", "replicas": "1", "policy": "Allow"},
+    })
+}
+
+/// Custom-object creates/s beside ConfigMap creates/s, alternating, on one embedded-store
+/// apiserver.
+async fn custom_resources(dir: &std::path::Path, args: &Args) -> Result<()> {
+    let data = vec!["--data-dir".to_owned(), dir.join("embedded").display().to_string()];
+    let (_process, url) = apiserver_process(&data, &dir.join("apiserver-custom.log")).await?;
+    let http = reqwest::Client::new();
+    let crds = format!("{url}/apis/apiextensions.k8s.io/v1/customresourcedefinitions");
+    let created = http.post(&crds).json(&crontab_definition()).send().await?;
+    anyhow::ensure!(created.status().as_u16() == 201, "creating the CRD answered {}", created.status());
+    let served = format!("{url}/apis/bench.example.com/v1/namespaces/default/crontabs");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !http.get(&served).send().await?.status().is_success() {
+        anyhow::ensure!(Instant::now() < deadline, "the CRD was not served within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "# custom resources beside ConfigMaps: {} creates each per round, {} clients, embedded store",
+        args.pods, args.concurrency
+    );
+    let (mut custom, mut maps) = (Vec::new(), Vec::new());
+    for round in 1..=args.rounds {
+        let cm = create_objects(&url, "/api/v1/namespaces/default/configmaps", &format!("r{round}"), args, config_map)
+            .await?;
+        let cr = create_objects(
+            &url,
+            "/apis/bench.example.com/v1/namespaces/default/crontabs",
+            &format!("r{round}"),
+            args,
+            crontab,
+        )
+        .await?;
+        println!("  round {round}: ConfigMap {:.0} creates/s, CronTab {:.0} creates/s", cm.0, cr.0);
+        maps.push(cm.0);
+        custom.push(cr.0);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (c, m) = (median(&mut custom), median(&mut maps));
+    println!(
+        "creates/s, median of {}: CronTab {c:.0}, ConfigMap {m:.0} (custom objects at {:.0}% of ConfigMaps)",
+        args.rounds,
+        c / m * 100.0
+    );
+    Ok(())
 }
 
 /// Embedded-store creates/s of the apiserver binary at `path`, on a fresh data dir.
@@ -90,9 +188,9 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// Creates one pod and records how long the apiserver took to answer 201.
-async fn create_one(http: &reqwest::Client, url: &str, name: &str, latencies: &Mutex<Vec<Duration>>) -> Result<()> {
-    let body = serde_json::to_vec(&pod(name))?;
+/// Creates one object and records how long the apiserver took to answer 201.
+async fn create_one(http: &reqwest::Client, url: &str, body: &Value, latencies: &Mutex<Vec<Duration>>) -> Result<()> {
+    let body = serde_json::to_vec(body)?;
     let t = Instant::now();
     let r = http.post(url).header("content-type", "application/json").body(body).send().await?;
     let status = r.status();
@@ -104,6 +202,30 @@ async fn create_one(http: &reqwest::Client, url: &str, name: &str, latencies: &M
 
 /// Creates `total` pods with `concurrency` clients; returns creates/s and sorted latencies.
 async fn create_pods(url: &str, prefix: &str, total: usize, concurrency: usize) -> Result<(f64, Vec<Duration>)> {
+    create_many(url, "/api/v1/namespaces/default/pods", prefix, total, concurrency, pod).await
+}
+
+/// Creates `args.pods` objects made by `make` under `path`.
+async fn create_objects(
+    url: &str,
+    path: &str,
+    prefix: &str,
+    args: &Args,
+    make: fn(&str) -> Value,
+) -> Result<(f64, Vec<Duration>)> {
+    create_many(url, path, prefix, args.pods, args.concurrency, make).await
+}
+
+/// Creates `total` objects made by `make` under `path` with `concurrency` clients; returns
+/// creates/s and sorted latencies.
+async fn create_many(
+    url: &str,
+    path: &str,
+    prefix: &str,
+    total: usize,
+    concurrency: usize,
+    make: fn(&str) -> Value,
+) -> Result<(f64, Vec<Duration>)> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(total)));
@@ -111,7 +233,7 @@ async fn create_pods(url: &str, prefix: &str, total: usize, concurrency: usize) 
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let (http, next, latencies) = (http.clone(), next.clone(), latencies.clone());
-        let url = format!("{url}/api/v1/namespaces/default/pods");
+        let url = format!("{url}{path}");
         let prefix = prefix.to_owned();
         tasks.push(tokio::spawn(async move {
             loop {
@@ -119,7 +241,7 @@ async fn create_pods(url: &str, prefix: &str, total: usize, concurrency: usize) 
                 if i >= total {
                     return Ok::<_, anyhow::Error>(());
                 }
-                create_one(&http, &url, &format!("{prefix}-{i}"), &latencies).await?;
+                create_one(&http, &url, &make(&format!("{prefix}-{i}")), &latencies).await?;
             }
         }));
     }
@@ -142,7 +264,8 @@ async fn steady_creates(url: &str, rate: u64, seconds: u64) -> Result<Vec<Durati
         ticker.tick().await;
         let (http, latencies) = (http.clone(), latencies.clone());
         let url = format!("{url}/api/v1/namespaces/default/pods");
-        tasks.push(tokio::spawn(async move { create_one(&http, &url, &format!("steady-{i}"), &latencies).await }));
+        tasks
+            .push(tokio::spawn(async move { create_one(&http, &url, &pod(&format!("steady-{i}")), &latencies).await }));
     }
     for t in tasks {
         t.await??;
@@ -174,6 +297,10 @@ async fn main() -> Result<()> {
     if let Some(baseline) = &args.baseline {
         anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
         return compare(baseline, dir.path(), &args).await;
+    }
+    if args.custom_resources {
+        anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
+        return custom_resources(dir.path(), &args).await;
     }
     println!("# apiserver benchmark: {} pods, {} concurrent clients", args.pods, args.concurrency);
     let (etcd, etcd_url) = e2e::etcd_process(dir.path()).await?;
