@@ -23,14 +23,8 @@ pub async fn api_resources(ctx: &Ctx, namespaced: Option<bool>) -> Result<()> {
         vec![vec!["NAME".to_owned(), "SHORTNAMES".into(), "APIVERSION".into(), "NAMESPACED".into(), "KIND".into()]];
     let mut resources: Vec<_> =
         discovery.resources.iter().filter(|r| namespaced.is_none_or(|n| n == r.namespaced)).collect();
-    // As stock: groups in the server's order (core first), names sorted within each.
-    let mut groups: Vec<&str> = Vec::new();
-    for r in &resources {
-        if !groups.contains(&r.group.as_str()) {
-            groups.push(r.group.as_str());
-        }
-    }
-    resources.sort_by_key(|r| (groups.iter().position(|g| *g == r.group).unwrap_or(0), r.plural.clone()));
+    // As stock: by group name (core, the empty one, first), then by resource name.
+    resources.sort_by(|a, b| (&a.group, &a.plural).cmp(&(&b.group, &b.plural)));
     for r in resources {
         rows.push(vec![
             r.plural.clone(),
