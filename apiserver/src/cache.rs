@@ -13,7 +13,6 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::object;
 use crate::registry::{Resource, SelectableField};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{self, Event, ListRequest, Store};
@@ -36,20 +35,21 @@ pub struct Cached {
 impl Cached {
     fn build(key: String, revision: i64, value: &[u8], fields: &[SelectableField]) -> Option<Cached> {
         let mut obj: Value = serde_json::from_slice(value).ok()?;
-        let json = match object::splice_resource_version(value, revision) {
+        let json = match crate::meta::splice_resource_version(value, revision) {
             Some(spliced) => Bytes::from(spliced),
             None => {
-                object::set_resource_version(&mut obj, revision);
+                crate::meta::set_resource_version(&mut obj, revision);
                 Bytes::from(serde_json::to_vec(&obj).ok()?)
             }
         };
         let mut selectable = Vec::with_capacity(fields.len() + 2);
-        selectable.push(("metadata.name", object::meta_str(&obj, "name").unwrap_or_default().to_owned()));
-        selectable.push(("metadata.namespace", object::meta_str(&obj, "namespace").unwrap_or_default().to_owned()));
+        selectable.push(("metadata.name", crate::meta::meta_str(&obj, "name").unwrap_or_default().to_owned()));
+        selectable
+            .push(("metadata.namespace", crate::meta::meta_str(&obj, "namespace").unwrap_or_default().to_owned()));
         for (name, path, default) in fields {
-            selectable.push((*name, object::field_value(&obj, path).unwrap_or_else(|| (*default).to_owned())));
+            selectable.push((*name, crate::selector::field_value(&obj, path).unwrap_or_else(|| (*default).to_owned())));
         }
-        Some(Cached { key, revision, json, labels: object::labels(&obj), fields: selectable })
+        Some(Cached { key, revision, json, labels: crate::selector::labels(&obj), fields: selectable })
     }
 
     /// Decodes a stored object, with the selectable fields of `resource`.

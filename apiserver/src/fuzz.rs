@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use serde_json::Value;
 
-use crate::object::{self, FieldValidation};
+use crate::decode::{self, FieldValidation};
 use crate::patch::{PatchType, apply, strategic_merge};
 use crate::registry::builtins;
 use crate::selector::{FieldSelector, LabelSelector, Requirement};
@@ -121,14 +121,14 @@ proptest! {
     #[test]
     fn bodies_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         for ct in ["application/json", "application/yaml", "application/vnd.kubernetes.protobuf", "text/x"] {
-            let _ = object::decode_body(ct, &bytes);
+            let _ = decode::decode_body(ct, &bytes);
         }
     }
 
     #[test]
     fn typed_decoding_and_validation_never_panic(value in json_value()) {
         for resource in &builtins() {
-            if let Ok((mut obj, _)) = object::canonicalize(resource, value.clone(), FieldValidation::Strict) {
+            if let Ok((mut obj, _)) = decode::canonicalize(resource, value.clone(), FieldValidation::Strict) {
                 resource.strategy.default(&mut obj);
                 let _ = resource.strategy.validate(&obj, Some(&value));
             }
@@ -230,8 +230,8 @@ proptest! {
         // What canonicalize accepts, it accepts again unchanged: a stored object read back
         // and written again is not rewritten.
         for resource in &builtins() {
-            if let Ok((once, _)) = object::canonicalize(resource, value.clone(), FieldValidation::Strict) {
-                let (twice, _) = object::canonicalize(resource, once.clone(), FieldValidation::Strict)
+            if let Ok((once, _)) = decode::canonicalize(resource, value.clone(), FieldValidation::Strict) {
+                let (twice, _) = decode::canonicalize(resource, once.clone(), FieldValidation::Strict)
                     .map_err(|e| TestCaseError::fail(format!("{}: {e}", resource.kind)))?;
                 prop_assert_eq!(&once, &twice, "{}", resource.kind);
             }

@@ -9,13 +9,13 @@
 pub mod api;
 pub mod cache;
 pub mod convert;
+pub mod decode;
 pub mod defaults;
 pub mod limits;
 pub mod managed;
 pub mod meta;
 pub mod metrics;
 pub mod names;
-pub mod object;
 pub mod patch;
 pub mod protobuf;
 pub mod query;

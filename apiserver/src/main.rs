@@ -63,6 +63,12 @@ struct Args {
     /// other Origin header gets 403.
     #[arg(long, value_delimiter = ',')]
     cors_allowed_origins: Vec<String>,
+    /// The IPv4 range Service cluster IPs come from (a /12 to a /29).
+    #[arg(long, default_value = "10.96.0.0/12", value_parser = apiserver::api::Ranges::parse_cidr)]
+    service_cluster_ip_range: (std::net::Ipv4Addr, u8),
+    /// The ports NodePort and LoadBalancer Services are given on every node.
+    #[arg(long, default_value = "30000-32767", value_parser = apiserver::api::Ranges::parse_ports)]
+    service_node_port_range: std::ops::RangeInclusive<u16>,
 }
 
 #[tokio::main]
@@ -93,6 +99,10 @@ async fn main() -> anyhow::Result<()> {
         },
         allowed_hosts: args.allowed_hosts,
         cors_allowed_origins: args.cors_allowed_origins,
+        ranges: apiserver::api::Ranges {
+            service_ips: args.service_cluster_ip_range,
+            node_ports: args.service_node_port_range,
+        },
     };
     let server = apiserver::start(config).await.context("starting kube-apiserver")?;
     println!("kube-apiserver listening on {}", server.url());

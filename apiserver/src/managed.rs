@@ -266,7 +266,7 @@ pub fn entries(obj: &Value) -> Vec<Entry> {
 }
 
 fn set_entries(obj: &mut Value, entries: &[Entry]) {
-    let meta = crate::object::meta_mut(obj);
+    let meta = crate::meta::meta_mut(obj);
     if entries.is_empty() {
         meta.remove("managedFields");
     } else {
@@ -320,7 +320,7 @@ pub fn track_update(
             found = true;
             if !changed.is_empty() {
                 entry.fields.0.extend(changed.iter().map(|p| (*p).clone()));
-                entry.time = Some(crate::object::now_rfc3339());
+                entry.time = Some(crate::meta::now_rfc3339());
                 entry.api_version = api_version.to_owned();
             }
         } else {
@@ -333,7 +333,7 @@ pub fn track_update(
             operation: "Update".into(),
             api_version: api_version.to_owned(),
             subresource: subresource.map(str::to_owned),
-            time: Some(crate::object::now_rfc3339()),
+            time: Some(crate::meta::now_rfc3339()),
             fields: FieldSet(changed.into_iter().cloned().collect()),
         });
     }
@@ -584,7 +584,7 @@ pub fn apply(
         operation: "Apply".into(),
         api_version: api_version.to_owned(),
         subresource: None,
-        time: Some(crate::object::now_rfc3339()),
+        time: Some(crate::meta::now_rfc3339()),
         fields: claimed,
     };
     match list.iter_mut().find(|e| e.is(manager, "Apply", None)) {

@@ -44,7 +44,7 @@ pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
 /// How much a JSON patch's `copy` operations may add to a document, in total (a copy of a
 /// copy doubles the document: 40 such operations of a few bytes each would need terabytes).
 /// The same as the largest request body: no patch can build more than a client could send.
-pub const MAX_JSON_PATCH_COPY_BYTES: usize = crate::object::MAX_BODY;
+pub const MAX_JSON_PATCH_COPY_BYTES: usize = crate::decode::MAX_BODY;
 
 /// Applies a patch document to `target`.
 pub fn apply(kind: PatchType, target: &mut Value, body: &[u8]) -> ApiResult<()> {

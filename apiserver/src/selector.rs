@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::Value;
+
 /// One requirement of a label selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requirement {
@@ -234,6 +236,42 @@ impl FieldSelector {
     pub fn pinned(&self, field: &str) -> Option<&str> {
         self.0.iter().find(|(f, equal, _)| f == field && *equal).map(|(_, _, v)| v.as_str())
     }
+}
+
+/// The labels of an object as a map.
+pub fn labels(obj: &Value) -> std::collections::BTreeMap<String, String> {
+    obj.pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+        .unwrap_or_default()
+}
+
+/// The value at a dotted path (`spec.nodeName`), as a field selector compares it.
+pub fn field_value(obj: &Value, path: &str) -> Option<String> {
+    let v = path.split('.').try_fold(obj, |v, p| v.get(p))?;
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The selectable fields of an object of `resource`: `metadata.name`, `metadata.namespace`
+/// and the resource's own.
+pub fn selectable_fields(resource: &crate::registry::Resource, obj: &Value) -> Vec<(&'static str, String)> {
+    let mut fields = Vec::with_capacity(2 + resource.fields.len());
+    fields.push(("metadata.name", crate::meta::meta_str(obj, "name").unwrap_or_default().to_owned()));
+    fields.push(("metadata.namespace", crate::meta::meta_str(obj, "namespace").unwrap_or_default().to_owned()));
+    for (name, path, default) in resource.fields {
+        fields.push((name, field_value(obj, path).unwrap_or_else(|| (*default).to_owned())));
+    }
+    fields
+}
+
+/// Whether `field` is selectable on `resource`.
+pub fn is_selectable(resource: &crate::registry::Resource, field: &str) -> bool {
+    field == "metadata.name" || field == "metadata.namespace" || resource.fields.iter().any(|(n, _, _)| *n == field)
 }
 
 #[cfg(test)]

@@ -69,6 +69,9 @@ pub struct Config {
     pub allowed_hosts: Vec<String>,
     /// Browser origins allowed to write (`--cors-allowed-origins`).
     pub cors_allowed_origins: Vec<String>,
+    /// Service cluster IPs and node ports (`--service-cluster-ip-range`,
+    /// `--service-node-port-range`).
+    pub ranges: api::Ranges,
 }
 
 impl Default for Config {
@@ -83,6 +86,7 @@ impl Default for Config {
             limits: Default::default(),
             allowed_hosts: Vec::new(),
             cors_allowed_origins: Vec::new(),
+            ranges: api::Ranges::default(),
         }
     }
 }
@@ -144,7 +148,7 @@ fn fields_of(rows: &[Arc<Resource>], storage: &str) -> Vec<SelectableField> {
 async fn ensure_namespace(app: &App, name: &str) -> Result<(), Error> {
     let Some(namespaces) = app.registry.find("", "v1", "namespaces") else { return Ok(()) };
     let mut ns = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": name, "uid": uuid::Uuid::new_v4().to_string(), "creationTimestamp": crate::object::now_rfc3339(),
+        "name": name, "uid": uuid::Uuid::new_v4().to_string(), "creationTimestamp": crate::meta::now_rfc3339(),
     }});
     namespaces.strategy.default(&mut ns);
     let bytes = serde_json::to_vec(&ns).unwrap_or_default();
@@ -197,6 +201,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         namespace_wake: tokio::sync::Notify::new(),
         limits: config.limits.clone(),
         watch_history: limit,
+        ranges: config.ranges.clone(),
         origin: OriginPolicy::new(config.allowed_hosts.clone(), config.cors_allowed_origins.clone()),
         inflight,
         storage_health,
@@ -212,6 +217,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
     let mut custom = api::CustomResources::new(app.clone());
     custom.sync().await;
     tasks.push(tokio::spawn(custom.run()));
+    tasks.push(tokio::spawn(api::repair_forever(app.clone())));
     tasks.push(tokio::spawn(count_objects(app.clone())));
     if !config.compaction_interval.is_zero() {
         tasks.push(tokio::spawn(compact(store.clone(), config.compaction_interval)));

@@ -235,6 +235,13 @@ pub fn service(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         if ports.is_some_and(|p| p.len() > 1) && p.get("name").and_then(Value::as_str).unwrap_or_default().is_empty() {
             causes.push(Cause::required(format!("spec.ports[{i}].name")));
         }
+        let node_port = p.get("nodePort").and_then(Value::as_i64).unwrap_or(0);
+        if node_port != 0 && old.is_none() && !matches!(kind, "NodePort" | "LoadBalancer") {
+            causes.push(Cause::forbidden(
+                format!("spec.ports[{i}].nodePort"),
+                format!("may not be used when `type` is '{kind}'"),
+            ));
+        }
     }
     if let Some(old) = old {
         let ip = |v: &Value| v.pointer("/spec/clusterIP").and_then(Value::as_str).map(str::to_owned);

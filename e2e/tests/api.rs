@@ -1092,6 +1092,20 @@ async fn exact_lists_dry_runs_and_delete_preconditions(backend: Backend, test: &
         {"reason": "FieldValueNotSupported", "message": r#"Unsupported value: []string{"Some"}: supported values: "All""#, "field": "dryRun"}]})
     );
     assert!(cms.get_opt("d").await.unwrap().is_none());
+    // The same in a DeleteOptions body, and the object stays.
+    let r = http
+        .delete(format!("{url}/a"))
+        .json(&json!({"kind": "DeleteOptions", "apiVersion": "v1", "dryRun": ["All", "Some"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["message"],
+        r#"DeleteOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: []string{"All", "Some"}: supported values: "All""#
+    );
+    assert!(cms.get_opt("a").await.unwrap().is_some());
 
     // Delete preconditions: a wrong uid or resourceVersion is a 409 in upstream's words
     // (apiserver/pkg/storage Preconditions.Check) and the object stays.

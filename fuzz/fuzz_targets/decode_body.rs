@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     for ct in ["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"] {
-        let _ = apiserver::object::decode_body(ct, data);
+        let _ = apiserver::decode::decode_body(ct, data);
     }
-    let _ = apiserver::object::duplicate_fields(data);
+    let _ = apiserver::decode::duplicate_fields(data);
 });

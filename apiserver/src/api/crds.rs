@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use super::delete::{DeleteOptions, delete_one};
-use super::objects::{self, Change};
+use super::storage::{self, Change};
 use super::{App, Target};
 use crate::cache::WatchCache;
 use crate::meta::now_rfc3339;
@@ -249,11 +249,11 @@ impl CustomResources {
         self.stop(&name);
         let Some(definitions) = self.definitions() else { return Ok(false) };
         let target = Target { resource: definitions.clone(), namespace: None, name: Some(name.clone()), sub: None };
-        let removed = objects::guaranteed_update(&self.app, &target, None, false, |mut current| {
+        let removed = storage::guaranteed_update(&self.app, &target, None, false, |mut current| {
             if let Some(list) = current.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut) {
                 list.retain(|f| f != CLEANUP_FINALIZER);
             }
-            Ok(if objects::ready_to_remove(&definitions, &current) {
+            Ok(if storage::ready_to_remove(&definitions, &current) {
                 Change::Remove(current)
             } else {
                 Change::Write(current)
@@ -302,7 +302,7 @@ impl CustomResources {
             ));
         }
         let target = Target { resource: definitions.clone(), namespace: None, name: Some(name.clone()), sub: None };
-        let result = objects::guaranteed_update(&self.app, &target, None, false, |current| {
+        let result = storage::guaranteed_update(&self.app, &target, None, false, |current| {
             let mut next = current.clone();
             let status = &mut next["status"];
             if conflict.is_none() {

@@ -9,11 +9,12 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::objects::{self, Change};
 use super::read::{filter, list_body};
+use super::storage::{self, Change};
 use super::{App, Params, Target, json_response, value_response};
 use crate::cache::Cached;
-use crate::object::{self, meta_mut, meta_str};
+use crate::decode;
+use crate::meta::{meta_mut, meta_str};
 use crate::status::{ApiError, ApiResult};
 use crate::store::ListRequest;
 
@@ -37,7 +38,7 @@ impl DeleteOptions {
     pub fn parse(params: &Params, ct: &str, body: &[u8]) -> ApiResult<DeleteOptions> {
         let mut opts = DeleteOptions::default();
         if !body.iter().all(u8::is_ascii_whitespace) {
-            let v = object::decode_body(ct, body)?;
+            let v = decode::decode_body(ct, body)?;
             opts.grace = v.get("gracePeriodSeconds").and_then(Value::as_i64);
             opts.propagation = v.get("propagationPolicy").and_then(Value::as_str).map(str::to_owned);
             if v.get("orphanDependents").and_then(Value::as_bool) == Some(true) && opts.propagation.is_none() {
@@ -46,7 +47,15 @@ impl DeleteOptions {
             opts.uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_owned);
             opts.resource_version =
                 v.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_owned);
-            opts.dry_run = v.get("dryRun").and_then(Value::as_array).is_some_and(|d| d.iter().any(|x| x == "All"));
+            opts.dry_run = match v.get("dryRun") {
+                None | Some(Value::Null) => false,
+                Some(Value::Array(list)) => {
+                    let values: Option<Vec<&str>> = list.iter().map(Value::as_str).collect();
+                    let values = values.ok_or_else(|| ApiError::bad_request("dryRun must be a list of strings"))?;
+                    super::write::dry_run_values(&values, "DeleteOptions")?
+                }
+                Some(_) => return Err(ApiError::bad_request("dryRun must be a list of strings")),
+            };
         }
         if let Some(g) = params.get("gracePeriodSeconds") {
             opts.grace =
@@ -113,7 +122,7 @@ fn deletion(target: &Target, opts: &DeleteOptions, obj: Value) -> ApiResult<Chan
         if current_grace.is_some_and(|g| grace < g) {
             let mut next = obj;
             meta_mut(&mut next).insert("deletionGracePeriodSeconds".into(), json!(grace));
-            meta_mut(&mut next).insert("deletionTimestamp".into(), json!(object::rfc3339_in(grace)));
+            meta_mut(&mut next).insert("deletionTimestamp".into(), json!(crate::meta::rfc3339_in(grace)));
             if grace == 0 && finalizers(&next).is_empty() {
                 return Ok(Change::Remove(next));
             }
@@ -126,7 +135,7 @@ fn deletion(target: &Target, opts: &DeleteOptions, obj: Value) -> ApiResult<Chan
     }
     let mut next = obj;
     let meta = meta_mut(&mut next);
-    meta.insert("deletionTimestamp".into(), json!(object::rfc3339_in(grace)));
+    meta.insert("deletionTimestamp".into(), json!(crate::meta::rfc3339_in(grace)));
     meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
     if !fins.is_empty() {
         meta.insert("finalizers".into(), json!(fins));
@@ -136,7 +145,7 @@ fn deletion(target: &Target, opts: &DeleteOptions, obj: Value) -> ApiResult<Chan
 
 /// Deletes one object; answers with its last state.
 pub async fn delete_one(app: &App, target: &Target, opts: &DeleteOptions) -> ApiResult<Value> {
-    let result = objects::guaranteed_update(app, target, None, opts.dry_run, |obj| deletion(target, opts, obj)).await?;
+    let result = storage::guaranteed_update(app, target, None, opts.dry_run, |obj| deletion(target, opts, obj)).await?;
     if target.resource.strategy.waits_for_finalization(&result) {
         // The server finishes this deletion (a namespace empties itself), and creates check
         // the namespace against the cache: make it see the deletion first.

@@ -1,40 +1,41 @@
-//! The HTTP API: one dispatcher parses `/api/v1/...` and `/apis/{group}/{version}/...`
+//! The HTTP API: the router (`route`) parses `/api/v1/...` and `/apis/{group}/{version}/...`
 //! URLs into a registry row, a namespace, a name and a subresource, and hands them to the
-//! generic verb handlers. No handler is specific to one resource.
+//! generic verb handlers. No handler is specific to one resource. This module holds what
+//! they share: the server's state, the request's target, responses.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use serde_json::Value;
 
 use crate::cache::WatchCache;
 use crate::limits::Limits;
-use crate::metrics::{Metrics, RequestInfo};
-use crate::object::MAX_BODY;
+use crate::metrics::Metrics;
 use crate::registry::{Registry, Resource, Sub};
 use crate::status::{ApiError, ApiResult};
 use crate::store::{self, Store};
 
+mod allocate;
 mod crds;
 mod delete;
 pub mod discovery;
 mod namespaces;
-mod objects;
 pub mod origin;
 mod read;
+mod route;
+mod storage;
 mod subresource;
 mod table;
 mod watch;
 mod write;
 
+pub use allocate::{Ranges, repair_forever};
 pub use crds::CustomResources;
 pub use namespaces::finalize_namespaces;
+pub use route::dispatch;
 
 /// What every handler shares.
 pub struct App {
@@ -52,6 +53,8 @@ pub struct App {
     pub limits: Limits,
     /// How much history a watch cache keeps (also for the caches custom resources add).
     pub watch_history: crate::cache::HistoryLimit,
+    /// The ranges of service cluster IPs and node ports.
+    pub ranges: Ranges,
     /// Which hosts and browser origins are answered.
     pub origin: origin::OriginPolicy,
     /// The in-flight request pools.
@@ -147,90 +150,6 @@ impl Target {
 /// Query parameters, as upstream reads them (the last value wins).
 pub type Params = HashMap<String, String>;
 
-/// Parses a resource URL. `segments` follow `/api/v1` or `/apis/{g}/{v}`.
-fn parse_target(registry: &Registry, group: &str, version: &str, segments: &[&str]) -> ApiResult<Option<Target>> {
-    let namespaced_form = segments.len() >= 3
-        && segments[0] == "namespaces"
-        && registry.find(group, version, segments[2]).is_some_and(|r| r.namespaced);
-    let (namespace, rest) =
-        if namespaced_form { (Some(segments[1].to_owned()), &segments[2..]) } else { (None, segments) };
-    let Some(resource) = rest.first().and_then(|r| registry.find(group, version, r)) else {
-        return Ok(None);
-    };
-    let name = rest.get(1).map(|s| (*s).to_owned());
-    let sub = match rest.get(2) {
-        None => None,
-        Some(s) => match resource.subresources.iter().find(|sub| sub.name() == *s) {
-            Some(sub) => Some(*sub),
-            None => return Ok(None),
-        },
-    };
-    if rest.len() > 3 || name.as_deref() == Some("") {
-        return Ok(None);
-    }
-    if namespace.is_some() && !resource.namespaced {
-        return Ok(None);
-    }
-    Ok(Some(Target { resource, namespace, name, sub }))
-}
-
-/// Whether the request asks for a watch (`watch=true`, or the legacy `/watch/` prefix,
-/// which the router turns into the parameter).
-fn watching(params: &Params) -> bool {
-    params.get("watch").is_some_and(|w| crate::query::truthy(w))
-}
-
-fn verb_of(method: &Method, target: &Target, params: &Params) -> &'static str {
-    let watching = watching(params);
-    match (method, target.name.is_some()) {
-        (&Method::GET, false) if watching => "WATCH",
-        (&Method::GET, false) => "LIST",
-        (&Method::GET, true) => "GET",
-        (&Method::POST, _) => "CREATE",
-        (&Method::PUT, _) => "UPDATE",
-        (&Method::PATCH, _) => "PATCH",
-        (&Method::DELETE, false) => "DELETECOLLECTION",
-        (&Method::DELETE, true) => "DELETE",
-        _ => "UNKNOWN",
-    }
-}
-
-/// What `apiserver_request_total` says of a request, with upstream's verbs
-/// (`InstrumentRouteFunc` gets the route's HTTP verb: POST for create, PUT for update;
-/// `cleanVerb` turns PATCH with an apply body into APPLY) and scope.
-fn request_info(method: &Method, headers: &HeaderMap, target: &Target, verb: &str, dry_run: bool) -> RequestInfo {
-    let reported = match verb {
-        "CREATE" => "POST",
-        "UPDATE" => "PUT",
-        "PATCH" if content_type(headers).starts_with("application/apply-patch") => "APPLY",
-        "PATCH" => "PATCH",
-        "LIST" => "LIST",
-        "WATCH" => "WATCH",
-        "GET" => "GET",
-        "DELETE" => "DELETE",
-        "DELETECOLLECTION" => "DELETECOLLECTION",
-        _ if method == Method::POST => "POST",
-        _ => "UNKNOWN",
-    };
-    // CleanScope: a named object, or a create, is "resource".
-    let scope = if target.name.is_some() || verb == "CREATE" {
-        "resource"
-    } else if target.namespace.is_some() {
-        "namespace"
-    } else {
-        "cluster"
-    };
-    RequestInfo {
-        verb: reported,
-        dry_run,
-        group: target.resource.group.to_string(),
-        version: target.resource.version.to_string(),
-        resource: target.resource.resource.to_string(),
-        subresource: target.sub.map(Sub::name).unwrap_or_default().to_owned(),
-        scope,
-    }
-}
-
 /// A JSON response.
 pub fn json_response(code: StatusCode, body: impl Into<Body>, warnings: &[String]) -> Response {
     let mut resp = Response::builder().status(code).header(header::CONTENT_TYPE, "application/json");
@@ -246,157 +165,5 @@ pub fn value_response(code: StatusCode, value: &Value, warnings: &[String]) -> R
     match serde_json::to_vec(value) {
         Ok(body) => json_response(code, body, warnings),
         Err(e) => ApiError::internal(format!("encoding the response: {e}")).into_response(),
-    }
-}
-
-async fn read_body(body: Body) -> ApiResult<Bytes> {
-    axum::body::to_bytes(body, MAX_BODY + 1).await.map_err(|_| ApiError::body_too_large(MAX_BODY))
-}
-
-/// The entry point for every `/api` and `/apis` request.
-pub async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Response {
-    let started = Instant::now();
-    let (parts, body) = request.into_parts();
-    let path = parts.uri.path().trim_end_matches('/').to_owned();
-    let params: Params = Query::<Params>::try_from_uri(&parts.uri).map(|q| q.0).unwrap_or_default();
-    // Each segment is percent-decoded once, after splitting, as upstream does: `%2F` in a
-    // name stays inside that segment.
-    let decoded: Vec<String> = match path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect() {
-        Ok(d) => d,
-        Err(e) => return e.into_response(),
-    };
-    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
-
-    let (group, version, rest) = match segments.as_slice() {
-        ["api"] => return discovery::api_versions(&app.registry, &parts.headers),
-        ["apis"] => return discovery::api_groups(&app.registry, &parts.headers),
-        ["api", "v1"] => return discovery::resource_list(&app.registry, "", "v1"),
-        ["apis", group, version] if app.registry.serves(group, version) => {
-            return discovery::resource_list(&app.registry, group, version);
-        }
-        ["apis", group] => return discovery::group(&app.registry, group).unwrap_or_else(|e| e.into_response()),
-        ["api", "v1", rest @ ..] => ("", "v1", rest),
-        ["apis", group, version, rest @ ..] => (*group, *version, rest),
-        _ => return ApiError::no_route(&path).into_response(),
-    };
-    // The legacy `/watch/` prefix means `?watch=true`.
-    let (rest, mut params) = match rest {
-        ["watch", rest @ ..] => {
-            let mut p = params;
-            p.insert("watch".into(), "true".into());
-            (rest, p)
-        }
-        _ => (rest, params),
-    };
-    let mut target = match parse_target(&app.registry, group, version, rest) {
-        Ok(Some(t)) => t,
-        Ok(None) => return ApiError::no_route(&path).into_response(),
-        Err(e) => return e.into_response(),
-    };
-    if watching(&params) && parts.method == Method::GET && target.sub.is_none() {
-        // A watch of one object (`.../pods/web?watch=true`, or the legacy `/watch/` form)
-        // is upstream's watch of the collection narrowed to that name.
-        if let Some(name) = target.name.take() {
-            let by_name = format!("metadata.name={name}");
-            let selector = match params.get("fieldSelector").filter(|s| !s.is_empty()) {
-                Some(s) => format!("{s},{by_name}"),
-                None => by_name,
-            };
-            params.insert("fieldSelector".into(), selector);
-        }
-    }
-    let verb = verb_of(&parts.method, &target, &params);
-    let dry_run = params.get("dryRun").is_some_and(|d| d == "All");
-    if verb == "WATCH" {
-        params.remove("watch");
-    }
-    let response = handle(&app, &parts.method, &parts.headers, target.clone(), params, body, verb)
-        .await
-        .unwrap_or_else(|e| e.into_response());
-    let info = request_info(&parts.method, &parts.headers, &target, verb, dry_run);
-    app.metrics.observe_request(&info, response.status().as_u16(), started.elapsed());
-    response
-}
-
-/// Decodes `%XX` escapes in one path segment.
-fn percent_decode(segment: &str) -> ApiResult<String> {
-    if !segment.contains('%') {
-        return Ok(segment.to_owned());
-    }
-    let bad = || ApiError::bad_request(format!("the URL path segment {segment:?} has a malformed percent-encoding"));
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
-            let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| bad())
-}
-
-fn content_type(headers: &HeaderMap) -> String {
-    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
-}
-
-async fn handle(
-    app: &Arc<App>,
-    method: &Method,
-    headers: &HeaderMap,
-    target: Target,
-    params: Params,
-    body: Body,
-    verb: &'static str,
-) -> ApiResult<Response> {
-    let ct = content_type(headers);
-    // `kubectl get` asks for a Table; `includeObject` says what each row carries.
-    let table =
-        table::wanted(headers).then(|| params.get("includeObject").cloned().unwrap_or_else(|| "Metadata".into()));
-    let table = table.as_deref();
-    match (verb, target.sub) {
-        ("WATCH", None) => watch::watch(app, &target, &params, table).await,
-        ("LIST", None) => read::list(app, &target, &params, table).await,
-        ("GET", None | Some(Sub::Status)) => read::get(app, &target, table).await,
-        ("GET", Some(Sub::Scale)) => subresource::get_scale(app, &target).await,
-        ("GET", Some(Sub::Log)) => subresource::logs(app, &target, &params).await,
-        ("CREATE", None) if target.name.is_none() => {
-            write::create(app, &target, &params, &write::Writer::of(&params, headers)?, &ct, &read_body(body).await?)
-                .await
-        }
-        ("CREATE", Some(Sub::Binding)) => subresource::bind(app, &target, &ct, &read_body(body).await?).await,
-        ("UPDATE", None | Some(Sub::Status)) => {
-            let writer = write::Writer::of(&params, headers)?;
-            write::update(app, &target, &params, &writer, &ct, &read_body(body).await?).await
-        }
-        ("PATCH", None | Some(Sub::Status)) => {
-            let writer = write::Writer::of(&params, headers)?;
-            write::patch(app, &target, &params, &writer, &ct, &read_body(body).await?).await
-        }
-        ("UPDATE", Some(Sub::Scale)) => subresource::update_scale(app, &target, &ct, &read_body(body).await?).await,
-        ("PATCH", Some(Sub::Scale)) => subresource::patch_scale(app, &target, &ct, &read_body(body).await?).await,
-        ("DELETE", None) => delete::delete(app, &target, &params, &ct, &read_body(body).await?).await,
-        ("DELETECOLLECTION", None)
-            if (target.resource.namespaced && target.namespace.is_none())
-                || !target.resource.deletes_as_collection() =>
-        {
-            // Upstream serves no such route: a cluster-wide delete of a namespaced kind
-            // would empty every namespace at once, and namespaces go one by one.
-            Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"))
-        }
-        ("DELETECOLLECTION", None) => {
-            delete::delete_collection(app, &target, &params, &ct, &read_body(body).await?).await
-        }
-        _ => Err(ApiError::method_not_allowed(format!(
-            "{} is not supported on {}{}",
-            method,
-            target.resource.qualified(),
-            target.sub.map(|s| format!("/{}", s.name())).unwrap_or_default()
-        ))),
     }
 }

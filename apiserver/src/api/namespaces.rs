@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::delete::{DeleteOptions, delete_one};
-use super::objects::{self, Change};
+use super::storage::{self, Change};
 use super::{App, Target};
 use crate::store::ListRequest;
 
@@ -45,11 +45,11 @@ async fn finalize_pass(app: &App) -> Result<bool, String> {
         let Some(name) = ns.pointer("/metadata/name").and_then(Value::as_str).map(str::to_owned) else { continue };
         if empty_namespace(app, &name).await? {
             let target = Target { resource: namespaces.clone(), namespace: None, name: Some(name.clone()), sub: None };
-            let removed = objects::guaranteed_update(app, &target, None, false, |mut current| {
+            let removed = storage::guaranteed_update(app, &target, None, false, |mut current| {
                 if let Some(spec) = current.get_mut("spec").and_then(Value::as_object_mut) {
                     spec.insert("finalizers".into(), json!([]));
                 }
-                Ok(if objects::ready_to_remove(&namespaces, &current) {
+                Ok(if storage::ready_to_remove(&namespaces, &current) {
                     Change::Remove(current)
                 } else {
                     Change::Write(current)

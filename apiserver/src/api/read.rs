@@ -10,10 +10,9 @@ use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Value, json};
 
-use super::objects::{self, parse_revision};
+use super::storage::{self, parse_revision};
 use super::{App, Params, Target, json_response, value_response};
 use crate::cache::{Cached, Filter};
-use crate::object;
 use crate::registry::{self, Resource};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, ApiResult};
@@ -21,7 +20,7 @@ use crate::store::ListRequest;
 
 /// GET of one object (as a one-row Table when asked).
 pub async fn get(app: &Arc<App>, target: &Target, table: Option<&str>) -> ApiResult<Response> {
-    let (value, _) = objects::get_current(app, target).await?;
+    let (value, _) = storage::get_current(app, target).await?;
     match table {
         Some(include) => {
             let rv = value.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
@@ -63,7 +62,7 @@ pub fn filter(target: &Target, params: &Params) -> ApiResult<Filter> {
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let resource = &target.resource;
     let fields = FieldSelector::parse(params.get("fieldSelector").map(String::as_str).unwrap_or_default(), &|f| {
-        object::is_selectable(resource, f)
+        crate::selector::is_selectable(resource, f)
     })
     .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(Filter { namespace: target.namespace.clone(), labels, fields })

@@ -6,10 +6,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::objects::{self, body_precondition};
+use super::storage::{self, body_precondition};
 use super::write::modify;
 use super::{App, Params, Target, value_response};
-use crate::object::{self, decode_body, meta_str};
+use crate::decode::decode_body;
+use crate::meta::meta_str;
 use crate::patch::{self, PatchType};
 use crate::registry::Resource;
 use crate::selector::{LabelSelector, Requirement};
@@ -60,7 +61,7 @@ fn scale_of(resource: &Resource, obj: &Value) -> Value {
 
 /// GET .../scale.
 pub async fn get_scale(app: &Arc<App>, target: &Target) -> ApiResult<Response> {
-    let (obj, _) = objects::get_current(app, target).await?;
+    let (obj, _) = storage::get_current(app, target).await?;
     Ok(value_response(StatusCode::OK, &scale_of(&target.resource, &obj), &[]))
 }
 
@@ -91,7 +92,7 @@ async fn set_replicas(app: &App, target: &Target, precondition: Option<i64>, rep
         }
         let mut next = old.clone();
         set_pointer(&mut next, spec, json!(replicas));
-        Ok(Some(objects::prepare_update(&target.resource, old, next, false)?))
+        Ok(Some(storage::prepare_update(&target.resource, old, next, false)?))
     })
     .await
 }
@@ -131,12 +132,12 @@ pub async fn update_scale(app: &Arc<App>, target: &Target, ct: &str, body: &[u8]
 /// PATCH .../scale: the patch applies to the Scale view.
 pub async fn patch_scale(app: &Arc<App>, target: &Target, ct: &str, body: &[u8]) -> ApiResult<Response> {
     let kind = PatchType::from_content_type(ct)?;
-    let (current, _) = objects::get_current(app, target).await?;
+    let (current, _) = storage::get_current(app, target).await?;
     let mut scale = scale_of(&target.resource, &current);
     patch::apply(kind, &mut scale, body)?;
     let replicas = replicas_of(&scale, target)?;
     let precondition = match meta_str(&scale, "resourceVersion") {
-        Some(rv) if Some(rv) != meta_str(&current, "resourceVersion") => Some(objects::parse_revision(rv)?),
+        Some(rv) if Some(rv) != meta_str(&current, "resourceVersion") => Some(storage::parse_revision(rv)?),
         _ => None,
     };
     let updated = set_replicas(app, target, precondition, replicas).await?;
@@ -177,7 +178,7 @@ pub async fn bind(app: &Arc<App>, target: &Target, ct: &str, body: &[u8]) -> Api
         next["spec"]["nodeName"] = json!(node);
         let condition = json!({
             "type": "PodScheduled", "status": "True", "lastProbeTime": null,
-            "lastTransitionTime": object::now_rfc3339(),
+            "lastTransitionTime": crate::meta::now_rfc3339(),
         });
         let conditions = next["status"]["conditions"].as_array().cloned().unwrap_or_default();
         let mut conditions: Vec<Value> =
@@ -192,7 +193,7 @@ pub async fn bind(app: &Arc<App>, target: &Target, ct: &str, body: &[u8]) -> Api
 
 /// GET pods/NAME/log: proxied from the kubelet of the pod's node, streamed as it comes.
 pub async fn logs(app: &Arc<App>, target: &Target, params: &Params) -> ApiResult<Response> {
-    let (pod, _) = objects::get_current(app, target).await?;
+    let (pod, _) = storage::get_current(app, target).await?;
     let containers: Vec<String> = pod
         .pointer("/spec/containers")
         .and_then(Value::as_array)
@@ -223,7 +224,7 @@ pub async fn logs(app: &Arc<App>, target: &Target, params: &Params) -> ApiResult
     }
     let nodes = app.registry.find("", "v1", "nodes").ok_or_else(|| ApiError::internal("no nodes resource"))?;
     let node_target = Target { resource: nodes, namespace: None, name: Some(node_name.to_owned()), sub: None };
-    let (node, _) = objects::get_current(app, &node_target).await?;
+    let (node, _) = storage::get_current(app, &node_target).await?;
     let ip = node
         .pointer("/status/addresses")
         .and_then(Value::as_array)

@@ -14,8 +14,8 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::objects::parse_revision;
 use super::read::{filter, served_json};
+use super::storage::parse_revision;
 use super::{App, Params, Target, json_response};
 use crate::cache::{CacheEvent, Cached, Error as CacheError, Filter, Initial, Kind};
 use crate::metrics::ResourceLabel;

@@ -6,10 +6,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::objects::{self, Change, body_precondition, check_namespace, decide, encode_for_storage, prepare_update};
+use super::allocate::StoreAllocator;
+use super::storage::{self, Change, body_precondition, check_namespace, decide, encode_for_storage, prepare_update};
 use super::{App, Params, Target, value_response};
+use crate::decode::{self, FieldValidation, canonicalize, check_duplicates, decode_body};
 use crate::managed::{self, Requested};
-use crate::object::{self, FieldValidation, canonicalize, check_duplicates, decode_body, meta_mut, meta_str};
+use crate::meta::{meta_mut, meta_str};
 use crate::patch::{self, PatchType};
 use crate::registry::{Resource, Sub};
 use crate::status::{ApiError, ApiResult, Cause};
@@ -75,15 +77,26 @@ impl Writer {
 pub fn dry_run(params: &Params, options: &str) -> ApiResult<bool> {
     match params.get("dryRun").map(String::as_str) {
         None | Some("") => Ok(false),
-        Some("All") => Ok(true),
-        Some(other) => Err(ApiError::invalid_options(
-            options,
-            vec![Cause {
-                reason: "FieldValueNotSupported",
-                field: "dryRun".into(),
-                message: format!("Unsupported value: []string{{{other:?}}}: supported values: \"All\""),
-            }],
-        )),
+        Some(value) => dry_run_values(&[value], options),
+    }
+}
+
+/// The `dryRun` list of an options object (query or body): empty, or exactly `["All"]`.
+pub fn dry_run_values(values: &[&str], options: &str) -> ApiResult<bool> {
+    match values {
+        [] => Ok(false),
+        ["All"] => Ok(true),
+        other => {
+            let listed = other.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(", ");
+            Err(ApiError::invalid_options(
+                options,
+                vec![Cause {
+                    reason: "FieldValueNotSupported",
+                    field: "dryRun".into(),
+                    message: format!("Unsupported value: []string{{{listed}}}: supported values: \"All\""),
+                }],
+            ))
+        }
     }
 }
 
@@ -153,7 +166,7 @@ fn prepare_create(resource: &Resource, obj: &mut Value) -> ApiResult<()> {
     if meta.get("name").and_then(Value::as_str).unwrap_or_default().is_empty() {
         match meta.get("generateName").and_then(Value::as_str) {
             Some(prefix) if !prefix.is_empty() => {
-                let name = format!("{prefix}{}", object::random_suffix());
+                let name = format!("{prefix}{}", crate::meta::random_suffix());
                 meta.insert("name".into(), json!(name));
             }
             _ => {}
@@ -163,7 +176,7 @@ fn prepare_create(resource: &Resource, obj: &mut Value) -> ApiResult<()> {
         meta.remove(field);
     }
     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
-    meta.insert("creationTimestamp".into(), json!(object::now_rfc3339()));
+    meta.insert("creationTimestamp".into(), json!(crate::meta::now_rfc3339()));
     if resource.strategy.keeps_generation(resource) {
         meta.insert("generation".into(), json!(1));
     } else {
@@ -197,12 +210,27 @@ async fn create_object(
     }
     let name = meta_str(&obj, "name").unwrap_or_default().to_owned();
     let named = Target { name: Some(name), ..target.clone() };
+    let pools = StoreAllocator::new(app, dry_run);
+    if resource.strategy.allocates() {
+        resource.strategy.allocate(&pools, &mut obj, None).await?;
+    }
     if dry_run {
         return Ok(obj);
     }
-    let bytes = encode_for_storage(app, resource, &obj)?;
-    let revision = app.store.create(&named.key(), bytes).await.map_err(|e| named.storage_error(e))?;
-    object::set_resource_version(&mut obj, revision);
+    let stored = match encode_for_storage(app, resource, &obj) {
+        Ok(bytes) => app.store.create(&named.key(), bytes).await.map_err(|e| named.storage_error(e)),
+        Err(e) => Err(e),
+    };
+    let revision = match stored {
+        Ok(revision) => revision,
+        Err(e) => {
+            if resource.strategy.allocates() {
+                resource.strategy.release(&pools, &obj, None).await;
+            }
+            return Err(e);
+        }
+    };
+    crate::meta::set_resource_version(&mut obj, revision);
     Ok(obj)
 }
 
@@ -246,7 +274,7 @@ pub async fn update(
     let (obj, mut warnings) = canonicalize(&target.resource, obj, validation)?;
     warnings.extend(duplicates);
     let status_only = target.sub == Some(Sub::Status);
-    let result = objects::guaranteed_update(app, target, precondition, dry_run, |old| {
+    let result = storage::guaranteed_update(app, target, precondition, dry_run, |old| {
         let mut next = prepare_update(&target.resource, &old, obj.clone(), status_only)?;
         writer.track(&target.resource, Some(&old), &mut next, status_only);
         Ok(decide(&target.resource, old, next))
@@ -279,8 +307,8 @@ pub async fn patch(
         ));
     }
     let dry_run = dry_run(params, "PatchOptions")?;
-    if body.len() > object::MAX_BODY {
-        return Err(ApiError::body_too_large(object::MAX_BODY));
+    if body.len() > decode::MAX_BODY {
+        return Err(ApiError::body_too_large(decode::MAX_BODY));
     }
     if kind == PatchType::Apply {
         return server_side_apply(app, target, params, writer, (validation, dry_run), body).await;
@@ -288,7 +316,7 @@ pub async fn patch(
     let status_only = target.sub == Some(Sub::Status);
     let duplicates = check_duplicates(ct, body, validation)?;
     let mut warnings = Vec::new();
-    let updated = objects::guaranteed_update(app, target, None, dry_run, |old| {
+    let updated = storage::guaranteed_update(app, target, None, dry_run, |old| {
         let mut patched = old.clone();
         patch::apply(kind, &mut patched, body)?;
         if meta_str(&patched, "name") != Some(target.name()) {
@@ -388,7 +416,7 @@ async fn server_side_apply(
     // Two rounds at most: an update that finds no object creates it, and a create that
     // loses the race to another creator updates.
     for _ in 0..2 {
-        let updated = objects::guaranteed_update(app, target, precondition, dry_run, |old| {
+        let updated = storage::guaranteed_update(app, target, precondition, dry_run, |old| {
             let (merged, w) = merge(&old)?;
             warnings = w;
             let next = prepare_update(resource, &old, merged, status_only)?;
@@ -417,7 +445,7 @@ pub async fn modify(
     precondition: Option<i64>,
     mut change: impl FnMut(&Value) -> ApiResult<Option<Value>>,
 ) -> ApiResult<Value> {
-    objects::guaranteed_update(app, target, precondition, false, |old| match change(&old)? {
+    storage::guaranteed_update(app, target, precondition, false, |old| match change(&old)? {
         None => Ok(Change::Unchanged(old)),
         Some(next) => Ok(decide(&target.resource, old, next)),
     })

@@ -19,7 +19,9 @@ pub mod custom;
 pub mod customresourcedefinition;
 mod deployment;
 mod endpoints;
+mod endpointslice;
 mod event;
+mod ipaddress;
 mod lease;
 mod namespace;
 mod node;
@@ -34,7 +36,7 @@ mod serviceaccount;
 mod strategy;
 
 pub use namespace::SYSTEM_NAMESPACES;
-pub use strategy::{Columns, Strategy};
+pub use strategy::{Allocator, Columns, Pool, Strategy};
 
 /// A subresource served under `/{resource}/{name}/{sub}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,6 +290,8 @@ pub fn builtins() -> Vec<Resource> {
         lease::resource(),
         event::events_v1(),
         customresourcedefinition::resource(),
+        ipaddress::resource(),
+        endpointslice::resource(),
     ]
 }
 

@@ -15,7 +15,29 @@ pub type Columns = &'static [(&'static str, &'static str, i32)];
 /// The columns of a kind with no printer of its own, as upstream's default table.
 pub const DEFAULT_COLUMNS: Columns = &[("Name", "string", 0), ("Age", "string", 0)];
 
+/// A pool of values the server hands out to objects, each to one at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    /// Service cluster IPs (`--service-cluster-ip-range`).
+    ServiceIp,
+    /// Service node ports (`--service-node-port-range`).
+    NodePort,
+}
+
+/// Hands out values from the server's pools; claims are stored, so no value is handed out
+/// twice, across concurrent requests and apiservers and restarts.
+#[async_trait::async_trait]
+pub trait Allocator: Send + Sync {
+    /// Claims `requested`, or any free value when `None`, for `owner` (`namespace/name`).
+    /// The error says why, in upstream's words (`provided IP is already allocated`).
+    async fn claim(&self, pool: Pool, requested: Option<&str>, owner: &str) -> Result<String, String>;
+
+    /// Gives back a value `owner` holds.
+    async fn release(&self, pool: Pool, value: &str, owner: &str);
+}
+
 /// A kind's hooks. Every method has the behaviour most kinds want.
+#[async_trait::async_trait]
 pub trait Strategy: Send + Sync {
     /// Fills the defaults upstream fills.
     fn default(&self, _obj: &mut Value) {}
@@ -41,6 +63,21 @@ pub trait Strategy: Send + Sync {
     fn initial_status(&self) -> Value {
         json!({})
     }
+
+    /// Whether the kind takes values from the server's pools ([`Strategy::allocate`]).
+    fn allocates(&self) -> bool {
+        false
+    }
+
+    /// Takes what a new or changed object needs from the server's pools (a Service's
+    /// cluster IP and node ports) and writes the values into it; `old` is the object it
+    /// replaces. On an error it has given back what it took.
+    async fn allocate(&self, _pools: &dyn Allocator, _obj: &mut Value, _old: Option<&Value>) -> ApiResult<()> {
+        Ok(())
+    }
+
+    /// Gives back what `obj` holds and `kept` (the object that replaced it, if any) does not.
+    async fn release(&self, _pools: &dyn Allocator, _obj: &Value, _kept: Option<&Value>) {}
 
     /// Whether a PUT of a missing object creates it (upstream's `AllowCreateOnUpdate`).
     fn creates_on_update(&self) -> bool {

@@ -1,12 +1,10 @@
-//! Objects as the handlers see them: request bodies decoded from JSON or YAML, checked
-//! against the typed schema (unknown fields found by difference), and the metadata fields
-//! the server owns.
+//! Request bodies: decoded from JSON, YAML or protobuf, within the size limit, checked for
+//! duplicate fields, and brought to the canonical form of their kind (the typed or
+//! structural schema; unknown fields found by difference and reported per
+//! `fieldValidation`).
 
 use serde_json::Value;
 
-pub use crate::meta::{
-    meta_mut, meta_str, now_rfc3339, random_suffix, rfc3339_in, set_resource_version, splice_resource_version,
-};
 use crate::registry::Resource;
 use crate::status::{ApiError, ApiResult};
 
@@ -207,42 +205,6 @@ pub fn check_duplicates(content_type: &str, body: &[u8], validation: FieldValida
         return Err(ApiError::bad_request(format!("strict decoding error: {}", messages.join(", "))));
     }
     Ok(messages)
-}
-
-/// The labels of an object as a map.
-pub fn labels(obj: &Value) -> std::collections::BTreeMap<String, String> {
-    obj.pointer("/metadata/labels")
-        .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
-        .unwrap_or_default()
-}
-
-/// The value at a dotted path (`spec.nodeName`), as a field selector compares it.
-pub fn field_value(obj: &Value, path: &str) -> Option<String> {
-    let v = path.split('.').try_fold(obj, |v, p| v.get(p))?;
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// The selectable fields of an object of `resource`: `metadata.name`, `metadata.namespace`
-/// and the resource's own.
-pub fn selectable_fields(resource: &Resource, obj: &Value) -> Vec<(&'static str, String)> {
-    let mut fields = Vec::with_capacity(2 + resource.fields.len());
-    fields.push(("metadata.name", meta_str(obj, "name").unwrap_or_default().to_owned()));
-    fields.push(("metadata.namespace", meta_str(obj, "namespace").unwrap_or_default().to_owned()));
-    for (name, path, default) in resource.fields {
-        fields.push((name, field_value(obj, path).unwrap_or_else(|| (*default).to_owned())));
-    }
-    fields
-}
-
-/// Whether `field` is selectable on `resource`.
-pub fn is_selectable(resource: &Resource, field: &str) -> bool {
-    field == "metadata.name" || field == "metadata.namespace" || resource.fields.iter().any(|(n, _, _)| *n == field)
 }
 
 #[cfg(test)]

@@ -4,8 +4,9 @@
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use super::allocate::StoreAllocator;
 use super::{App, Target};
-use crate::object::{self, meta_mut, meta_str};
+use crate::meta::{meta_mut, meta_str};
 use crate::registry::{self, Resource, Sub};
 use crate::status::{ApiError, ApiResult};
 use crate::store;
@@ -14,7 +15,7 @@ use crate::store;
 pub fn decode_stored(resource: &Resource, bytes: &[u8], revision: i64) -> ApiResult<Value> {
     let mut value: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::internal(format!("stored {} is not valid JSON: {e}", &resource.kind)))?;
-    object::set_resource_version(&mut value, revision);
+    crate::meta::set_resource_version(&mut value, revision);
     Ok(registry::from_storage(resource, value))
 }
 
@@ -88,27 +89,57 @@ pub async fn guaranteed_update(
             return Err(target.conflict());
         }
         let key = target.key();
+        let strategy = &target.resource.strategy;
+        // A kind that holds values from the server's pools claims what the new object
+        // needs before it is written, and gives back what is no longer held after.
+        let allocates = strategy.allocates();
+        let old = if allocates { Some(current.clone()) } else { None };
+        let pools = StoreAllocator::new(app, dry_run);
         match change(current)? {
             Change::Unchanged(v) => return Ok(v),
             Change::Write(mut v) if dry_run => {
-                object::set_resource_version(&mut v, revision);
+                crate::meta::set_resource_version(&mut v, revision);
                 return Ok(v);
             }
             Change::Remove(v) if dry_run => return Ok(v),
             Change::Write(mut v) => {
-                let bytes = encode_for_storage(app, &target.resource, &v)?;
-                match app.store.update(&key, bytes, revision).await {
+                if allocates {
+                    strategy.allocate(&pools, &mut v, old.as_ref()).await?;
+                }
+                let written = match encode_for_storage(app, &target.resource, &v) {
+                    Ok(bytes) => app.store.update(&key, bytes, revision).await,
+                    Err(e) => {
+                        if let Some(old) = &old {
+                            strategy.release(&pools, &v, Some(old)).await;
+                        }
+                        return Err(e);
+                    }
+                };
+                match written {
                     Ok(new_revision) => {
-                        object::set_resource_version(&mut v, new_revision);
+                        if let Some(old) = &old {
+                            strategy.release(&pools, old, Some(&v)).await;
+                        }
+                        crate::meta::set_resource_version(&mut v, new_revision);
                         return Ok(v);
                     }
-                    Err(store::Error::Conflict { .. }) if precondition.is_none() => continue,
-                    Err(e) => return Err(target.storage_error(e)),
+                    Err(e) => {
+                        if let Some(old) = &old {
+                            strategy.release(&pools, &v, Some(old)).await;
+                        }
+                        match e {
+                            store::Error::Conflict { .. } if precondition.is_none() => continue,
+                            e => return Err(target.storage_error(e)),
+                        }
+                    }
                 }
             }
             Change::Remove(mut v) => match app.store.delete(&key, Some(revision)).await {
                 Ok((rev, _)) => {
-                    object::set_resource_version(&mut v, rev);
+                    if let Some(old) = &old {
+                        strategy.release(&pools, old, None).await;
+                    }
+                    crate::meta::set_resource_version(&mut v, rev);
                     return Ok(v);
                 }
                 Err(store::Error::Conflict { .. }) if precondition.is_none() => continue,
