@@ -7,10 +7,12 @@
 //! [`nodelifecycle`], [`serviceaccount`] and the garbage collector [`gc`].
 
 pub mod deployment;
+pub mod endpointslice;
 pub mod expectations;
 pub mod gc;
 pub mod informer;
 pub mod metrics;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod rollout;
@@ -22,7 +24,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ReplicationController, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ReplicationController, Service, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 
 pub use component_base::leader;
@@ -62,6 +65,9 @@ pub struct Config {
     pub pod_eviction_timeout: Duration,
     /// Pods created or deleted at once by one ReplicaSet reconcile, at most.
     pub burst: usize,
+    /// Where nodes' pod CIDRs come from (`--cluster-cidr`, with `--allocate-node-cidrs`),
+    /// and their prefix length (`--node-cidr-mask-size`); `None`: nodes get none.
+    pub cluster_cidr: Option<(String, u8)>,
 }
 
 impl Default for Config {
@@ -70,6 +76,7 @@ impl Default for Config {
             node_monitor_grace_period: Duration::from_secs(40),
             pod_eviction_timeout: Duration::from_secs(300),
             burst: 500,
+            cluster_cidr: None,
         }
     }
 }
@@ -96,6 +103,12 @@ pub struct Context {
     pub namespaces: Arc<Informer<Namespace>>,
     /// ServiceAccounts.
     pub service_accounts: Arc<Informer<ServiceAccount>>,
+    /// Services.
+    pub services: Arc<Informer<Service>>,
+    /// EndpointSlices.
+    pub endpoint_slices: Arc<Informer<EndpointSlice>>,
+    /// The pod CIDRs nodes hold, when node IPAM is on.
+    pub cidrs: Option<nodeipam::CidrSet>,
     /// Outstanding pod creates and deletes of ReplicaSets.
     pub expectations: Arc<expectations::Expectations>,
     /// Metrics.
@@ -116,6 +129,10 @@ pub struct Queues {
     pub gc: Arc<WorkQueue>,
     /// Namespaces whose default ServiceAccount to ensure.
     pub service_accounts: Arc<WorkQueue>,
+    /// Services whose EndpointSlices and Endpoints to bring in line.
+    pub endpoints: Arc<WorkQueue>,
+    /// Nodes that may need a pod CIDR.
+    pub node_ipam: Arc<WorkQueue>,
 }
 
 /// Starts the informers and every controller; returns once the caches are filled. The
@@ -132,15 +149,42 @@ pub async fn start(
         deployments: WorkQueue::new("deployment", metrics.clone()),
         gc: WorkQueue::new("garbagecollector", metrics.clone()),
         service_accounts: WorkQueue::new("serviceaccount", metrics.clone()),
+        endpoints: WorkQueue::new("endpointslice", metrics.clone()),
+        node_ipam: WorkQueue::new("nodeipam", metrics.clone()),
     };
     let (rsq, dq, gcq) = (queues.replica_sets.clone(), queues.deployments.clone(), queues.gc.clone());
     let saq = queues.service_accounts.clone();
     let rcq = queues.replication_controllers.clone();
 
-    // Pod changes count off expectations and wake their ReplicaSet, and the collector when
-    // owners are involved.
+    // Services first: pod changes look up the services that select them.
+    let epq = queues.endpoints.clone();
+    let epq1 = epq.clone();
+    let services = Informer::start(
+        tasks,
+        Api::<Service>::all(client.clone()),
+        vec![Box::new(move |c| epq1.add(key_of(c.object)))],
+    );
+    let epq2 = epq.clone();
+    let endpoint_slices = Informer::start(
+        tasks,
+        Api::<EndpointSlice>::all(client.clone()),
+        vec![Box::new(move |c| {
+            // A slice of ours changed behind our back (or went): its service is looked at again.
+            let labels = c.object.metadata.labels.as_ref();
+            if labels.and_then(|l| l.get(endpointslice::MANAGED_BY)).map(String::as_str)
+                == Some(endpointslice::CONTROLLER)
+                && let Some(service) = labels.and_then(|l| l.get(endpointslice::SERVICE_NAME))
+            {
+                epq2.add(format!("{}/{service}", c.object.metadata.namespace.as_deref().unwrap_or_default()));
+            }
+        })],
+    );
+
+    // Pod changes count off expectations and wake their ReplicaSet, the collector when
+    // owners are involved, and the services that select them (before or after).
     let expectations = Arc::new(expectations::Expectations::default());
     let (rsq1, rcq1, gcq1, exp) = (rsq.clone(), rcq.clone(), gcq.clone(), expectations.clone());
+    let (epq3, services1) = (epq.clone(), services.clone());
     let pods = Informer::start_trimmed(
         tasks,
         Api::<Pod>::all(client.clone()),
@@ -167,6 +211,12 @@ pub async fn start(
                 rsq1.add(format!("adopt:{}", key_of(c.object)));
             }
             gc_interest(&gcq1, &c.object.metadata, c.old.is_none() || c.deleted);
+            let namespace = c.object.metadata.namespace.as_deref().unwrap_or_default();
+            for svc in services1.in_namespace(namespace) {
+                if endpointslice::selects(&svc, c.object) || c.old.is_some_and(|o| endpointslice::selects(&svc, o)) {
+                    epq3.add(key_of(svc.as_ref()));
+                }
+            }
         })],
     );
     let (dq1, rsq2, gcq2) = (dq.clone(), rsq.clone(), gcq.clone());
@@ -214,7 +264,27 @@ pub async fn start(
             }
         })],
     );
-    let nodes = Informer::start(tasks, Api::<Node>::all(client.clone()), vec![]);
+    let cidrs = match &config.cluster_cidr {
+        Some((cidr, bits)) => match nodeipam::CidrSet::parse(cidr, *bits) {
+            Ok(set) => Some(set),
+            Err(e) => {
+                tracing::error!(error = %e, "node IPAM is off: the cluster CIDR is not usable");
+                None
+            }
+        },
+        None => None,
+    };
+    let ipamq = queues.node_ipam.clone();
+    let ipam_on = cidrs.is_some();
+    let nodes = Informer::start(
+        tasks,
+        Api::<Node>::all(client.clone()),
+        vec![Box::new(move |c| {
+            if ipam_on && (c.deleted || nodeipam::pod_cidr(c.object).is_none()) {
+                ipamq.add(key_of(c.object));
+            }
+        })],
+    );
     let leases = Informer::start(tasks, Api::<Lease>::namespaced(client.clone(), "kube-node-lease"), vec![]);
     let saq1 = saq.clone();
     let namespaces = Informer::start(
@@ -244,6 +314,8 @@ pub async fn start(
     leases.wait_synced().await;
     namespaces.wait_synced().await;
     service_accounts.wait_synced().await;
+    services.wait_synced().await;
+    endpoint_slices.wait_synced().await;
 
     let ctx = Arc::new(Context {
         client,
@@ -256,6 +328,9 @@ pub async fn start(
         leases,
         namespaces,
         service_accounts,
+        services,
+        endpoint_slices,
+        cidrs,
         expectations,
         metrics,
         queues,
@@ -270,6 +345,23 @@ pub async fn start(
     gcq.run(tasks, 4, move |uid| gc::reconcile(c.clone(), uid));
     let c = ctx.clone();
     saq.run(tasks, 2, move |ns| serviceaccount::reconcile(c.clone(), ns));
+    let c = ctx.clone();
+    epq.run(tasks, 4, move |key| endpointslice::reconcile(c.clone(), key));
+    if let Some(cidrs) = &ctx.cidrs {
+        // The ranges in use are known before any is handed out.
+        for node in ctx.nodes.list() {
+            if let Some(cidr) = nodeipam::pod_cidr(&node) {
+                cidrs.occupy(cidr, node.metadata.name.as_deref().unwrap_or_default());
+            }
+        }
+        for node in ctx.nodes.list() {
+            if nodeipam::pod_cidr(&node).is_none() {
+                ctx.queues.node_ipam.add(key_of(node.as_ref()));
+            }
+        }
+        let c = ctx.clone();
+        ctx.queues.node_ipam.run(tasks, 1, move |name| nodeipam::reconcile(c.clone(), name));
+    }
     tasks.spawn(nodelifecycle::run(ctx.clone()));
     tasks.spawn(gc::resync(ctx.clone()));
     ctx
@@ -284,18 +376,24 @@ pub fn tolerate<T>(result: Result<T, kube::Error>, codes: &[u16]) -> Result<(), 
     }
 }
 
-/// Queues what the garbage collector should look at: the owners of an object that appeared
-/// or went (`arrived_or_left`), and the object itself while a finalizer of the collector's
-/// (`orphan`, `foregroundDeletion`) holds its deletion.
-/// What the controllers read of a pod: its metadata, node, tolerations, phase and
-/// conditions. Containers, volumes and container statuses are dropped from the cache (at
+/// What the controllers read of a pod: its metadata, node, tolerations, hostname and
+/// subdomain, container ports, phase, conditions and IPs. The rest of the containers,
+/// volumes and container statuses are dropped from the cache (at
 /// 10,000 pods they were most of the controller-manager's memory); pods are only ever
 /// created from templates, patched or deleted here, never written back from the cache.
 fn trim_pod(pod: &mut Pod) {
     if let Some(spec) = &mut pod.spec {
+        // Of the containers, only the ports: named target ports resolve to them.
+        let containers = std::mem::take(&mut spec.containers)
+            .into_iter()
+            .map(|c| k8s_openapi::api::core::v1::Container { name: c.name, ports: c.ports, ..Default::default() })
+            .collect();
         *spec = k8s_openapi::api::core::v1::PodSpec {
             node_name: spec.node_name.take(),
             tolerations: spec.tolerations.take(),
+            hostname: spec.hostname.take(),
+            subdomain: spec.subdomain.take(),
+            containers,
             ..Default::default()
         };
     }
@@ -304,11 +402,16 @@ fn trim_pod(pod: &mut Pod) {
             phase: status.phase.take(),
             conditions: status.conditions.take(),
             reason: status.reason.take(),
+            pod_ip: status.pod_ip.take(),
+            pod_ips: status.pod_ips.take(),
             ..Default::default()
         };
     }
 }
 
+/// Queues what the garbage collector should look at: the owners of an object that appeared
+/// or went (`arrived_or_left`), and the object itself while a finalizer of the collector's
+/// (`orphan`, `foregroundDeletion`) holds its deletion.
 fn gc_interest(
     gc: &Arc<WorkQueue>,
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,

@@ -26,6 +26,16 @@ struct Args {
     /// Pods one ReplicaSet reconcile creates or deletes at most.
     #[arg(long, default_value_t = 500)]
     replicaset_burst: usize,
+    /// Give every node a pod CIDR out of --cluster-cidr (on by default here: the kubelets'
+    /// pod network needs one per node).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    allocate_node_cidrs: bool,
+    /// The pods' network, cut into one range per node.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
+    /// The prefix length of each node's range.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
     /// Address of the metrics and health endpoints.
     #[arg(long, default_value = "127.0.0.1")]
     bind_address: IpAddr,
@@ -50,7 +60,12 @@ async fn main() -> anyhow::Result<()> {
         node_monitor_grace_period: args.node_monitor_grace_period,
         pod_eviction_timeout: args.pod_eviction_timeout,
         burst: args.replicaset_burst,
+        cluster_cidr: args.allocate_node_cidrs.then(|| (args.cluster_cidr.clone(), args.node_cidr_mask_size)),
     };
+    if let Some((cidr, bits)) = &config.cluster_cidr {
+        controller_manager::nodeipam::CidrSet::parse(cidr, *bits)
+            .map_err(|e| anyhow::anyhow!("--cluster-cidr {cidr} with --node-cidr-mask-size {bits}: {e}"))?;
+    }
     controller_manager::run(client, config, election, metrics, component_base::shutdown_signal())
         .await
         .context("kube-controller-manager stopped")

@@ -943,3 +943,162 @@ async fn replication_controllers_run_on_the_replica_set_code() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_get_endpoint_slices_and_endpoints() {
+    use k8s_openapi::api::core::v1::{Endpoints, Service};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let c = cluster("cm_endpoints").await;
+    let _cm = start_cm(c.client.clone(), Config::default());
+    let services: Api<Service> = Api::namespaced(c.client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let slices: Api<EndpointSlice> = Api::namespaced(c.client.clone(), "default");
+    let endpoints: Api<Endpoints> = Api::namespaced(c.client.clone(), "default");
+    let svc: Service = serde_json::from_value(json!({"metadata": {"name": "web", "labels": {"tier": "front"}},
+        "spec": {"selector": {"app": "web"}, "ports": [
+            {"name": "http", "port": 80, "targetPort": "http"}, {"name": "metrics", "port": 9090}]}}))
+    .unwrap();
+    services.create(&PostParams::default(), &svc).await.unwrap();
+    for (name, app) in [("a", "web"), ("b", "web"), ("c", "db")] {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": name, "labels": {"app": app}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i",
+                "ports": [{"name": "http", "containerPort": 8080}]}]}}))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
+    let set_status = |name: &'static str, ip: &'static str, ready: bool| {
+        let pods = pods.clone();
+        async move {
+            let status = json!({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}});
+            pods.patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await.unwrap();
+        }
+    };
+    set_status("a", "10.244.0.2", true).await;
+    set_status("b", "10.244.0.3", false).await;
+    set_status("c", "10.244.0.4", true).await;
+
+    // The endpoints as (address, ready, serving, terminating), from the service's slices.
+    let seen = || {
+        let slices = slices.clone();
+        async move {
+            let list = slices.list(&ListParams::default().labels("kubernetes.io/service-name=web")).await.unwrap();
+            let mut out: Vec<(String, bool, bool, bool)> = list
+                .items
+                .iter()
+                .flat_map(|s| s.endpoints.iter())
+                .map(|e| {
+                    let c = e.conditions.clone().unwrap_or_default();
+                    (
+                        e.addresses[0].clone(),
+                        c.ready == Some(true),
+                        c.serving == Some(true),
+                        c.terminating == Some(true),
+                    )
+                })
+                .collect();
+            out.sort();
+            (list.items, out)
+        }
+    };
+    let want =
+        |v: &[(&str, bool, bool, bool)]| v.iter().map(|(a, r, s, t)| ((*a).to_owned(), *r, *s, *t)).collect::<Vec<_>>();
+    let first = want(&[("10.244.0.2", true, true, false), ("10.244.0.3", false, false, false)]);
+    eventually("a slice with a ready and a not-ready endpoint", Duration::from_secs(10), || async {
+        seen().await.1 == first
+    })
+    .await;
+    let (items, _) = seen().await;
+    assert_eq!(items.len(), 1);
+    let slice = &items[0];
+    assert_eq!(slice.address_type, "IPv4");
+    let ports: Vec<(Option<String>, Option<i32>)> =
+        slice.ports.iter().flatten().map(|p| (p.name.clone(), p.port)).collect();
+    assert_eq!(ports, vec![(Some("http".into()), Some(8080)), (Some("metrics".into()), Some(9090))]);
+    let owner = &slice.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("Service", "web", Some(true)));
+    assert_eq!(slice.metadata.labels.as_ref().unwrap().get("tier").map(String::as_str), Some("front"));
+    let ips = |list: &Option<Vec<k8s_openapi::api::core::v1::EndpointAddress>>| {
+        list.iter().flatten().map(|a| a.ip.clone()).collect::<Vec<_>>()
+    };
+    let ep = endpoints.get("web").await.unwrap();
+    let subset = &ep.subsets.as_ref().unwrap()[0];
+    assert_eq!(
+        (ips(&subset.addresses), ips(&subset.not_ready_addresses)),
+        (vec!["10.244.0.2".to_owned()], vec!["10.244.0.3".to_owned()])
+    );
+
+    // b turns Ready; a is deleted and terminates (its node has not confirmed yet).
+    set_status("b", "10.244.0.3", true).await;
+    pods.delete("a", &DeleteParams::default()).await.unwrap();
+    let second = want(&[("10.244.0.2", false, true, true), ("10.244.0.3", true, true, false)]);
+    eventually("a terminating and b ready", Duration::from_secs(10), || async { seen().await.1 == second }).await;
+    eventually("Endpoints with b alone", Duration::from_secs(10), || async {
+        let ep = endpoints.get("web").await.unwrap();
+        let subset = ep.subsets.unwrap_or_default().into_iter().next().unwrap_or_default();
+        ips(&subset.addresses) == vec!["10.244.0.3".to_owned()] && subset.not_ready_addresses.is_none()
+    })
+    .await;
+
+    // A pod whose labels change leaves; the service's deletion takes its slices and Endpoints.
+    pods.patch("b", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "other"}}})))
+        .await
+        .unwrap();
+    let third = want(&[("10.244.0.2", false, true, true)]);
+    eventually("b gone from the slice", Duration::from_secs(10), || async { seen().await.1 == third }).await;
+    services.delete("web", &DeleteParams::default()).await.unwrap();
+    eventually("no slices and no Endpoints", Duration::from_secs(10), || async {
+        seen().await.0.is_empty() && endpoints.get_opt("web").await.unwrap().is_none()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_get_pod_cidrs_of_their_own() {
+    let c = cluster("cm_node_ipam").await;
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    let node = |name: &str, cidr: Option<&str>| -> Node {
+        let mut n = json!({"metadata": {"name": name}});
+        if let Some(cidr) = cidr {
+            n["spec"] = json!({"podCIDR": cidr, "podCIDRs": [cidr]});
+        }
+        serde_json::from_value(n).unwrap()
+    };
+    // A node that already has a range keeps it, and nobody else gets it.
+    nodes.create(&PostParams::default(), &node("old", Some("10.244.0.0/24"))).await.unwrap();
+    let config = Config { cluster_cidr: Some(("10.244.0.0/16".into(), 24)), ..Config::default() };
+    let _cm = start_cm(c.client.clone(), config);
+    for name in ["a", "b", "c"] {
+        nodes.create(&PostParams::default(), &node(name, None)).await.unwrap();
+    }
+    let cidr_of = |name: &'static str| {
+        let nodes = nodes.clone();
+        async move { nodes.get(name).await.unwrap().spec.and_then(|s| s.pod_cidr).unwrap_or_default() }
+    };
+    eventually("every node has a pod CIDR", Duration::from_secs(10), || async {
+        !cidr_of("a").await.is_empty() && !cidr_of("b").await.is_empty() && !cidr_of("c").await.is_empty()
+    })
+    .await;
+    let mut got = vec![cidr_of("a").await, cidr_of("b").await, cidr_of("c").await];
+    got.sort();
+    assert_eq!(got, vec!["10.244.1.0/24", "10.244.2.0/24", "10.244.3.0/24"]);
+    assert_eq!(cidr_of("old").await, "10.244.0.0/24");
+    let a = nodes.get("a").await.unwrap().spec.unwrap();
+    assert_eq!(a.pod_cidrs, Some(vec![a.pod_cidr.clone().unwrap()]));
+
+    // A deleted node's range is handed out again: of two new nodes, one gets it (which one
+    // depends on when the controller hears of the deletion) and the other the next range.
+    let freed = cidr_of("b").await;
+    nodes.delete("b", &DeleteParams::default()).await.unwrap();
+    nodes.create(&PostParams::default(), &node("d", None)).await.unwrap();
+    nodes.create(&PostParams::default(), &node("e", None)).await.unwrap();
+    eventually("d and e have pod CIDRs", Duration::from_secs(10), || async {
+        !cidr_of("d").await.is_empty() && !cidr_of("e").await.is_empty()
+    })
+    .await;
+    let mut new = vec![cidr_of("d").await, cidr_of("e").await];
+    new.sort();
+    let mut want = vec![freed, "10.244.4.0/24".to_owned()];
+    want.sort();
+    assert_eq!(new, want);
+}
