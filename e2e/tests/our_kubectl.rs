@@ -251,6 +251,32 @@ async fn everyday_commands_match_stock_kubectl() {
             let (theirs, _, _) = stock(&args);
             assert_eq!(without_ages(&String::from_utf8_lossy(&ours.stdout)), without_ages(&theirs), "kubectl {args:?}");
         }
+        // expose: ours and stock build the same Service, and print the same tables of it.
+        let exposed = |name: &str| {
+            let flags = ["expose", "deploy", "api", "-n", "shop", "--port=80", "--target-port=8080", "--type=NodePort"];
+            let mut args: Vec<String> = flags.iter().map(|a| (*a).to_owned()).collect();
+            args.push(format!("--name={name}"));
+            args
+        };
+        let ours = k.run(&exposed("api-ours").iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(String::from_utf8_lossy(&ours.stdout), "service/api-ours exposed\n", "{ours:?}");
+        let (theirs, _, _) = stock(&exposed("api-stock").iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(theirs, "service/api-stock exposed\n");
+        let spec_of = |name: &str| {
+            let (json, _, _) = stock(&["get", "svc", name, "-n", "shop", "-o", "json"]);
+            let mut svc: serde_json::Value = serde_json::from_str(&json).expect("service json");
+            for p in svc["spec"]["ports"].as_array_mut().into_iter().flatten() {
+                p.as_object_mut().map(|p| p.remove("nodePort"));
+            }
+            let spec = &svc["spec"];
+            (spec["type"].clone(), spec["selector"].clone(), spec["ports"].clone(), svc["metadata"]["labels"].clone())
+        };
+        assert_eq!(spec_of("api-ours"), spec_of("api-stock"));
+        for args in [vec!["get", "svc", "api-ours", "-n", "shop"], vec!["get", "ep", "api-ours", "-n", "shop"]] {
+            let ours = k.run(&args);
+            let (theirs, _, _) = stock(&args);
+            assert_eq!(without_ages(&String::from_utf8_lossy(&ours.stdout)), without_ages(&theirs), "kubectl {args:?}");
+        }
         for args in
             [vec!["get", "deployment", "nope", "-n", "shop"], vec!["get", "gizmos"], vec!["delete", "pod", "nope"]]
         {

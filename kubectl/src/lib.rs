@@ -19,7 +19,7 @@ pub mod yaml;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::client::{Ctx, Globals, Result};
-use crate::cmd::{get, info, logs, nodes, workloads, write};
+use crate::cmd::{expose, get, info, logs, nodes, workloads, write};
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -58,6 +58,8 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Run an image: a Deployment with --replicas, else a Pod.
     Run(workloads::RunArgs),
+    /// Expose a deployment, replica set, replication controller, pod or service as a new Service.
+    Expose(expose::ExposeArgs),
     /// Set a new size for a deployment or replica set.
     Scale(workloads::ScaleArgs),
     /// Roll a deployment to a new image step by step, or roll it back, following it to the end.
@@ -118,6 +120,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Annotate(a) => write::label(&ctx, a, "annotations").await,
         Command::Logs(a) => logs::logs(&ctx, a).await,
         Command::Run(a) => workloads::run(&ctx, a).await,
+        Command::Expose(a) => expose::expose(&ctx, a).await,
         Command::Scale(a) => workloads::scale(&ctx, a).await,
         Command::RollingUpdate(a) => workloads::rolling_update(&ctx, a).await,
         Command::Rollout(c) => workloads::rollout(&ctx, c).await,

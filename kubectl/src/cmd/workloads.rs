@@ -145,6 +145,9 @@ pub struct RunArgs {
     /// The container port.
     #[arg(long)]
     pub port: Option<i64>,
+    /// Also create a Service on --port in front of it.
+    #[arg(long)]
+    pub expose: bool,
     /// Environment variables (`K=V`, repeatable).
     #[arg(long)]
     pub env: Vec<String>,
@@ -238,6 +241,19 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
     let discovery = Discovery::fetch(ctx).await?;
     let resource =
         discovery.by_kind(obj["apiVersion"].as_str().unwrap_or_default(), obj["kind"].as_str().unwrap_or_default())?;
+    if args.expose {
+        // The service first, as stock kubectl creates it.
+        let Some(port) = args.port else { return Err(other("--port must be set when exposing a service")) };
+        let expose = super::expose::ExposeArgs {
+            port: Some(port),
+            protocol: "TCP".into(),
+            dry_run: args.dry_run.clone(),
+            output: args.output.clone(),
+            ..Default::default()
+        };
+        let service = super::expose::service_for(resource.kind.as_str(), &obj, &expose)?;
+        super::expose::create_service(ctx, &discovery, &service, &expose, "created").await?;
+    }
     if args.dry_run.is_some() {
         let format = crate::print::Format::parse(args.output.as_deref().or(Some("yaml")))?;
         print!("{}", crate::print::objects(&format, &[(resource, obj)], true)?);
