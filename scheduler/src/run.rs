@@ -68,6 +68,11 @@ struct Loop {
     turn: usize,
     pods_seen: Option<HashSet<String>>,
     nodes_seen: Option<HashSet<String>>,
+    /// Whether each watch has delivered its first full list: nothing is scheduled before
+    /// both have (upstream's WaitForCacheSync), or a pod seen before the nodes would be
+    /// found to fit nowhere.
+    nodes_synced: bool,
+    pods_synced: bool,
     results: mpsc::UnboundedSender<Bound>,
 }
 
@@ -87,6 +92,7 @@ impl Loop {
                 if let Some(seen) = self.nodes_seen.take() {
                     self.cache.retain_nodes(&seen);
                 }
+                self.nodes_synced = true;
                 self.queue.retry_unschedulable();
             }
             Event::Delete(node) => self.cache.remove_node(node.metadata.name.as_deref().unwrap_or_default()),
@@ -107,6 +113,7 @@ impl Loop {
                 if let Some(seen) = self.pods_seen.take() {
                     self.cache.retain_pods(&seen);
                 }
+                self.pods_synced = true;
             }
             Event::Delete(pod) => {
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -270,6 +277,8 @@ pub async fn run(client: kube::Client, config: Config, metrics: Arc<Metrics>) ->
         turn: 0,
         pods_seen: None,
         nodes_seen: None,
+        nodes_synced: false,
+        pods_synced: false,
         results: tx,
     };
     let mut nodes = nodes;
@@ -277,7 +286,10 @@ pub async fn run(client: kube::Client, config: Config, metrics: Arc<Metrics>) ->
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut last_retry = Instant::now();
     loop {
-        let ready = state.queue.has_active() && state.in_flight < state.config.binding_concurrency;
+        let ready = state.nodes_synced
+            && state.pods_synced
+            && state.queue.has_active()
+            && state.in_flight < state.config.binding_concurrency;
         tokio::select! {
             biased;
             Some(b) = rx.recv() => state.on_bound(b),
