@@ -3,7 +3,8 @@
 # backends, the stock-client tests (kube-rs, kubectl, the Python client), the e2e tests,
 # the README's quick start as written, and bounded fuzzing runs.
 #
-# Installs what it needs when missing (protoc, etcd, the Python client) and says so; starts
+# Installs what it needs when missing (protoc, etcd, Docker, busybox, nftables, iproute2,
+# the Python client) and says so; starts
 # a private etcd on a free loopback port and stops it on exit. Under CI=true nothing that
 # needs etcd may skip.
 set -euo pipefail
@@ -17,6 +18,9 @@ command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 file -L /bin/busybox 2>/dev/null | grep -q "statically linked" || need_apt+=(busybox-static)
 command -v file >/dev/null 2>&1 || need_apt+=(file)
+# kube-proxy's tests program nftables in network namespaces of their own.
+command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "installing ${need_apt[*]} (missing)"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

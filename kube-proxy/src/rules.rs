@@ -1,0 +1,465 @@
+//! The nftables ruleset, as a pure function of the services, their endpoints and this node
+//! ([`ruleset`]): upstream's nftables mode, one table `ip kube-proxy` holding
+//!
+//! - a verdict map `service-ips` (cluster IP . protocol . port → the service's chain) and
+//!   `service-nodeports` (protocol . port → its external chain), so that a packet finds its
+//!   service in one lookup however many services there are;
+//! - per service port a chain that picks an endpoint with `numgen random mod N` (after
+//!   `ClientIP` affinity, when set), and per endpoint a chain that DNATs to it;
+//! - masquerade for traffic from outside the pod network to a cluster IP, for node ports
+//!   of `externalTrafficPolicy: Cluster`, and for a pod reaching itself (hairpin);
+//! - `no-endpoint-services` / `no-endpoint-nodeports`: a service with nothing to send to
+//!   is rejected at once rather than left to time out.
+//!
+//! Which endpoints a port uses follows upstream: ready ones; if none, serving terminating
+//! ones; with a `Local` traffic policy only this node's.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+
+/// The table kube-proxy owns.
+pub const TABLE: &str = "kube-proxy";
+
+/// A transport protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP.
+    Sctp,
+}
+
+impl Protocol {
+    /// From a Service port's `protocol` (TCP when absent).
+    pub fn parse(name: Option<&str>) -> Option<Protocol> {
+        match name.unwrap_or("TCP") {
+            "TCP" => Some(Protocol::Tcp),
+            "UDP" => Some(Protocol::Udp),
+            "SCTP" => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+
+    fn nft(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
+/// One endpoint of a service port.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Endpoint {
+    /// The pod's IP.
+    pub ip: Ipv4Addr,
+    /// The port it serves on.
+    pub port: u16,
+    /// `conditions.ready`.
+    pub ready: bool,
+    /// `conditions.serving`.
+    pub serving: bool,
+    /// `conditions.terminating`.
+    pub terminating: bool,
+    /// The node it runs on.
+    pub node: Option<String>,
+}
+
+/// One port of one Service, with its endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePort {
+    /// The service's namespace.
+    pub namespace: String,
+    /// The service's name.
+    pub name: String,
+    /// The port's name (may be empty).
+    pub port_name: String,
+    /// Its protocol.
+    pub protocol: Protocol,
+    /// The cluster IP (none for headless services, which kube-proxy leaves alone).
+    pub cluster_ip: Option<Ipv4Addr>,
+    /// The service port.
+    pub port: u16,
+    /// The node port, for NodePort and LoadBalancer services.
+    pub node_port: Option<u16>,
+    /// `sessionAffinity: ClientIP`, with its timeout in seconds.
+    pub affinity_seconds: Option<u32>,
+    /// `internalTrafficPolicy: Local`.
+    pub internal_local: bool,
+    /// `externalTrafficPolicy: Local`.
+    pub external_local: bool,
+    /// Its endpoints.
+    pub endpoints: Vec<Endpoint>,
+}
+
+impl ServicePort {
+    /// `namespace/name/tcp/port-name`, as upstream names it in chains.
+    pub fn id(&self) -> String {
+        format!("{}/{}/{}/{}", self.namespace, self.name, self.protocol.nft(), self.port_name)
+    }
+}
+
+/// What the rules need to know of the node they run on.
+#[derive(Debug, Clone, Default)]
+pub struct Node {
+    /// The node's name (`--hostname-override`), for the `Local` policies.
+    pub name: String,
+    /// The pod network (`--cluster-cidr`): traffic from outside it to a cluster IP is
+    /// masqueraded. Without it, only hairpin and node-port traffic is.
+    pub cluster_cidr: Option<(Ipv4Addr, u8)>,
+}
+
+/// The mark that asks for masquerading (upstream's 0x4000).
+const MASQ_MARK: u32 = 0x4000;
+
+/// An 8-character name-safe hash, so that chain names stay short and distinct.
+fn hash(text: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (0..8).map(|i| ALPHABET[((h >> (i * 5)) & 31) as usize] as char).collect()
+}
+
+fn service_chain(sp: &ServicePort) -> String {
+    let id = sp.id();
+    format!("service-{}-{id}", hash(&id))
+}
+
+fn external_chain(sp: &ServicePort) -> String {
+    let id = sp.id();
+    format!("external-{}-{id}", hash(&id))
+}
+
+fn endpoint_chain(sp: &ServicePort, e: &Endpoint) -> String {
+    let id = format!("{}__{}/{}", sp.id(), e.ip, e.port);
+    format!("endpoint-{}-{id}", hash(&id))
+}
+
+fn affinity_set(sp: &ServicePort, e: &Endpoint) -> String {
+    let id = format!("{}__{}/{}", sp.id(), e.ip, e.port);
+    format!("affinity-{}", hash(&id))
+}
+
+/// The endpoints traffic may go to: ready ones, else serving terminating ones (upstream's
+/// `CategorizeEndpoints`), of this node only when `local`.
+pub fn usable<'a>(endpoints: &'a [Endpoint], node: &str, local: bool) -> Vec<&'a Endpoint> {
+    let candidates: Vec<&Endpoint> = endpoints.iter().filter(|e| !local || e.node.as_deref() == Some(node)).collect();
+    let ready: Vec<&Endpoint> = candidates.iter().copied().filter(|e| e.ready).collect();
+    if !ready.is_empty() {
+        return ready;
+    }
+    candidates.into_iter().filter(|e| e.serving && e.terminating).collect()
+}
+
+/// The chain that spreads traffic over `endpoints` (affinity first).
+fn spread(out: &mut String, sp: &ServicePort, endpoints: &[&Endpoint]) {
+    if sp.affinity_seconds.is_some() {
+        for e in endpoints {
+            let _ = writeln!(out, "\t\tip saddr @{} goto {}", affinity_set(sp, e), quoted(&endpoint_chain(sp, e)));
+        }
+    }
+    let arms: Vec<String> =
+        endpoints.iter().enumerate().map(|(i, e)| format!("{i} : goto {}", quoted(&endpoint_chain(sp, e)))).collect();
+    let _ = writeln!(out, "\t\tnumgen random mod {} vmap {{ {} }}", endpoints.len(), arms.join(", "));
+}
+
+/// A chain name as nft reads it: the names are made of letters, digits and `/_.-`, which
+/// nft takes bare.
+fn quoted(chain: &str) -> String {
+    chain.to_owned()
+}
+
+/// The whole table, as one `nft -f` script that replaces the previous one atomically.
+pub fn ruleset(ports: &[ServicePort], node: &Node) -> String {
+    let mut ports: Vec<&ServicePort> = ports.iter().filter(|p| p.cluster_ip.is_some()).collect();
+    ports.sort_by_key(|p| p.id());
+    let mut service_ips = Vec::new();
+    let mut node_ports = Vec::new();
+    let mut no_endpoint_ips = Vec::new();
+    let mut no_endpoint_ports = Vec::new();
+    let mut chains = String::new();
+    let mut sets = String::new();
+    let mut endpoint_chains: BTreeMap<String, String> = BTreeMap::new();
+    for sp in &ports {
+        let Some(ip) = sp.cluster_ip else { continue };
+        let proto = sp.protocol.nft();
+        let key = format!("{ip} . {proto} . {}", sp.port);
+        let internal = usable(&sp.endpoints, &node.name, sp.internal_local);
+        let external = usable(&sp.endpoints, &node.name, sp.external_local);
+        let svc_chain = service_chain(sp);
+        if internal.is_empty() {
+            no_endpoint_ips.push(format!("{key} : goto reject-chain"));
+        } else {
+            service_ips.push(format!("{key} : goto {}", quoted(&svc_chain)));
+            let _ = writeln!(chains, "\tchain {} {{", quoted(&svc_chain));
+            if let Some((net, bits)) = node.cluster_cidr {
+                let _ = writeln!(
+                    chains,
+                    "\t\tip daddr {ip} {proto} dport {} ip saddr != {net}/{bits} jump mark-for-masquerade",
+                    sp.port
+                );
+            }
+            spread(&mut chains, sp, &internal);
+            let _ = writeln!(chains, "\t}}");
+        }
+        if let Some(np) = sp.node_port {
+            if external.is_empty() {
+                no_endpoint_ports.push(format!("{proto} . {np} : goto reject-chain"));
+            } else {
+                node_ports.push(format!("{proto} . {np} : goto {}", quoted(&external_chain(sp))));
+                let _ = writeln!(chains, "\tchain {} {{", quoted(&external_chain(sp)));
+                if sp.external_local {
+                    // The client's address is kept: only this node's endpoints serve it.
+                    spread(&mut chains, sp, &external);
+                } else {
+                    let _ = writeln!(chains, "\t\tjump mark-for-masquerade");
+                    if internal.is_empty() {
+                        let _ = writeln!(chains, "\t\treject");
+                    } else {
+                        let _ = writeln!(chains, "\t\tgoto {}", quoted(&svc_chain));
+                    }
+                }
+                let _ = writeln!(chains, "\t}}");
+            }
+        }
+        for e in internal.iter().chain(external.iter()) {
+            let chain = endpoint_chain(sp, e);
+            if endpoint_chains.contains_key(&chain) {
+                continue;
+            }
+            let mut body = String::new();
+            let _ = writeln!(body, "\tchain {} {{", quoted(&chain));
+            let _ = writeln!(body, "\t\tip saddr {} jump mark-for-masquerade", e.ip);
+            if let Some(timeout) = sp.affinity_seconds {
+                let set = affinity_set(sp, e);
+                let _ = writeln!(
+                    sets,
+                    "\tset {set} {{\n\t\ttype ipv4_addr\n\t\tflags dynamic,timeout\n\t\ttimeout {timeout}s\n\t}}"
+                );
+                let _ = writeln!(body, "\t\tupdate @{set} {{ ip saddr }}");
+            }
+            let _ = writeln!(body, "\t\tmeta l4proto {proto} dnat to {}:{}", e.ip, e.port);
+            let _ = writeln!(body, "\t}}");
+            endpoint_chains.insert(chain, body);
+        }
+    }
+    let map = |name: &str, key: &str, elements: &[String]| -> String {
+        let mut m = format!("\tmap {name} {{\n\t\ttype {key} : verdict\n");
+        if !elements.is_empty() {
+            let _ = writeln!(m, "\t\telements = {{ {} }}", elements.join(", "));
+        }
+        m.push_str("\t}\n");
+        m
+    };
+    let mut out = String::new();
+    // Declaring the table first makes the delete valid on a first sync; the delete and the
+    // new table are one transaction, so no packet sees a half-written table.
+    let _ = writeln!(out, "table ip {TABLE} {{}}\ndelete table ip {TABLE}\ntable ip {TABLE} {{");
+    let _ = writeln!(out, "\tcomment \"rules for kube-proxy\"");
+    out.push_str(&map("service-ips", "ipv4_addr . inet_proto . inet_service", &service_ips));
+    out.push_str(&map("service-nodeports", "inet_proto . inet_service", &node_ports));
+    out.push_str(&map("no-endpoint-services", "ipv4_addr . inet_proto . inet_service", &no_endpoint_ips));
+    out.push_str(&map("no-endpoint-nodeports", "inet_proto . inet_service", &no_endpoint_ports));
+    out.push_str(&sets);
+    let _ = write!(
+        out,
+        "\tchain nat-prerouting {{\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tjump services\n\t}}\n\
+         \tchain nat-output {{\n\t\ttype nat hook output priority -100; policy accept;\n\t\tjump services\n\t}}\n\
+         \tchain nat-postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tjump masquerading\n\t}}\n\
+         \tchain filter-input {{\n\t\ttype filter hook input priority filter; policy accept;\n\t\tct state new jump endpoints-check\n\t}}\n\
+         \tchain filter-forward {{\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tct state new jump endpoints-check\n\t}}\n\
+         \tchain filter-output {{\n\t\ttype filter hook output priority filter; policy accept;\n\t\tct state new jump endpoints-check\n\t}}\n\
+         \tchain services {{\n\t\tip daddr . meta l4proto . th dport vmap @service-ips\n\
+         \t\tfib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports\n\t}}\n\
+         \tchain endpoints-check {{\n\t\tip daddr . meta l4proto . th dport vmap @no-endpoint-services\n\
+         \t\tfib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @no-endpoint-nodeports\n\t}}\n\
+         \tchain reject-chain {{\n\t\treject\n\t}}\n\
+         \tchain mark-for-masquerade {{\n\t\tmeta mark set meta mark | {MASQ_MARK:#x}\n\t}}\n\
+         \tchain masquerading {{\n\t\tmeta mark & {MASQ_MARK:#x} == 0 return\n\t\tmeta mark set meta mark ^ {MASQ_MARK:#x}\n\t\tmasquerade fully-random\n\t}}\n"
+    );
+    out.push_str(&chains);
+    for body in endpoint_chains.values() {
+        out.push_str(body);
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// The script that removes kube-proxy's table (`--cleanup`).
+pub fn cleanup() -> String {
+    format!("table ip {TABLE} {{}}\ndelete table ip {TABLE}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(ip: &str, ready: bool, serving: bool, terminating: bool, node: &str) -> Endpoint {
+        Endpoint { ip: ip.parse().unwrap(), port: 8080, ready, serving, terminating, node: Some(node.into()) }
+    }
+
+    fn web(endpoints: Vec<Endpoint>) -> ServicePort {
+        ServicePort {
+            namespace: "default".into(),
+            name: "web".into(),
+            port_name: "http".into(),
+            protocol: Protocol::Tcp,
+            cluster_ip: Some("10.96.0.20".parse().unwrap()),
+            port: 80,
+            node_port: None,
+            affinity_seconds: None,
+            internal_local: false,
+            external_local: false,
+            endpoints,
+        }
+    }
+
+    fn node() -> Node {
+        Node { name: "n1".into(), cluster_cidr: Some(("10.244.0.0".parse().unwrap(), 16)) }
+    }
+
+    fn lines_with<'a>(rules: &'a str, needle: &str) -> Vec<&'a str> {
+        rules.lines().map(str::trim).filter(|l| l.contains(needle)).collect()
+    }
+
+    #[test]
+    fn a_service_is_one_map_element_and_a_random_pick_of_its_ready_endpoints() {
+        let rules = ruleset(
+            &[web(vec![ep("10.244.1.2", true, true, false, "n1"), ep("10.244.2.2", true, true, false, "n2")])],
+            &node(),
+        );
+        let chain = service_chain(&web(vec![]));
+        assert!(rules.contains(&format!("elements = {{ 10.96.0.20 . tcp . 80 : goto {chain} }}")), "{rules}");
+        assert!(rules.contains("ip daddr 10.96.0.20 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade"));
+        let picks = lines_with(&rules, "numgen random mod 2 vmap");
+        assert_eq!(picks.len(), 1, "{rules}");
+        assert!(picks[0].contains("0 : goto endpoint-") && picks[0].contains("1 : goto endpoint-"));
+        assert_eq!(lines_with(&rules, "dnat to").len(), 2);
+        assert!(rules.contains("meta l4proto tcp dnat to 10.244.1.2:8080"));
+        assert!(rules.contains("ip saddr 10.244.1.2 jump mark-for-masquerade"), "hairpin");
+        assert!(rules.starts_with("table ip kube-proxy {}\ndelete table ip kube-proxy\ntable ip kube-proxy {"));
+    }
+
+    #[test]
+    fn terminating_endpoints_serve_only_when_none_is_ready() {
+        let eps = vec![ep("10.244.1.2", true, true, false, "n1"), ep("10.244.1.3", false, true, true, "n1")];
+        assert_eq!(usable(&eps, "n1", false).iter().map(|e| e.ip.to_string()).collect::<Vec<_>>(), vec!["10.244.1.2"]);
+        let eps = vec![
+            ep("10.244.1.3", false, true, true, "n1"),
+            ep("10.244.1.4", false, false, true, "n1"),
+            ep("10.244.1.5", false, false, false, "n1"),
+        ];
+        assert_eq!(usable(&eps, "n1", false).iter().map(|e| e.ip.to_string()).collect::<Vec<_>>(), vec!["10.244.1.3"]);
+        // Local: this node's only.
+        let eps = vec![ep("10.244.1.2", true, true, false, "n1"), ep("10.244.2.2", true, true, false, "n2")];
+        assert_eq!(usable(&eps, "n2", true).iter().map(|e| e.ip.to_string()).collect::<Vec<_>>(), vec!["10.244.2.2"]);
+        assert!(usable(&eps, "n3", true).is_empty());
+    }
+
+    #[test]
+    fn a_service_without_endpoints_is_rejected_and_node_ports_follow_their_policy() {
+        let empty = web(vec![ep("10.244.1.4", false, false, false, "n1")]);
+        let rules = ruleset(&[empty], &node());
+        assert!(rules.contains("map no-endpoint-services {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n\t\telements = { 10.96.0.20 . tcp . 80 : goto reject-chain }"), "{rules}");
+        assert!(!rules.contains("dnat to"));
+
+        let mut np = web(vec![ep("10.244.2.2", true, true, false, "n2")]);
+        np.node_port = Some(30080);
+        let rules = ruleset(std::slice::from_ref(&np), &node());
+        let external = external_chain(&np);
+        assert!(rules.contains(&format!("tcp . 30080 : goto {external}")), "{rules}");
+        assert!(
+            rules.contains(&format!(
+                "chain {external} {{\n\t\tjump mark-for-masquerade\n\t\tgoto {}",
+                service_chain(&np)
+            ))
+        );
+        // externalTrafficPolicy: Local on a node without endpoints: rejected here.
+        np.external_local = true;
+        let rules = ruleset(std::slice::from_ref(&np), &node());
+        assert!(rules.contains("tcp . 30080 : goto reject-chain"), "{rules}");
+        let rules = ruleset(&[np], &Node { name: "n2".into(), ..node() });
+        assert!(rules.contains(&format!("chain {external} {{\n\t\tnumgen random mod 1")), "{rules}");
+    }
+
+    #[test]
+    fn client_ip_affinity_remembers_each_clients_endpoint() {
+        let mut sp = web(vec![ep("10.244.1.2", true, true, false, "n1")]);
+        sp.affinity_seconds = Some(10800);
+        let rules = ruleset(&[sp.clone()], &node());
+        let e = &sp.endpoints[0];
+        let set = affinity_set(&sp, e);
+        assert!(
+            rules.contains(&format!("set {set} {{\n\t\ttype ipv4_addr\n\t\tflags dynamic,timeout\n\t\ttimeout 10800s"))
+        );
+        assert!(rules.contains(&format!("ip saddr @{set} goto {}", endpoint_chain(&sp, e))));
+        assert!(rules.contains(&format!("update @{set} {{ ip saddr }}")));
+    }
+
+    #[test]
+    fn headless_services_and_nothing_at_all_make_an_empty_table() {
+        let mut headless = web(vec![ep("10.244.1.2", true, true, false, "n1")]);
+        headless.cluster_ip = None;
+        let rules = ruleset(&[headless], &node());
+        assert!(!rules.contains("dnat"));
+        assert_eq!(ruleset(&[], &node()), rules);
+        assert_eq!(hash("a"), hash("a"));
+        assert_ne!(hash("default/web/tcp/http"), hash("default/web/tcp/https"));
+    }
+
+    /// Every shape of ruleset is one nft accepts (`nft -c` checks without applying).
+    #[test]
+    fn nft_accepts_every_shape() {
+        let nft = std::process::Command::new("nft").arg("--version").output();
+        if nft.is_err() {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but nft is missing");
+            eprintln!("skipping: nft is not installed");
+            return;
+        }
+        let mut affinity =
+            web(vec![ep("10.244.1.2", true, true, false, "n1"), ep("10.244.2.2", true, true, false, "n2")]);
+        affinity.affinity_seconds = Some(100);
+        affinity.node_port = Some(30080);
+        let mut empty = web(vec![]);
+        empty.name = "empty".into();
+        empty.cluster_ip = Some("10.96.0.21".parse().unwrap());
+        empty.node_port = Some(30081);
+        let mut local = web(vec![ep("10.244.1.2", true, true, false, "n1")]);
+        local.name = "local".into();
+        local.cluster_ip = Some("10.96.0.22".parse().unwrap());
+        local.node_port = Some(30082);
+        local.external_local = true;
+        local.internal_local = true;
+        let mut udp = web(vec![ep("10.244.1.9", true, true, false, "n1")]);
+        udp.name = "dns".into();
+        udp.protocol = Protocol::Udp;
+        udp.port = 53;
+        for (ports, node) in [
+            (vec![affinity, empty, local, udp], node()),
+            (vec![], node()),
+            (
+                vec![web(vec![ep("10.244.1.2", true, true, false, "n1")])],
+                Node { name: "n1".into(), cluster_cidr: None },
+            ),
+        ] {
+            let script = ruleset(&ports, &node);
+            let mut child = std::process::Command::new("nft")
+                .args(["-c", "-f", "-"])
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "nft refused:\n{}\n{script}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
