@@ -9,36 +9,40 @@ fn is_alnum_lower(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit()
 }
 
-/// Problems with a DNS-1123 label (`my-name`), empty when valid.
-pub fn dns1123_label_errors(value: &str) -> Vec<String> {
+/// Problems with a label of at most 63 lower-case alphanumerics and `-`, starting with a
+/// character `first` accepts and ending with an alphanumeric; `shape` is upstream's
+/// sentence for the pattern.
+fn label_errors(value: &str, first: fn(char) -> bool, shape: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if value.len() > DNS1123_LABEL_MAX {
         errs.push(format!("must be no more than {DNS1123_LABEL_MAX} characters"));
     }
     let ok = !value.is_empty()
         && value.chars().all(|c| is_alnum_lower(c) || c == '-')
-        && value.starts_with(is_alnum_lower)
+        && value.starts_with(first)
         && value.ends_with(is_alnum_lower);
     if !ok {
-        errs.push("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')".into());
+        errs.push(shape.to_owned());
     }
     errs
 }
 
+/// Problems with a DNS-1123 label (`my-name`), empty when valid.
+pub fn dns1123_label_errors(value: &str) -> Vec<String> {
+    label_errors(
+        value,
+        is_alnum_lower,
+        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+    )
+}
+
 /// Problems with a DNS-1035 label (`my-name`, starting with a letter), empty when valid.
 pub fn dns1035_label_errors(value: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if value.len() > DNS1123_LABEL_MAX {
-        errs.push(format!("must be no more than {DNS1123_LABEL_MAX} characters"));
-    }
-    let ok = !value.is_empty()
-        && value.chars().all(|c| is_alnum_lower(c) || c == '-')
-        && value.starts_with(|c: char| c.is_ascii_lowercase())
-        && value.ends_with(is_alnum_lower);
-    if !ok {
-        errs.push("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')".into());
-    }
-    errs
+    label_errors(
+        value,
+        |c| c.is_ascii_lowercase(),
+        "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
+    )
 }
 
 /// Problems with a DNS-1123 subdomain (`example.com`), empty when valid.
@@ -92,5 +96,27 @@ pub fn label_value_errors(value: &str) -> Vec<String> {
         Vec::new()
     } else {
         vec!["a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?'), at most 63 characters".into()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_of_both_rules() {
+        for ok in ["a", "my-name", "abc-123"] {
+            assert!(dns1123_label_errors(ok).is_empty(), "{ok}");
+            assert!(dns1035_label_errors(ok).is_empty(), "{ok}");
+        }
+        // Only DNS-1123 allows a leading digit.
+        assert!(dns1123_label_errors("123-abc").is_empty());
+        assert_eq!(dns1035_label_errors("123-abc").len(), 1);
+        for bad in ["", "-a", "a-", "A", "a_b"] {
+            assert_eq!(dns1123_label_errors(bad).len(), 1, "{bad}");
+            assert_eq!(dns1035_label_errors(bad).len(), 1, "{bad}");
+        }
+        let long = "a".repeat(64);
+        assert_eq!(dns1123_label_errors(&long), vec!["must be no more than 63 characters"]);
     }
 }

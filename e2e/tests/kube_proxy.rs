@@ -6,7 +6,8 @@
 //!
 //! Shown: a ClusterIP spreads 300 requests over its three endpoints (each 20-47%); a node
 //! port answers an outside client; a service without endpoints is refused at once; an
-//! endpoint that leaves its slice stops getting traffic; the rules are one nft table.
+//! endpoint that leaves its slice stops getting traffic; a service created later answers
+//! (both changes written as partial syncs); the rules are one nft table.
 
 #![allow(clippy::unwrap_used)]
 
@@ -230,6 +231,16 @@ fn cluster_ips_and_node_ports_reach_pods_through_nftables() {
     kubectl(&node, server, &slice(&["10.244.0.2", "10.244.0.3"]));
     wait_until("pod3 to leave", Duration::from_secs(20), || {
         (0..30).all(|_| get(&node, "http://10.96.0.50/").is_ok_and(|b| b != "pod3"))
+    });
+
+    // A service created later is added to the table in place (a partial sync).
+    kubectl(
+        &node,
+        server,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: late, namespace: default}\nspec:\n  clusterIP: 10.96.0.52\n  ports: [{name: http, port: 8000, targetPort: 8080}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: late-1\n  namespace: default\n  labels: {kubernetes.io/service-name: late}\naddressType: IPv4\nports:\n- {name: http, port: 8080, protocol: TCP}\nendpoints:\n- addresses: [\"10.244.0.4\"]\n  conditions: {ready: true}\n",
+    );
+    wait_until("the late service to answer", Duration::from_secs(20), || {
+        get(&node, "http://10.96.0.52:8000/").is_ok_and(|b| b == "pod3")
     });
 
     // Everything is in one table, and the metrics say it was written.

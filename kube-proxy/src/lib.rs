@@ -4,7 +4,8 @@
 //! - [`rules`]: the ruleset, a pure function of (service ports with endpoints, node);
 //! - [`model`]: those service ports, from the API objects;
 //! - [`Proxier`]: the loop: watch, and after a change (at most every `--min-sync-period`)
-//!   or every `--sync-period`, write the whole table in one `nft -f` transaction.
+//!   or every `--sync-period`, write what changed since the last write, or the whole table
+//!   (first, hourly, and after a failed write), each in one `nft -f` transaction.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,10 @@ use tokio::io::AsyncWriteExt;
 
 pub mod model;
 pub mod rules;
+
+/// How often the whole table is written again, however little changed (a partial sync
+/// writes only the difference from what was last written).
+pub const FULL_SYNC_PERIOD: Duration = Duration::from_secs(3600);
 
 /// How the proxier runs.
 #[derive(Debug, Clone)]
@@ -169,7 +174,9 @@ impl Proxier {
         tokio::spawn(slices_stream);
         services.wait_until_ready().await.context("watching services")?;
         slices.wait_until_ready().await.context("watching endpoint slices")?;
-        let mut last_written: Option<String> = None;
+        // What the kernel holds, as last written; `None` forces a full rewrite.
+        let mut kernel: Option<rules::Ruleset> = None;
+        let mut last_full = Instant::now();
         let mut oldest_change: Option<Instant> = Some(Instant::now());
         let mut last_sync = Instant::now() - self.config.min_sync_period;
         loop {
@@ -179,7 +186,7 @@ impl Proxier {
                 match tokio::time::timeout(self.config.sync_period, changed.recv()).await {
                     Ok(Some(at)) => oldest_change = Some(at),
                     Ok(None) => anyhow::bail!("the watches ended"),
-                    Err(_) => last_written = None,
+                    Err(_) => {}
                 }
             }
             let since = last_sync.elapsed();
@@ -189,15 +196,23 @@ impl Proxier {
             while let Ok(at) = changed.try_recv() {
                 oldest_change = Some(oldest_change.map_or(at, |o| o.min(at)));
             }
+            if last_full.elapsed() >= FULL_SYNC_PERIOD {
+                // Now and then the whole table is written again, whatever else changed it.
+                kernel = None;
+            }
             let ports = model::service_ports(&services.state(), &slices.state());
-            let script = rules::ruleset(&ports, &self.config.node);
+            let wanted = rules::build(&ports, &self.config.node);
             let started = Instant::now();
             last_sync = started;
-            if last_written.as_deref() == Some(script.as_str()) {
+            if kernel.as_ref() == Some(&wanted) {
                 oldest_change = None;
                 *self.metrics.last_success.lock() = Some(std::time::SystemTime::now());
                 continue;
             }
+            let (script, full) = match &kernel {
+                Some(old) => (rules::update(old, &wanted), false),
+                None => (rules::full(&wanted), true),
+            };
             match apply(&self.config.nft, &script).await {
                 Ok(()) => {
                     self.metrics.sync_duration.observe(started.elapsed().as_secs_f64());
@@ -211,12 +226,16 @@ impl Proxier {
                         self.metrics.programming.observe(at.elapsed().as_secs_f64());
                     }
                     *self.metrics.last_success.lock() = Some(std::time::SystemTime::now());
-                    tracing::debug!(service_ports = ports.len(), took = ?started.elapsed(), "rules written");
-                    last_written = Some(script);
+                    if full {
+                        last_full = Instant::now();
+                    }
+                    tracing::debug!(service_ports = ports.len(), full, took = ?started.elapsed(), "rules written");
+                    kernel = Some(wanted);
                 }
                 Err(e) => {
                     self.metrics.syncs_failed.inc();
-                    tracing::error!(error = %e, "writing the rules failed; retrying");
+                    tracing::error!(error = %e, "writing the rules failed; rewriting the whole table");
+                    kernel = None;
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }

@@ -158,36 +158,53 @@ pub fn usable<'a>(endpoints: &'a [Endpoint], node: &str, local: bool) -> Vec<&'a
     candidates.into_iter().filter(|e| e.serving && e.terminating).collect()
 }
 
-/// The chain that spreads traffic over `endpoints` (affinity first).
-fn spread(out: &mut String, sp: &ServicePort, endpoints: &[&Endpoint]) {
+/// The rules that spread traffic over `endpoints` (affinity first).
+fn spread(rules: &mut Vec<String>, sp: &ServicePort, endpoints: &[&Endpoint]) {
     if sp.affinity_seconds.is_some() {
         for e in endpoints {
-            let _ = writeln!(out, "\t\tip saddr @{} goto {}", affinity_set(sp, e), quoted(&endpoint_chain(sp, e)));
+            rules.push(format!("ip saddr @{} goto {}", affinity_set(sp, e), endpoint_chain(sp, e)));
         }
     }
     let arms: Vec<String> =
-        endpoints.iter().enumerate().map(|(i, e)| format!("{i} : goto {}", quoted(&endpoint_chain(sp, e)))).collect();
-    let _ = writeln!(out, "\t\tnumgen random mod {} vmap {{ {} }}", endpoints.len(), arms.join(", "));
+        endpoints.iter().enumerate().map(|(i, e)| format!("{i} : goto {}", endpoint_chain(sp, e))).collect();
+    rules.push(format!("numgen random mod {} vmap {{ {} }}", endpoints.len(), arms.join(", ")));
 }
 
-/// A chain name as nft reads it: the names are made of letters, digits and `/_.-`, which
-/// nft takes bare.
-fn quoted(chain: &str) -> String {
-    chain.to_owned()
+/// The maps of verdicts kube-proxy fills, and their key types.
+const MAPS: [(&str, &str); 4] = [
+    ("service-ips", "ipv4_addr . inet_proto . inet_service"),
+    ("service-nodeports", "inet_proto . inet_service"),
+    ("no-endpoint-services", "ipv4_addr . inet_proto . inet_service"),
+    ("no-endpoint-nodeports", "inet_proto . inet_service"),
+];
+
+/// What kube-proxy writes besides its fixed chains: the verdict maps' elements, the
+/// affinity sets (name → timeout in seconds) and the per-service and per-endpoint chains
+/// (name → rules). Two of them differ by what a sync must change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    /// Map name → key → verdict.
+    pub maps: BTreeMap<&'static str, BTreeMap<String, String>>,
+    /// Affinity set name → timeout in seconds.
+    pub sets: BTreeMap<String, u32>,
+    /// Chain name → its rules.
+    pub chains: BTreeMap<String, Vec<String>>,
 }
 
-/// The whole table, as one `nft -f` script that replaces the previous one atomically.
-pub fn ruleset(ports: &[ServicePort], node: &Node) -> String {
-    let mut ports: Vec<&ServicePort> = ports.iter().filter(|p| p.cluster_ip.is_some()).collect();
-    ports.sort_by_key(|p| p.id());
-    let mut service_ips = Vec::new();
-    let mut node_ports = Vec::new();
-    let mut no_endpoint_ips = Vec::new();
-    let mut no_endpoint_ports = Vec::new();
-    let mut chains = String::new();
-    let mut sets = String::new();
-    let mut endpoint_chains: BTreeMap<String, String> = BTreeMap::new();
-    for sp in &ports {
+/// The rules for `ports` on `node`.
+pub fn build(ports: &[ServicePort], node: &Node) -> Ruleset {
+    let mut out = Ruleset::default();
+    for (name, _) in MAPS {
+        out.maps.insert(name, BTreeMap::new());
+    }
+    let mut element = |map: &'static str, key: String, verdict: String| {
+        if let Some(m) = out.maps.get_mut(map) {
+            m.insert(key, verdict);
+        }
+    };
+    let mut chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut sets = BTreeMap::new();
+    for sp in ports {
         let Some(ip) = sp.cluster_ip else { continue };
         let proto = sp.protocol.nft();
         let key = format!("{ip} . {proto} . {}", sp.port);
@@ -195,81 +212,60 @@ pub fn ruleset(ports: &[ServicePort], node: &Node) -> String {
         let external = usable(&sp.endpoints, &node.name, sp.external_local);
         let svc_chain = service_chain(sp);
         if internal.is_empty() {
-            no_endpoint_ips.push(format!("{key} : goto reject-chain"));
+            element("no-endpoint-services", key, "goto reject-chain".into());
         } else {
-            service_ips.push(format!("{key} : goto {}", quoted(&svc_chain)));
-            let _ = writeln!(chains, "\tchain {} {{", quoted(&svc_chain));
+            element("service-ips", key, format!("goto {svc_chain}"));
+            let mut rules = Vec::new();
             if let Some((net, bits)) = node.cluster_cidr {
-                let _ = writeln!(
-                    chains,
-                    "\t\tip daddr {ip} {proto} dport {} ip saddr != {net}/{bits} jump mark-for-masquerade",
+                rules.push(format!(
+                    "ip daddr {ip} {proto} dport {} ip saddr != {net}/{bits} jump mark-for-masquerade",
                     sp.port
-                );
+                ));
             }
-            spread(&mut chains, sp, &internal);
-            let _ = writeln!(chains, "\t}}");
+            spread(&mut rules, sp, &internal);
+            chains.insert(svc_chain.clone(), rules);
         }
         if let Some(np) = sp.node_port {
+            let key = format!("{proto} . {np}");
             if external.is_empty() {
-                no_endpoint_ports.push(format!("{proto} . {np} : goto reject-chain"));
+                element("no-endpoint-nodeports", key, "goto reject-chain".into());
             } else {
-                node_ports.push(format!("{proto} . {np} : goto {}", quoted(&external_chain(sp))));
-                let _ = writeln!(chains, "\tchain {} {{", quoted(&external_chain(sp)));
+                let chain = external_chain(sp);
+                element("service-nodeports", key, format!("goto {chain}"));
+                let mut rules = Vec::new();
                 if sp.external_local {
                     // The client's address is kept: only this node's endpoints serve it.
-                    spread(&mut chains, sp, &external);
+                    spread(&mut rules, sp, &external);
                 } else {
-                    let _ = writeln!(chains, "\t\tjump mark-for-masquerade");
-                    if internal.is_empty() {
-                        let _ = writeln!(chains, "\t\treject");
-                    } else {
-                        let _ = writeln!(chains, "\t\tgoto {}", quoted(&svc_chain));
-                    }
+                    rules.push("jump mark-for-masquerade".into());
+                    spread(&mut rules, sp, &external);
                 }
-                let _ = writeln!(chains, "\t}}");
+                chains.insert(chain, rules);
             }
         }
         for e in internal.iter().chain(external.iter()) {
             let chain = endpoint_chain(sp, e);
-            if endpoint_chains.contains_key(&chain) {
+            if chains.contains_key(&chain) {
                 continue;
             }
-            let mut body = String::new();
-            let _ = writeln!(body, "\tchain {} {{", quoted(&chain));
-            let _ = writeln!(body, "\t\tip saddr {} jump mark-for-masquerade", e.ip);
+            let mut rules = vec![format!("ip saddr {} jump mark-for-masquerade", e.ip)];
             if let Some(timeout) = sp.affinity_seconds {
                 let set = affinity_set(sp, e);
-                let _ = writeln!(
-                    sets,
-                    "\tset {set} {{\n\t\ttype ipv4_addr\n\t\tflags dynamic,timeout\n\t\ttimeout {timeout}s\n\t}}"
-                );
-                let _ = writeln!(body, "\t\tupdate @{set} {{ ip saddr }}");
+                rules.push(format!("update @{set} {{ ip saddr }}"));
+                sets.insert(set, timeout);
             }
-            let _ = writeln!(body, "\t\tmeta l4proto {proto} dnat to {}:{}", e.ip, e.port);
-            let _ = writeln!(body, "\t}}");
-            endpoint_chains.insert(chain, body);
+            rules.push(format!("meta l4proto {proto} dnat to {}:{}", e.ip, e.port));
+            chains.insert(chain, rules);
         }
     }
-    let map = |name: &str, key: &str, elements: &[String]| -> String {
-        let mut m = format!("\tmap {name} {{\n\t\ttype {key} : verdict\n");
-        if !elements.is_empty() {
-            let _ = writeln!(m, "\t\telements = {{ {} }}", elements.join(", "));
-        }
-        m.push_str("\t}\n");
-        m
-    };
-    let mut out = String::new();
-    // Declaring the table first makes the delete valid on a first sync; the delete and the
-    // new table are one transaction, so no packet sees a half-written table.
-    let _ = writeln!(out, "table ip {TABLE} {{}}\ndelete table ip {TABLE}\ntable ip {TABLE} {{");
-    let _ = writeln!(out, "\tcomment \"rules for kube-proxy\"");
-    out.push_str(&map("service-ips", "ipv4_addr . inet_proto . inet_service", &service_ips));
-    out.push_str(&map("service-nodeports", "inet_proto . inet_service", &node_ports));
-    out.push_str(&map("no-endpoint-services", "ipv4_addr . inet_proto . inet_service", &no_endpoint_ips));
-    out.push_str(&map("no-endpoint-nodeports", "inet_proto . inet_service", &no_endpoint_ports));
-    out.push_str(&sets);
-    let _ = write!(
-        out,
+    out.chains = chains;
+    out.sets = sets;
+    out
+}
+
+/// The fixed part of the table: hooks, dispatch, reject and masquerade.
+fn fixed_chains() -> String {
+    format!(
         "\tchain nat-prerouting {{\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tjump services\n\t}}\n\
          \tchain nat-output {{\n\t\ttype nat hook output priority -100; policy accept;\n\t\tjump services\n\t}}\n\
          \tchain nat-postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tjump masquerading\n\t}}\n\
@@ -283,13 +279,110 @@ pub fn ruleset(ports: &[ServicePort], node: &Node) -> String {
          \tchain reject-chain {{\n\t\treject\n\t}}\n\
          \tchain mark-for-masquerade {{\n\t\tmeta mark set meta mark | {MASQ_MARK:#x}\n\t}}\n\
          \tchain masquerading {{\n\t\tmeta mark & {MASQ_MARK:#x} == 0 return\n\t\tmeta mark set meta mark ^ {MASQ_MARK:#x}\n\t\tmasquerade fully-random\n\t}}\n"
-    );
-    out.push_str(&chains);
-    for body in endpoint_chains.values() {
-        out.push_str(body);
+    )
+}
+
+fn set_declaration(timeout: u32) -> String {
+    format!("{{ type ipv4_addr; flags dynamic,timeout; timeout {timeout}s; }}")
+}
+
+/// The whole table, as one `nft -f` script that replaces whatever is there in one
+/// transaction (the first sync, and after a failed incremental one).
+pub fn full(r: &Ruleset) -> String {
+    let mut out = String::new();
+    // Declaring the table first makes the delete valid on a first sync; the delete and the
+    // new table are one transaction, so no packet sees a half-written table.
+    let _ = writeln!(out, "table ip {TABLE} {{}}\ndelete table ip {TABLE}\ntable ip {TABLE} {{");
+    let _ = writeln!(out, "\tcomment \"rules for kube-proxy\"");
+    for (name, key) in MAPS {
+        let _ = writeln!(out, "\tmap {name} {{\n\t\ttype {key} : verdict");
+        let elements = r.maps.get(name).map(|m| m.iter().map(|(k, v)| format!("{k} : {v}")).collect::<Vec<_>>());
+        if let Some(elements) = elements.filter(|e| !e.is_empty()) {
+            let _ = writeln!(out, "\t\telements = {{ {} }}", elements.join(", "));
+        }
+        out.push_str("\t}\n");
+    }
+    for (set, timeout) in &r.sets {
+        let _ = writeln!(
+            out,
+            "\tset {set} {{\n\t\ttype ipv4_addr\n\t\tflags dynamic,timeout\n\t\ttimeout {timeout}s\n\t}}"
+        );
+    }
+    out.push_str(&fixed_chains());
+    for (chain, rules) in &r.chains {
+        let _ = writeln!(out, "\tchain {chain} {{");
+        for rule in rules {
+            let _ = writeln!(out, "\t\t{rule}");
+        }
+        out.push_str("\t}\n");
     }
     out.push_str("}\n");
     out
+}
+
+/// The changes from `old` (what the kernel has) to `new`, as one `nft -f` transaction:
+/// new sets and chains, then the rules of new and changed chains, then map elements, then
+/// what is gone (referrers before what they refer to). A one-endpoint change touches a few
+/// chains and elements, whatever the number of services.
+pub fn update(old: &Ruleset, new: &Ruleset) -> String {
+    let mut out = String::new();
+    let t = format!("ip {TABLE}");
+    for (set, timeout) in &new.sets {
+        if old.sets.get(set) != Some(timeout) {
+            if old.sets.contains_key(set) {
+                let _ = writeln!(out, "delete set {t} {set}");
+            }
+            let _ = writeln!(out, "add set {t} {set} {}", set_declaration(*timeout));
+        }
+    }
+    for chain in new.chains.keys().filter(|c| !old.chains.contains_key(*c)) {
+        let _ = writeln!(out, "add chain {t} {chain}");
+    }
+    for (chain, rules) in &new.chains {
+        match old.chains.get(chain) {
+            Some(before) if before == rules => continue,
+            Some(_) => {
+                let _ = writeln!(out, "flush chain {t} {chain}");
+            }
+            None => {}
+        }
+        for rule in rules {
+            let _ = writeln!(out, "add rule {t} {chain} {rule}");
+        }
+    }
+    for (name, _) in MAPS {
+        let empty = BTreeMap::new();
+        let (before, after) = (old.maps.get(name).unwrap_or(&empty), new.maps.get(name).unwrap_or(&empty));
+        for (key, verdict) in before {
+            if after.get(key) != Some(verdict) {
+                let _ = writeln!(out, "delete element {t} {name} {{ {key} }}");
+            }
+        }
+        for (key, verdict) in after {
+            if before.get(key) != Some(verdict) {
+                let _ = writeln!(out, "add element {t} {name} {{ {key} : {verdict} }}");
+            }
+        }
+    }
+    // External chains refer to service chains, which refer to endpoint chains: delete in
+    // that order, each emptied first.
+    let mut gone: Vec<&String> = old.chains.keys().filter(|c| !new.chains.contains_key(*c)).collect();
+    gone.sort_by_key(|c| (!c.starts_with("external-"), !c.starts_with("service-")));
+    for chain in &gone {
+        let _ = writeln!(out, "flush chain {t} {chain}");
+    }
+    for chain in gone {
+        let _ = writeln!(out, "delete chain {t} {chain}");
+    }
+    for set in old.sets.keys().filter(|s| !new.sets.contains_key(*s)) {
+        let _ = writeln!(out, "delete set {t} {set}");
+    }
+    out
+}
+
+/// The whole table for `ports` on `node` ([`build`] then [`full`]).
+pub fn ruleset(ports: &[ServicePort], node: &Node) -> String {
+    full(&build(ports, node))
 }
 
 /// The script that removes kube-proxy's table (`--cleanup`).
@@ -376,10 +469,8 @@ mod tests {
         let external = external_chain(&np);
         assert!(rules.contains(&format!("tcp . 30080 : goto {external}")), "{rules}");
         assert!(
-            rules.contains(&format!(
-                "chain {external} {{\n\t\tjump mark-for-masquerade\n\t\tgoto {}",
-                service_chain(&np)
-            ))
+            rules.contains(&format!("chain {external} {{\n\t\tjump mark-for-masquerade\n\t\tnumgen random mod 1")),
+            "{rules}"
         );
         // externalTrafficPolicy: Local on a node without endpoints: rejected here.
         np.external_local = true;
@@ -461,5 +552,42 @@ mod tests {
             let out = child.wait_with_output().unwrap();
             assert!(out.status.success(), "nft refused:\n{}\n{script}", String::from_utf8_lossy(&out.stderr));
         }
+    }
+
+    #[test]
+    fn an_endpoint_change_rewrites_only_what_it_touches() {
+        let before = build(
+            &[web(vec![ep("10.244.1.2", true, true, false, "n1"), ep("10.244.2.2", true, true, false, "n2")])],
+            &node(),
+        );
+        let after = build(
+            &[web(vec![ep("10.244.1.2", true, true, false, "n1"), ep("10.244.3.3", true, true, false, "n3")])],
+            &node(),
+        );
+        assert_eq!(update(&before, &before), "", "nothing changed, nothing written");
+        let script = update(&before, &after);
+        let gone = endpoint_chain(&web(vec![]), &ep("10.244.2.2", true, true, false, "n2"));
+        let new = endpoint_chain(&web(vec![]), &ep("10.244.3.3", true, true, false, "n3"));
+        let svc = service_chain(&web(vec![]));
+        let lines: Vec<&str> = script.lines().collect();
+        assert_eq!(lines[0], format!("add chain ip kube-proxy {new}"));
+        assert!(lines.contains(&format!("flush chain ip kube-proxy {svc}").as_str()), "{script}");
+        assert!(
+            lines.contains(&format!("add rule ip kube-proxy {new} meta l4proto tcp dnat to 10.244.3.3:8080").as_str())
+        );
+        assert_eq!(lines[lines.len() - 1], format!("delete chain ip kube-proxy {gone}"));
+        assert!(!script.contains("element"), "the service's map element stays: {script}");
+        // A service that goes takes its element and chains, referrers first.
+        let script = update(&after, &build(&[], &node()));
+        assert!(script.contains("delete element ip kube-proxy service-ips { 10.96.0.20 . tcp . 80 }"), "{script}");
+        let deletes: Vec<&str> = script.lines().filter(|l| l.starts_with("delete chain")).collect();
+        assert!(deletes[0].contains("service-"), "{deletes:?}");
+        // Losing its last endpoint moves it to the reject map.
+        let script = update(&after, &build(&[web(vec![])], &node()));
+        assert!(
+            script.contains(
+                "add element ip kube-proxy no-endpoint-services { 10.96.0.20 . tcp . 80 : goto reject-chain }"
+            )
+        );
     }
 }

@@ -49,6 +49,23 @@ impl Strategy for EndpointsStrategy {
                 )
             })
             .collect();
-        vec![name, json!(or_none(eps.join(","))), created]
+        // As upstream's printer: the first three, then a count of the rest.
+        let shown =
+            if eps.len() > 3 { format!("{} + {} more...", eps[..3].join(","), eps.len() - 3) } else { eps.join(",") };
+        vec![name, json!(or_none(shown)), created]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_shows_three_addresses_and_counts_the_rest() {
+        let addresses: Vec<Value> = (1..=5).map(|i| json!({"ip": format!("10.244.0.{i}")})).collect();
+        let ep = json!({"metadata": {"name": "web"}, "subsets": [{"addresses": addresses, "ports": [{"port": 8080}]}]});
+        let cells = EndpointsStrategy.cells(&ep);
+        assert_eq!(cells[1], "10.244.0.1:8080,10.244.0.2:8080,10.244.0.3:8080 + 2 more...");
+        assert_eq!(EndpointsStrategy.cells(&json!({"metadata": {"name": "web"}}))[1], "<none>");
     }
 }
