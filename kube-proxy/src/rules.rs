@@ -4,8 +4,8 @@
 //! - a verdict map `service-ips` (cluster IP . protocol . port → the service's chain) and
 //!   `service-nodeports` (protocol . port → its external chain), so that a packet finds its
 //!   service in one lookup however many services there are;
-//! - per service port a chain that picks an endpoint with `numgen random mod N` (after
-//!   `ClientIP` affinity, when set), and per endpoint a chain that DNATs to it;
+//! - per service port a chain that DNATs to an endpoint picked by `numgen random mod N`
+//!   through a map (with `ClientIP` affinity: a chain per endpoint that records clients);
 //! - masquerade for traffic from outside the pod network to a cluster IP, for node ports
 //!   of `externalTrafficPolicy: Cluster`, and for a pod reaching itself (hairpin);
 //! - `no-endpoint-services` / `no-endpoint-nodeports`: a service with nothing to send to
@@ -14,7 +14,7 @@
 //! Which endpoints a port uses follows upstream: ready ones; if none, serving terminating
 //! ones; with a `Local` traffic policy only this node's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
@@ -159,15 +159,29 @@ pub fn usable<'a>(endpoints: &'a [Endpoint], node: &str, local: bool) -> Vec<&'a
 }
 
 /// The rules that spread traffic over `endpoints` (affinity first).
+/// Without affinity that is one DNAT through a `numgen` map (no chain per endpoint: at
+/// 10,000 endpoints, chains are most of what the kernel builds); with it, a chain per
+/// endpoint that records the client.
 fn spread(rules: &mut Vec<String>, sp: &ServicePort, endpoints: &[&Endpoint]) {
+    let proto = sp.protocol.nft();
     if sp.affinity_seconds.is_some() {
         for e in endpoints {
             rules.push(format!("ip saddr @{} goto {}", affinity_set(sp, e), endpoint_chain(sp, e)));
         }
+        let arms: Vec<String> =
+            endpoints.iter().enumerate().map(|(i, e)| format!("{i} : goto {}", endpoint_chain(sp, e))).collect();
+        rules.push(format!("numgen random mod {} vmap {{ {} }}", endpoints.len(), arms.join(", ")));
+    } else if let [e] = endpoints {
+        rules.push(format!("meta l4proto {proto} dnat to {}:{}", e.ip, e.port));
+    } else {
+        let arms: Vec<String> =
+            endpoints.iter().enumerate().map(|(i, e)| format!("{i} : {} . {}", e.ip, e.port)).collect();
+        rules.push(format!(
+            "meta l4proto {proto} dnat ip addr . port to numgen random mod {} map {{ {} }}",
+            endpoints.len(),
+            arms.join(", ")
+        ));
     }
-    let arms: Vec<String> =
-        endpoints.iter().enumerate().map(|(i, e)| format!("{i} : goto {}", endpoint_chain(sp, e))).collect();
-    rules.push(format!("numgen random mod {} vmap {{ {} }}", endpoints.len(), arms.join(", ")));
 }
 
 /// The maps of verdicts kube-proxy fills, and their key types.
@@ -189,6 +203,9 @@ pub struct Ruleset {
     pub sets: BTreeMap<String, u32>,
     /// Chain name → its rules.
     pub chains: BTreeMap<String, Vec<String>>,
+    /// `endpoint . endpoint` for every endpoint: a pod that reaches itself through a
+    /// service is masqueraded (hairpin), in postrouting.
+    pub hairpin: BTreeSet<String>,
 }
 
 /// The rules for `ports` on `node`.
@@ -204,6 +221,7 @@ pub fn build(ports: &[ServicePort], node: &Node) -> Ruleset {
     };
     let mut chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut sets = BTreeMap::new();
+    let mut hairpin = BTreeSet::new();
     for sp in ports {
         let Some(ip) = sp.cluster_ip else { continue };
         let proto = sp.protocol.nft();
@@ -244,22 +262,24 @@ pub fn build(ports: &[ServicePort], node: &Node) -> Ruleset {
             }
         }
         for e in internal.iter().chain(external.iter()) {
+            hairpin.insert(format!("{} . {}", e.ip, e.ip));
+            let Some(timeout) = sp.affinity_seconds else { continue };
             let chain = endpoint_chain(sp, e);
             if chains.contains_key(&chain) {
                 continue;
             }
-            let mut rules = vec![format!("ip saddr {} jump mark-for-masquerade", e.ip)];
-            if let Some(timeout) = sp.affinity_seconds {
-                let set = affinity_set(sp, e);
-                rules.push(format!("update @{set} {{ ip saddr }}"));
-                sets.insert(set, timeout);
-            }
-            rules.push(format!("meta l4proto {proto} dnat to {}:{}", e.ip, e.port));
+            let set = affinity_set(sp, e);
+            sets.insert(set.clone(), timeout);
+            let rules = vec![
+                format!("update @{set} {{ ip saddr }}"),
+                format!("meta l4proto {proto} dnat to {}:{}", e.ip, e.port),
+            ];
             chains.insert(chain, rules);
         }
     }
     out.chains = chains;
     out.sets = sets;
+    out.hairpin = hairpin;
     out
 }
 
@@ -278,7 +298,7 @@ fn fixed_chains() -> String {
          \t\tfib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @no-endpoint-nodeports\n\t}}\n\
          \tchain reject-chain {{\n\t\treject\n\t}}\n\
          \tchain mark-for-masquerade {{\n\t\tmeta mark set meta mark | {MASQ_MARK:#x}\n\t}}\n\
-         \tchain masquerading {{\n\t\tmeta mark & {MASQ_MARK:#x} == 0 return\n\t\tmeta mark set meta mark ^ {MASQ_MARK:#x}\n\t\tmasquerade fully-random\n\t}}\n"
+         \tchain masquerading {{\n\t\tct status dnat ip saddr . ip daddr @hairpin masquerade fully-random\n\t\tmeta mark & {MASQ_MARK:#x} == 0 return\n\t\tmeta mark set meta mark ^ {MASQ_MARK:#x}\n\t\tmasquerade fully-random\n\t}}\n"
     )
 }
 
@@ -302,6 +322,11 @@ pub fn full(r: &Ruleset) -> String {
         }
         out.push_str("\t}\n");
     }
+    let _ = writeln!(out, "\tset hairpin {{\n\t\ttype ipv4_addr . ipv4_addr");
+    if !r.hairpin.is_empty() {
+        let _ = writeln!(out, "\t\telements = {{ {} }}", r.hairpin.iter().cloned().collect::<Vec<_>>().join(", "));
+    }
+    out.push_str("\t}\n");
     for (set, timeout) in &r.sets {
         let _ = writeln!(
             out,
@@ -363,6 +388,12 @@ pub fn update(old: &Ruleset, new: &Ruleset) -> String {
                 let _ = writeln!(out, "add element {t} {name} {{ {key} : {verdict} }}");
             }
         }
+    }
+    for gone in old.hairpin.difference(&new.hairpin) {
+        let _ = writeln!(out, "delete element {t} hairpin {{ {gone} }}");
+    }
+    for added in new.hairpin.difference(&old.hairpin) {
+        let _ = writeln!(out, "add element {t} hairpin {{ {added} }}");
     }
     // External chains refer to service chains, which refer to endpoint chains: delete in
     // that order, each emptied first.
@@ -431,12 +462,17 @@ mod tests {
         let chain = service_chain(&web(vec![]));
         assert!(rules.contains(&format!("elements = {{ 10.96.0.20 . tcp . 80 : goto {chain} }}")), "{rules}");
         assert!(rules.contains("ip daddr 10.96.0.20 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade"));
-        let picks = lines_with(&rules, "numgen random mod 2 vmap");
-        assert_eq!(picks.len(), 1, "{rules}");
-        assert!(picks[0].contains("0 : goto endpoint-") && picks[0].contains("1 : goto endpoint-"));
-        assert_eq!(lines_with(&rules, "dnat to").len(), 2);
-        assert!(rules.contains("meta l4proto tcp dnat to 10.244.1.2:8080"));
-        assert!(rules.contains("ip saddr 10.244.1.2 jump mark-for-masquerade"), "hairpin");
+        let picks = lines_with(&rules, "dnat ip addr . port to numgen random mod 2 map");
+        assert_eq!(
+            picks,
+            vec![
+                "meta l4proto tcp dnat ip addr . port to numgen random mod 2 map { 0 : 10.244.1.2 . 8080, 1 : 10.244.2.2 . 8080 }"
+            ],
+            "{rules}"
+        );
+        assert!(!rules.contains("chain endpoint-"), "no chain per endpoint without affinity");
+        assert!(rules.contains("elements = { 10.244.1.2 . 10.244.1.2, 10.244.2.2 . 10.244.2.2 }"), "hairpin: {rules}");
+        assert!(rules.contains("ct status dnat ip saddr . ip daddr @hairpin masquerade fully-random"));
         assert!(rules.starts_with("table ip kube-proxy {}\ndelete table ip kube-proxy\ntable ip kube-proxy {"));
     }
 
@@ -461,7 +497,7 @@ mod tests {
         let empty = web(vec![ep("10.244.1.4", false, false, false, "n1")]);
         let rules = ruleset(&[empty], &node());
         assert!(rules.contains("map no-endpoint-services {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n\t\telements = { 10.96.0.20 . tcp . 80 : goto reject-chain }"), "{rules}");
-        assert!(!rules.contains("dnat to"));
+        assert!(!rules.contains("dnat to") && !rules.contains("dnat ip addr"), "{rules}");
 
         let mut np = web(vec![ep("10.244.2.2", true, true, false, "n2")]);
         np.node_port = Some(30080);
@@ -469,7 +505,9 @@ mod tests {
         let external = external_chain(&np);
         assert!(rules.contains(&format!("tcp . 30080 : goto {external}")), "{rules}");
         assert!(
-            rules.contains(&format!("chain {external} {{\n\t\tjump mark-for-masquerade\n\t\tnumgen random mod 1")),
+            rules.contains(&format!(
+                "chain {external} {{\n\t\tjump mark-for-masquerade\n\t\tmeta l4proto tcp dnat to 10.244.2.2:8080"
+            )),
             "{rules}"
         );
         // externalTrafficPolicy: Local on a node without endpoints: rejected here.
@@ -477,7 +515,10 @@ mod tests {
         let rules = ruleset(std::slice::from_ref(&np), &node());
         assert!(rules.contains("tcp . 30080 : goto reject-chain"), "{rules}");
         let rules = ruleset(&[np], &Node { name: "n2".into(), ..node() });
-        assert!(rules.contains(&format!("chain {external} {{\n\t\tnumgen random mod 1")), "{rules}");
+        assert!(
+            rules.contains(&format!("chain {external} {{\n\t\tmeta l4proto tcp dnat to 10.244.2.2:8080")),
+            "{rules}"
+        );
     }
 
     #[test]
@@ -499,7 +540,7 @@ mod tests {
         let mut headless = web(vec![ep("10.244.1.2", true, true, false, "n1")]);
         headless.cluster_ip = None;
         let rules = ruleset(&[headless], &node());
-        assert!(!rules.contains("dnat"));
+        assert!(!rules.contains("dnat to") && !rules.contains("dnat ip addr"), "{rules}");
         assert_eq!(ruleset(&[], &node()), rules);
         assert_eq!(hash("a"), hash("a"));
         assert_ne!(hash("default/web/tcp/http"), hash("default/web/tcp/https"));
@@ -566,22 +607,40 @@ mod tests {
         );
         assert_eq!(update(&before, &before), "", "nothing changed, nothing written");
         let script = update(&before, &after);
-        let gone = endpoint_chain(&web(vec![]), &ep("10.244.2.2", true, true, false, "n2"));
-        let new = endpoint_chain(&web(vec![]), &ep("10.244.3.3", true, true, false, "n3"));
         let svc = service_chain(&web(vec![]));
-        let lines: Vec<&str> = script.lines().collect();
-        assert_eq!(lines[0], format!("add chain ip kube-proxy {new}"));
-        assert!(lines.contains(&format!("flush chain ip kube-proxy {svc}").as_str()), "{script}");
-        assert!(
-            lines.contains(&format!("add rule ip kube-proxy {new} meta l4proto tcp dnat to 10.244.3.3:8080").as_str())
+        assert_eq!(
+            script.lines().collect::<Vec<_>>(),
+            vec![
+                format!("flush chain ip kube-proxy {svc}"),
+                format!(
+                    "add rule ip kube-proxy {svc} ip daddr 10.96.0.20 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade"
+                ),
+                format!(
+                    "add rule ip kube-proxy {svc} meta l4proto tcp dnat ip addr . port to numgen random mod 2 map {{ 0 : 10.244.1.2 . 8080, 1 : 10.244.3.3 . 8080 }}"
+                ),
+                "delete element ip kube-proxy hairpin { 10.244.2.2 . 10.244.2.2 }".to_owned(),
+                "add element ip kube-proxy hairpin { 10.244.3.3 . 10.244.3.3 }".to_owned(),
+            ],
+            "one chain rewritten, the service's map element untouched"
         );
-        assert_eq!(lines[lines.len() - 1], format!("delete chain ip kube-proxy {gone}"));
-        assert!(!script.contains("element"), "the service's map element stays: {script}");
         // A service that goes takes its element and chains, referrers first.
         let script = update(&after, &build(&[], &node()));
         assert!(script.contains("delete element ip kube-proxy service-ips { 10.96.0.20 . tcp . 80 }"), "{script}");
         let deletes: Vec<&str> = script.lines().filter(|l| l.starts_with("delete chain")).collect();
-        assert!(deletes[0].contains("service-"), "{deletes:?}");
+        assert_eq!(deletes, vec![format!("delete chain ip kube-proxy {svc}")]);
+        // With affinity, endpoint chains go after the service chain that refers to them.
+        let mut sticky = web(vec![ep("10.244.1.2", true, true, false, "n1")]);
+        sticky.affinity_seconds = Some(60);
+        let script = update(&build(&[sticky], &node()), &build(&[], &node()));
+        let deletes: Vec<&str> = script.lines().filter(|l| l.starts_with("delete chain")).collect();
+        assert!(deletes[0].contains("service-") && deletes[1].contains("endpoint-"), "{deletes:?}");
+        assert!(
+            script.ends_with(&format!(
+                "delete set ip kube-proxy {}\n",
+                affinity_set(&web(vec![]), &ep("10.244.1.2", true, true, false, "n1"))
+            )),
+            "{script}"
+        );
         // Losing its last endpoint moves it to the reject map.
         let script = update(&after, &build(&[web(vec![])], &node()));
         assert!(
