@@ -1021,12 +1021,14 @@ async fn services_get_endpoint_slices_and_endpoints() {
     let ips = |list: &Option<Vec<k8s_openapi::api::core::v1::EndpointAddress>>| {
         list.iter().flatten().map(|a| a.ip.clone()).collect::<Vec<_>>()
     };
-    let ep = endpoints.get("web").await.unwrap();
-    let subset = &ep.subsets.as_ref().unwrap()[0];
-    assert_eq!(
-        (ips(&subset.addresses), ips(&subset.not_ready_addresses)),
-        (vec!["10.244.0.2".to_owned()], vec!["10.244.0.3".to_owned()])
-    );
+    // The Endpoints are written after the slices, in the same pass.
+    eventually("Endpoints with a ready and a not-ready address", Duration::from_secs(10), || async {
+        let ep = endpoints.get_opt("web").await.unwrap().unwrap_or_default();
+        let subset = ep.subsets.unwrap_or_default().into_iter().next().unwrap_or_default();
+        (ips(&subset.addresses), ips(&subset.not_ready_addresses))
+            == (vec!["10.244.0.2".to_owned()], vec!["10.244.0.3".to_owned()])
+    })
+    .await;
 
     // b turns Ready; a is deleted and terminates (its node has not confirmed yet).
     set_status("b", "10.244.0.3", true).await;

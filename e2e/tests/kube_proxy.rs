@@ -221,7 +221,11 @@ fn cluster_ips_and_node_ports_reach_pods_through_nftables() {
     let body = get(&client, "http://192.168.77.1:30080/").unwrap();
     assert!(body.starts_with("pod"), "{body}");
 
-    // A service with no endpoints is refused at once, not left to time out.
+    // A service with no endpoints is refused at once, not left to time out (once kube-proxy
+    // has seen it: the two watches are separate streams).
+    wait_until("the empty service to be refused", Duration::from_secs(20), || {
+        get(&node, "http://10.96.0.51/").is_err_and(|e| e.to_lowercase().contains("refused"))
+    });
     let started = Instant::now();
     let refused = get(&node, "http://10.96.0.51/").unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(2), "took {:?}: {refused}", started.elapsed());
