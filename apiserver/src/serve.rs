@@ -101,15 +101,67 @@ pub async fn serve(listener: TcpListener, router: Router, limits: &Limits) {
             tracing::warn!(open = cap - permits.available_permits(), cap, "open connections are near the cap");
         }
         let router = router.clone();
-        tokio::spawn(async move {
-            serve_connection(stream, peer, router, header_timeout).await;
-            drop(permit);
-        });
+        let _ = stream.set_nodelay(true);
+        let stream = Counted { _permit: permit, stream };
+        tokio::spawn(serve_connection(stream, peer, router, header_timeout));
     }
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, router: Router, header_timeout: Duration) {
-    let _ = stream.set_nodelay(true);
+/// A connection that holds its place under the cap until it closes. The place is given
+/// back before the socket is closed (fields drop in order), so a client that sees its
+/// connection closed can always open the next one.
+struct Counted {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    stream: tokio::net::TcpStream,
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+async fn serve_connection(stream: Counted, peer: SocketAddr, router: Router, header_timeout: Duration) {
     // HTTP/1.1 only: every client of a plain-HTTP apiserver speaks it (HTTP/2 comes with
     // TLS and ALPN). An HTTP/1-or-2 server would first wait for the client's first bytes
     // to tell them apart, with no timeout: a connection that sends nothing would be
