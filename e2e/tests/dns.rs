@@ -113,7 +113,9 @@ async fn cluster_names_resolve_and_other_names_are_forwarded() {
     let listen: SocketAddr = format!("127.0.0.1:{}", e2e::free_port()).parse().unwrap();
     let config = kube_dns::Config { domain: "cluster.local".into(), listen, upstream: vec![fake_upstream().await] };
     let client = c.client.clone();
-    let server = tokio::spawn(async move { kube_dns::serve(client, config).await });
+    let metrics = std::sync::Arc::new(kube_dns::Metrics::default());
+    let m = metrics.clone();
+    let server = tokio::spawn(async move { kube_dns::serve(client, config, m).await });
     // Serving once it accepts a TCP connection (a UDP query sent before it binds is lost).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect(listen).await.is_err() {
@@ -149,4 +151,10 @@ async fn cluster_names_resolve_and_other_names_are_forwarded() {
     .unwrap();
     services.create(&pp, &late).await.unwrap();
     eventually_answers(listen, "late.default.svc.cluster.local.", vec!["10.96.0.77".into()]).await;
+
+    // Every answer is counted, by where it came from and its code.
+    let text = metrics.encode();
+    assert!(text.contains(r#"coredns_dns_responses_total{source="zone",rcode="NXDOMAIN"}"#), "{text}");
+    assert!(text.contains(r#"coredns_dns_responses_total{source="forward",rcode="NOERROR"} 1"#), "{text}");
+    assert!(text.contains("coredns_dns_request_duration_seconds_count"), "{text}");
 }

@@ -22,6 +22,61 @@ use parking_lot::RwLock;
 
 pub mod zone;
 
+/// The labels of a response count: where it came from and its code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ResponseLabels {
+    /// `zone` (the cluster's names) or `forward`.
+    pub source: String,
+    /// The response code (`NOERROR`, `NXDOMAIN`, `SERVFAIL`, ...).
+    pub rcode: String,
+}
+
+/// The server's metrics, named after CoreDNS's.
+pub struct Metrics {
+    registry: prometheus_client::registry::Registry,
+    /// `coredns_dns_responses_total`.
+    pub responses:
+        prometheus_client::metrics::family::Family<ResponseLabels, prometheus_client::metrics::counter::Counter>,
+    /// `coredns_dns_request_duration_seconds`.
+    pub duration: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let responses = prometheus_client::metrics::family::Family::default();
+        let duration = prometheus_client::metrics::histogram::Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.00025, 2.0, 16),
+        );
+        // The client library adds `_total` to a counter's name.
+        registry.register("coredns_dns_responses", "Responses sent, by source and response code", responses.clone());
+        registry.register("coredns_dns_request_duration_seconds", "Time to answer a query", duration.clone());
+        Metrics { registry, responses, duration }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text format.
+    pub fn encode(&self) -> String {
+        component_base::encode_metrics(&self.registry)
+    }
+
+    fn observe(&self, source: &str, code: ResponseCode, started: std::time::Instant) {
+        let rcode = match code {
+            ResponseCode::NoError => "NOERROR".to_owned(),
+            ResponseCode::NXDomain => "NXDOMAIN".to_owned(),
+            ResponseCode::ServFail => "SERVFAIL".to_owned(),
+            ResponseCode::FormErr => "FORMERR".to_owned(),
+            ResponseCode::NotImp => "NOTIMP".to_owned(),
+            ResponseCode::Refused => "REFUSED".to_owned(),
+            other => u16::from(other).to_string(),
+        };
+        let labels = ResponseLabels { source: source.to_owned(), rcode };
+        self.responses.get_or_create(&labels).inc();
+        self.duration.observe(started.elapsed().as_secs_f64());
+    }
+}
+
 use zone::{Endpoint, Outcome, Zone};
 
 /// How the server runs.
@@ -100,12 +155,13 @@ pub fn upstream_from_resolv_conf(text: &str) -> Vec<SocketAddr> {
 pub struct Handler {
     zone: Arc<RwLock<Arc<Zone>>>,
     upstream: Arc<Vec<SocketAddr>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Handler {
     /// A handler over a zone kept current by someone else.
-    pub fn new(zone: Arc<RwLock<Arc<Zone>>>, upstream: Vec<SocketAddr>) -> Handler {
-        Handler { zone, upstream: Arc::new(upstream) }
+    pub fn new(zone: Arc<RwLock<Arc<Zone>>>, upstream: Vec<SocketAddr>, metrics: Arc<Metrics>) -> Handler {
+        Handler { zone, upstream: Arc::new(upstream), metrics }
     }
 
     /// Asks the upstream resolvers (in turn, 2 s each) and returns their answer.
@@ -147,6 +203,7 @@ fn rand_id() -> u16 {
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler>(&self, request: &Request, mut response: R) -> ResponseInfo {
+        let started = std::time::Instant::now();
         let builder = MessageResponseBuilder::from_message_request(request);
         let mut header = Header::response_from_request(request.header());
         header.set_recursion_available(true);
@@ -163,6 +220,7 @@ impl RequestHandler for Handler {
         let outcome = self.zone.read().answer(&qname, qtype);
         match outcome {
             Outcome::Answer { code, answers, soa } => {
+                self.metrics.observe("zone", code, started);
                 header.set_authoritative(true);
                 header.set_response_code(code);
                 let soa: Vec<Record> = soa.into_iter().map(|r| *r).collect();
@@ -173,6 +231,7 @@ impl RequestHandler for Handler {
                 let name: Name = info.query.name().into();
                 match self.forward(&name, qtype, request.header().recursion_desired()).await {
                     Some(answer) => {
+                        self.metrics.observe("forward", answer.response_code(), started);
                         header.set_response_code(answer.response_code());
                         let reply = builder.build(
                             header,
@@ -184,6 +243,7 @@ impl RequestHandler for Handler {
                         send(&mut response, reply).await
                     }
                     None => {
+                        self.metrics.observe("forward", ResponseCode::ServFail, started);
                         header.set_response_code(ResponseCode::ServFail);
                         send(&mut response, builder.build_no_records(header)).await
                     }
@@ -252,10 +312,10 @@ pub async fn keep_zone(client: kube::Client, domain: String, zone: Arc<RwLock<Ar
 
 /// Serves DNS on `config.listen` (UDP and TCP) from the cluster behind `client`, until the
 /// watches end.
-pub async fn serve(client: kube::Client, config: Config) -> anyhow::Result<()> {
+pub async fn serve(client: kube::Client, config: Config, metrics: Arc<Metrics>) -> anyhow::Result<()> {
     let zone = Arc::new(RwLock::new(Arc::new(Zone::new(&config.domain))));
     let keeper = tokio::spawn(keep_zone(client, config.domain.clone(), zone.clone()));
-    let mut server = ServerFuture::new(Handler::new(zone, config.upstream.clone()));
+    let mut server = ServerFuture::new(Handler::new(zone, config.upstream.clone(), metrics));
     let udp =
         tokio::net::UdpSocket::bind(config.listen).await.with_context(|| format!("binding UDP {}", config.listen))?;
     let tcp =

@@ -23,6 +23,9 @@ struct Args {
     /// resolv.conf (systemd-resolved's own list when its 127.0.0.53 stub is there).
     #[arg(long, value_delimiter = ',')]
     upstream: Vec<SocketAddr>,
+    /// Where `/metrics` and `/healthz` are served (0 disables).
+    #[arg(long, default_value = "127.0.0.1:9153")]
+    metrics_bind_address: SocketAddr,
 }
 
 #[tokio::main]
@@ -44,9 +47,12 @@ async fn main() -> anyhow::Result<()> {
         tracing::warn!("no upstream resolver: names outside the cluster get SERVFAIL");
     }
     let client = args.client.client().await?;
+    let metrics = std::sync::Arc::new(kube_dns::Metrics::default());
+    let m = metrics.clone();
+    component_base::serve_health_and_metrics(args.metrics_bind_address, std::sync::Arc::new(move || m.encode()));
     let config = kube_dns::Config { domain: args.cluster_domain, listen: args.listen, upstream };
     tokio::select! {
-        r = kube_dns::serve(client, config) => r.context("kube-dns stopped"),
+        r = kube_dns::serve(client, config, metrics) => r.context("kube-dns stopped"),
         () = component_base::shutdown_signal() => Ok(()),
     }
 }
