@@ -145,14 +145,34 @@ impl<'a> StoreAllocator<'a> {
         let reserved = (size / 16).clamp(16.min(size / 2), 256);
         let dynamic = size - reserved;
         let start = random_u32() % dynamic.max(1);
-        let taken = self.taken_ips();
-        for i in 0..size {
+        let order = |i: u32| {
             let offset = if i < dynamic { first + reserved + (start + i) % dynamic } else { first + (i - dynamic) };
-            let ip = Ipv4Addr::from(u32::from(network) + offset).to_string();
-            if taken.as_ref().is_some_and(|t| t.get(&Self::ip_key(&ip)).is_some()) {
-                continue;
+            Ipv4Addr::from(u32::from(network) + offset).to_string()
+        };
+        // First with the watch cache as the hint of what is taken (no storage read); it may
+        // lag behind a release, so when it finds nothing free, storage itself is asked
+        // before the range is called full.
+        if let Some(cache) = self.taken_ips() {
+            for i in 0..size {
+                let ip = order(i);
+                if cache.get(&Self::ip_key(&ip)).is_none()
+                    && self.take(&Self::ip_key(&ip), Self::ip_address(&ip, owner)).await?
+                {
+                    return Ok(ip);
+                }
             }
-            if self.take(&Self::ip_key(&ip), Self::ip_address(&ip, owner)).await? {
+        }
+        let prefix = Self::ip_key("");
+        let stored = self.app.store.list(ListRequest { prefix: prefix.clone(), ..Default::default() }).await;
+        let stored: std::collections::HashSet<String> = stored
+            .map_err(|e| e.to_string())?
+            .items
+            .into_iter()
+            .filter_map(|kv| kv.key.strip_prefix(&prefix).map(str::to_owned))
+            .collect();
+        for i in 0..size {
+            let ip = order(i);
+            if !stored.contains(&ip) && self.take(&Self::ip_key(&ip), Self::ip_address(&ip, owner)).await? {
                 return Ok(ip);
             }
         }
