@@ -92,10 +92,15 @@ pub fn json_patch_bounded(target: &mut Value, ops: &[json_patch::PatchOperation]
         // treat them as "the patch does not apply".
         ApiError { code: 422, ..ApiError::bad_request(format!("the JSON patch could not be applied: {e}")) }
     };
-    if !ops.iter().any(|op| matches!(op, json_patch::PatchOperation::Copy(_))) {
-        return json_patch::patch(target, ops).map_err(failed);
-    }
+    // The operations go to a copy that replaces the target only when all of them applied.
+    // (The crate's own all-or-nothing `patch` undoes what applied before a failure, and
+    // its undo panics on some inputs: an `add` under a path that a failed `move` removed.)
     let mut work = target.clone();
+    if !ops.iter().any(|op| matches!(op, json_patch::PatchOperation::Copy(_))) {
+        json_patch::patch_unsafe(&mut work, ops).map_err(failed)?;
+        *target = work;
+        return Ok(());
+    }
     let mut copied = 0usize;
     for (i, op) in ops.iter().enumerate() {
         if let json_patch::PatchOperation::Copy(copy) = op
@@ -109,7 +114,7 @@ pub fn json_patch_bounded(target: &mut Value, ops: &[json_patch::PatchOperation]
                 )));
             }
         }
-        json_patch::patch(&mut work, std::slice::from_ref(op)).map_err(failed)?;
+        json_patch::patch_unsafe(&mut work, std::slice::from_ref(op)).map_err(failed)?;
     }
     *target = work;
     Ok(())
@@ -449,6 +454,22 @@ mod tests {
         let e = json_patch_bounded(&mut v, &vec![ops(1)[0].clone(); MAX_JSON_PATCH_OPERATIONS + 1], usize::MAX)
             .expect_err("too many");
         assert_eq!(e.message, "The allowed maximum operations in a JSON patch is 10000, got 10001");
+    }
+
+    /// Found by the fuzzer: the crate's undo of an `add` under a path a failed `move`
+    /// removed panicked. A failed patch is a 422 and leaves the object as it was.
+    #[test]
+    fn a_patch_that_fails_after_a_move_changes_nothing() {
+        let ops: Vec<json_patch::PatchOperation> = serde_json::from_value(json!([
+            {"op": "add", "path": "/metadata/labels/x", "value": "1"},
+            {"op": "move", "from": "/metadata/labels", "path": "/spec/containers/5/image"},
+        ]))
+        .expect("ops");
+        let mut v = json!({"metadata": {"labels": {"a": "b"}}, "spec": {"containers": []}});
+        let before = v.clone();
+        let e = json_patch_bounded(&mut v, &ops, usize::MAX).expect_err("the move's target does not exist");
+        assert_eq!(e.code, 422);
+        assert_eq!(v, before);
     }
 
     #[test]
