@@ -4,7 +4,7 @@
 # the README's quick start as written, and bounded fuzzing runs.
 #
 # Installs what it needs when missing (protoc, etcd, Docker, busybox, nftables, iproute2,
-# the Python client) and says so; starts
+# the CNI plugins, the Python client) and says so; starts
 # a private etcd on a free loopback port and stops it on exit. Under CI=true nothing that
 # needs etcd may skip.
 set -euo pipefail
@@ -21,6 +21,8 @@ command -v file >/dev/null 2>&1 || need_apt+=(file)
 # kube-proxy's tests program nftables in network namespaces of their own.
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# The kubelet's pod network: the standard CNI plugins (bridge, host-local, loopback, portmap).
+[ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "installing ${need_apt[*]} (missing)"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
@@ -82,7 +84,7 @@ say "cargo build"
 cargo build --workspace --all-targets --quiet
 # The README test runs deploy/local-up.sh as a user would; it uses the release binaries.
 say "cargo build --release (for the README's local-up)"
-cargo build --release --quiet -p apiserver -p scheduler -p controller-manager -p kubelet -p kubectl
+cargo build --release --quiet -p apiserver -p scheduler -p controller-manager -p kubelet -p kubectl -p kube-proxy
 say "cargo test (unit, component and e2e; etcd at $ETCD_ENDPOINTS)"
 cargo test --workspace --quiet -- --test-threads 4
 say "Python kubernetes client"

@@ -121,6 +121,7 @@ else
   for i in $(seq 0 $((nodes - 1))); do check_port $((10250 + i)) "a kubelet"; done
 fi
 if [ "$store" = etcd ]; then check_port 2379 "etcd"; check_port 2380 "etcd's peers"; fi
+if [ "$runtime" != sim ]; then check_port 10249 "kube-proxy's metrics"; check_port 10256 "kube-proxy's health"; fi
 
 # --detach: this same script in the background, its output in the log; back when ready.
 if [ -n "$detach" ]; then
@@ -165,12 +166,18 @@ if [ "$runtime" = docker ]; then
   command -v file >/dev/null 2>&1 || pkgs+=(file)
   file -L /bin/busybox 2>/dev/null | grep -q "statically linked" || pkgs+=(busybox-static)
 fi
+if [ "$runtime" != sim ]; then
+  # The pod network (CNI plugins) and Services (kube-proxy programs nftables).
+  [ -x /usr/lib/cni/bridge ] || pkgs+=(containernetworking-plugins)
+  command -v nft >/dev/null 2>&1 || pkgs+=(nftables)
+fi
 [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
 
 say "building (release; the first build takes several minutes)"
-cargo build --release --quiet -p apiserver -p scheduler -p controller-manager -p kubelet -p kubectl
+cargo build --release --quiet -p apiserver -p scheduler -p controller-manager -p kubelet -p kubectl -p kube-proxy
 
 pids=()
+pod_network=
 dockerd_pid=
 node_names=()
 stop() {
@@ -191,6 +198,16 @@ stop() {
   for f in "$dir"/kubelet/process/pods/*/containers/*/pid "$dir"/kubelet/*/process/pods/*/containers/*/pid; do
     [ -f "$f" ] && kill -KILL -- "-$(cat "$f")" 2>/dev/null || true
   done
+  # The pod network: the pods' namespaces (process runtime), their addresses, the bridges,
+  # and kube-proxy's nftables table.
+  for ns in "$dir"/kubelet/*/process/netns/*; do
+    [ -e "$ns" ] && { $sudo umount -l "$ns" 2>/dev/null || true; rm -f "$ns"; }
+  done
+  if [ -n "$pod_network" ]; then
+    rm -rf "$dir"/kubelet/*/network
+    for i in $(seq 0 $((nodes - 1))); do $sudo ip link delete "cni$i" 2>/dev/null || true; done
+    $sudo ./target/release/kube-proxy --cleanup >/dev/null 2>&1 || true
+  fi
   if [ -n "$dockerd_pid" ]; then
     say "stopping the Docker daemon it started"
     kill "$dockerd_pid" 2>/dev/null || true
@@ -269,6 +286,13 @@ say "starting kube-controller-manager (logs: $dir/logs/kube-controller-manager.l
 pids+=($!)
 
 host=$(hostname | tr '[:upper:]' '[:lower:]')
+if [ "$runtime" != sim ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    pod_network=1
+  else
+    say "not root: pods stay on the runtime's own network (the pod network and kube-proxy need root)"
+  fi
+fi
 if [ "$runtime" = sim ]; then
   say "starting one kubelet hosting $nodes simulated nodes (logs: $dir/logs/kubelet.log)"
   ./target/release/kubelet --kubeconfig "$dir/kubeconfig" --runtime sim --sim-nodes "$nodes" --node-name "$host" \
@@ -284,10 +308,18 @@ else
     name=$host; [ "$nodes" -gt 1 ] && name="$host-$i"
     node_names+=("$name")
     say "starting kubelet for node $name, $runtime runtime (logs: $dir/logs/kubelet-$name.log)"
+    if [ -n "$pod_network" ]; then net=(--network-plugin cni --cni-bridge-name "cni$i"); else net=(--network-plugin none); fi
     ./target/release/kubelet --kubeconfig "$dir/kubeconfig" --runtime "$runtime" --node-name "$name" \
-      --root-dir "$dir/kubelet/$name" --port $((10250 + i)) >"$dir/logs/kubelet-$name.log" 2>&1 9>&- &
+      --root-dir "$dir/kubelet/$name" --port $((10250 + i)) "${net[@]}" >"$dir/logs/kubelet-$name.log" 2>&1 9>&- &
     pids+=($!)
   done
+  if [ -n "$pod_network" ]; then
+    # One kube-proxy serves every node of this host: they share its network namespace.
+    say "starting kube-proxy (logs: $dir/logs/kube-proxy.log)"
+    ./target/release/kube-proxy --kubeconfig "$dir/kubeconfig" --hostname-override "${node_names[0]}" \
+      --cluster-cidr 10.244.0.0/16 --healthz-bind-address 127.0.0.1:10256 >"$dir/logs/kube-proxy.log" 2>&1 9>&- &
+    pids+=($!)
+  fi
 fi
 node_ready() {
   curl -sf "http://127.0.0.1:$port/api/v1/nodes/$1" 2>/dev/null | python3 -c '

@@ -510,6 +510,11 @@ impl Cluster {
             &self.dir.path().join("kubelet").join(&name).display().to_string(),
         ]);
         a.extend(extra);
+        // Test clusters share the machine's network namespace: their pods stay where the
+        // runtime puts them unless a test asks for the pod network.
+        if !self.spec.kubelet_args.iter().any(|a| a.starts_with("--network-plugin")) {
+            a.extend(args(&["--network-plugin", "none"]));
+        }
         a.extend(self.spec.kubelet_args.iter().cloned());
         let log = self.log(&format!("kubelet-{name}"));
         self.kubelets[i] = Some(Process::spawn("kubelet", &a, &log).expect("kubelet"));

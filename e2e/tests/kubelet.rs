@@ -36,6 +36,8 @@ fn node(c: &InProcess, name: &str, runtime: Arc<dyn Runtime>, root: &Path, port:
             port,
             lease_seconds: 40,
         },
+        network: None,
+        dns: Default::default(),
         pods: Default::default(),
     })
 }

@@ -174,17 +174,15 @@ impl Handler {
         for server in self.upstream.iter() {
             let bind: SocketAddr = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().ok()?;
             let Ok(socket) = tokio::net::UdpSocket::bind(bind).await else { continue };
-            if socket.send_to(&bytes, server).await.is_err() {
+            // Connected: only the server's answers arrive, and a server that is not there
+            // (an ICMP port unreachable) is an error at once, not a time-out.
+            if socket.connect(server).await.is_err() || socket.send(&bytes).await.is_err() {
                 continue;
             }
             let mut buf = vec![0u8; 4096];
-            let Ok(Ok((n, from))) = tokio::time::timeout(Duration::from_secs(2), socket.recv_from(&mut buf)).await
-            else {
+            let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(2), socket.recv(&mut buf)).await else {
                 continue;
             };
-            if from != *server {
-                continue;
-            }
             if let Ok(answer) = Message::from_vec(&buf[..n])
                 && answer.id() == query.id()
             {

@@ -3,7 +3,9 @@
 //! through a CRI-like [`runtime::Runtime`]. It serves container logs over HTTP for the
 //! apiserver's `pods/log`, and Prometheus metrics.
 
+pub mod dns;
 pub mod metrics;
+pub mod network;
 pub mod node;
 pub mod pod;
 pub mod probe;
@@ -59,6 +61,10 @@ pub struct Node {
     pub metrics: Arc<metrics::Metrics>,
     /// How it registers.
     pub registration: node::Registration,
+    /// What pods' `resolv.conf` is made from.
+    pub dns: dns::ClusterDns,
+    /// The pod network (`None`: pods are where the runtime puts them).
+    pub network: Option<Arc<network::PodNetwork>>,
     /// Pod keys (`namespace/name`) to uids, for the log server.
     pub pods: Mutex<HashMap<String, String>>,
 }
@@ -205,11 +211,19 @@ pub async fn run_pods(nodes: Vec<Arc<Node>>) {
                         first_list_done = true;
                         // Whatever the runtimes hold for pods that no longer exist goes.
                         for node in &nodes {
-                            if let Ok(uids) = node.runtime.pods().await {
-                                for uid in uids.into_iter().filter(|u| !seen.contains(u)) {
-                                    tracing::info!(node = %node.name, %uid, "removing an orphaned pod sandbox");
-                                    let _ = node.runtime.remove_sandbox(&uid).await;
+                            let mut orphans: HashSet<String> =
+                                node.runtime.pods().await.unwrap_or_default().into_iter().collect();
+                            if let Some(net) = &node.network {
+                                orphans.extend(net.attached());
+                            }
+                            for uid in orphans.into_iter().filter(|u| !seen.contains(u)) {
+                                tracing::info!(node = %node.name, %uid, "removing an orphaned pod sandbox");
+                                if let Some(net) = &node.network
+                                    && let Err(e) = net.detach(&uid).await
+                                {
+                                    tracing::warn!(%uid, error = %e, "detaching an orphaned pod from the network failed");
                                 }
+                                let _ = node.runtime.remove_sandbox(&uid).await;
                             }
                         }
                     }
@@ -236,6 +250,11 @@ pub fn start(node: Arc<Node>) -> Vec<tokio::task::JoinHandle<()>> {
 /// Runs several nodes (the sim runtime's): a heartbeat each, and one pod watch for all.
 pub fn start_all(nodes: Vec<Arc<Node>>) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks: Vec<_> = nodes.iter().map(|n| tokio::spawn(node::heartbeat(n.clone()))).collect();
+    for n in &nodes {
+        if let Some(net) = &n.network {
+            tasks.push(tokio::spawn(network::run(n.clone(), net.clone())));
+        }
+    }
     tasks.push(tokio::spawn(run_pods(nodes)));
     tasks
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use component_base::flags::ClientFlags;
+use kubelet::network::{self, PodNetwork};
 use kubelet::runtime::{Runtime, docker::Docker, process::Process, sim::Sim};
 use kubelet::{Node, metrics::Metrics, node, parse_labels, parse_taints};
 
@@ -78,6 +79,41 @@ struct Args {
     /// The image of each pod's sandbox (pause) container, docker runtime; must be local.
     #[arg(long, default_value = "busybox:local")]
     pod_infra_container_image: String,
+    /// How pods get their network: `cni` puts each pod in a network namespace of its own
+    /// on the node's pod CIDR through the CNI plugins; `none` leaves them where the
+    /// runtime puts them (Docker's bridge, or the host for host processes). The sim
+    /// runtime has no network.
+    #[arg(long, value_enum, default_value_t = NetworkPlugin::Cni)]
+    network_plugin: NetworkPlugin,
+    /// The CNI configuration directory (the first file by name is used; with none, the
+    /// kubelet writes its own for the node's pod CIDR). Default: <root-dir>/cni/net.d.
+    #[arg(long)]
+    cni_conf_dir: Option<PathBuf>,
+    /// Where the CNI plugins are (`:`-separated, searched in order).
+    #[arg(long, default_value = "/usr/lib/cni:/opt/cni/bin")]
+    cni_bin_dir: String,
+    /// The cluster DNS server(s) pods with dnsPolicy ClusterFirst use (comma-separated IPs;
+    /// upstream's is the kube-dns Service, the range's 10th address: 10.96.0.10).
+    #[arg(long, value_delimiter = ',')]
+    cluster_dns: Vec<std::net::IpAddr>,
+    /// The cluster's DNS domain, searched by pods.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// The host's resolver file, for dnsPolicy Default and the search list's tail.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
+    /// The bridge of the kubelet's own CNI configuration (one per node; several nodes on
+    /// one host need different names).
+    #[arg(long, default_value = "cni0")]
+    cni_bridge_name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum NetworkPlugin {
+    /// Pod network namespaces attached through CNI.
+    Cni,
+    /// The runtime's own networking.
+    None,
 }
 
 #[tokio::main]
@@ -108,6 +144,23 @@ async fn main() -> anyhow::Result<()> {
                 RuntimeKind::Process
             }
         },
+    };
+    let network = (kind != RuntimeKind::Sim && args.network_plugin == NetworkPlugin::Cni).then(|| {
+        Arc::new(PodNetwork::new(network::Config {
+            conf_dir: args.cni_conf_dir.clone().unwrap_or_else(|| args.root_dir.join("cni").join("net.d")),
+            bin_dirs: std::env::split_paths(&args.cni_bin_dir).collect(),
+            state_dir: args.root_dir.join("network"),
+            bridge: args.cni_bridge_name.clone(),
+        }))
+    });
+    let dns = kubelet::dns::ClusterDns {
+        servers: args.cluster_dns.iter().map(|ip| ip.to_string()).collect(),
+        domain: args.cluster_domain.clone(),
+        // A host with no resolver file gives pods none of its resolvers, as upstream.
+        host: std::fs::read_to_string(&args.resolv_conf).unwrap_or_else(|e| {
+            tracing::warn!(path = %args.resolv_conf.display(), error = %e, "no host resolver file");
+            String::new()
+        }),
     };
     let (host_cpu, host_memory) = node::host_capacity();
     let mut nodes = Vec::new();
@@ -145,6 +198,8 @@ async fn main() -> anyhow::Result<()> {
                 port: args.port,
                 lease_seconds: args.node_lease_duration_seconds,
             },
+            network: network.clone(),
+            dns: dns.clone(),
             pods: Default::default(),
         }));
     }

@@ -15,8 +15,11 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::Node;
+use crate::network::PodRef;
 use crate::probe::{self, ProbeState};
-use crate::runtime::{Container, ContainerConfig, Error as RuntimeError, Mount, Sandbox, SandboxConfig, State};
+use crate::runtime::{
+    Container, ContainerConfig, Error as RuntimeError, Mount, NetworkMode, Sandbox, SandboxConfig, State,
+};
 
 /// Why a container is waiting, in upstream's words.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +66,8 @@ struct Worker {
     node: Arc<Node>,
     uid: String,
     sandbox: Option<Sandbox>,
+    /// The pod's `resolv.conf`, written with its sandbox.
+    resolv_conf: Option<PathBuf>,
     tracks: Tracks,
     /// The status last written, serialized (compact: one string per pod).
     last_status: Option<Box<str>>,
@@ -115,6 +120,7 @@ pub async fn run(node: Arc<Node>, uid: String, mut rx: watch::Receiver<Option<Po
         node,
         uid,
         sandbox: None,
+        resolv_conf: None,
         tracks: Tracks::default(),
         last_status: None,
         was_ready: false,
@@ -170,10 +176,16 @@ impl Worker {
     async fn cleanup(&mut self) {
         self.node.metrics.containers_running(-self.running);
         self.running = 0;
+        if let Some(net) = &self.node.network
+            && let Err(e) = net.detach(&self.uid).await
+        {
+            tracing::warn!(uid = %self.uid, error = %e, "detaching the pod from the network failed; tried again at the next start");
+        }
         if let Err(e) = self.node.runtime.remove_sandbox(&self.uid).await {
             tracing::warn!(uid = %self.uid, error = %e, "removing the sandbox failed");
         }
         let _ = std::fs::remove_dir_all(self.node.root.join("volumes").join(&self.uid));
+        let _ = std::fs::remove_dir_all(self.node.root.join("pods").join(&self.uid));
     }
 
     /// Stops every container within the grace period, then confirms the deletion.
@@ -394,6 +406,7 @@ impl Worker {
             env,
             working_dir: spec.working_dir.clone(),
             mounts,
+            resolv_conf: self.resolv_conf.clone(),
             cpu_limit: limits.and_then(|l| l.get("cpu")).and_then(|q| crate::quantity_milli(&q.0)),
             memory_limit: limits
                 .and_then(|l| l.get("memory"))
@@ -436,32 +449,73 @@ impl Worker {
         track.waiting = waiting;
     }
 
+    /// Makes the pod's sandbox and attaches it to the pod network; what went wrong, in
+    /// the words the pod's status shows.
+    async fn make_sandbox(&mut self, pod: &Pod, spec: &k8s_openapi::api::core::v1::PodSpec) -> Result<(), String> {
+        let network = match (spec.host_network == Some(true), &self.node.network) {
+            (true, _) => NetworkMode::Host,
+            (false, Some(_)) => NetworkMode::Pod,
+            (false, None) => NetworkMode::Runtime,
+        };
+        let (namespace, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
+        let config =
+            SandboxConfig { pod_uid: self.uid.clone(), namespace: namespace.clone(), name: name.clone(), network };
+        // The sim runtime runs nothing that would read it.
+        if self.node.runtime.name() != "sim" {
+            let resolv = crate::dns::for_pod(spec, &namespace, &self.node.dns)
+                .map_err(|e| format!("the pod's DNS settings: {e}"))?;
+            let dir = self.node.root.join("pods").join(&self.uid);
+            let path = dir.join("resolv.conf");
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::write(&path, resolv.render()))
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            self.resolv_conf = Some(path);
+        }
+        let mut sandbox =
+            self.node.runtime.run_sandbox(&config).await.map_err(|e| format!("creating the pod sandbox: {e}"))?;
+        if network == NetworkMode::Host {
+            sandbox.ip = self.node.host_ip.clone();
+        }
+        if let (Some(net), Some(ns)) = (&self.node.network, &sandbox.netns) {
+            let port_mappings = spec
+                .containers
+                .iter()
+                .flat_map(|c| c.ports.iter().flatten())
+                .filter_map(|p| {
+                    let host_port = p.host_port.filter(|h| *h > 0)?;
+                    Some(serde_json::json!({"hostPort": host_port, "containerPort": p.container_port,
+                        "protocol": p.protocol.as_deref().unwrap_or("TCP").to_lowercase(), "hostIP": p.host_ip.clone().unwrap_or_default()}))
+                })
+                .collect();
+            let pod_ref = PodRef { uid: &self.uid, namespace: &namespace, name: &name, port_mappings };
+            match net.attach(&pod_ref, ns).await {
+                Ok(ip) => sandbox.ip = ip,
+                Err(e) => {
+                    let message = format!("setting up the pod network: {e}");
+                    self.node.recorder().record(pod, true, "FailedCreatePodSandBox", message.clone());
+                    return Err(message);
+                }
+            }
+        }
+        self.sandbox = Some(sandbox);
+        Ok(())
+    }
+
     /// One pass toward the spec; returns when to look again.
     async fn sync(&mut self, pod: &Pod) -> anyhow::Result<Duration> {
         let spec = pod.spec.clone().unwrap_or_default();
         let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
         let mut next =
             if self.node.runtime.needs_polling() { Duration::from_secs(1) } else { Duration::from_secs(3600) };
-        if self.sandbox.is_none() {
-            let config = SandboxConfig {
-                pod_uid: self.uid.clone(),
-                namespace: pod.namespace().unwrap_or_default(),
-                name: pod.name_any(),
-            };
-            match self.node.runtime.run_sandbox(&config).await {
-                Ok(s) => self.sandbox = Some(s),
-                Err(e) => {
-                    let waiting = Waiting {
-                        reason: "ContainerCreating".into(),
-                        message: format!("creating the pod sandbox: {e}"),
-                    };
-                    for c in &spec.containers {
-                        self.tracks.entry(&c.name).waiting = Some(waiting.clone());
-                    }
-                    self.write_status(pod, &[], false).await?;
-                    return Ok(Duration::from_secs(5));
-                }
+        if self.sandbox.is_none()
+            && let Err(message) = self.make_sandbox(pod, &spec).await
+        {
+            let waiting = Waiting { reason: "ContainerCreating".into(), message };
+            for c in &spec.containers {
+                self.tracks.entry(&c.name).waiting = Some(waiting.clone());
             }
+            self.write_status(pod, &[], false).await?;
+            return Ok(Duration::from_secs(2));
         }
         let mut containers = self.node.runtime.pod_containers(&self.uid).await?;
         let starts_before = self.starts;

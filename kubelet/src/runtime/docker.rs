@@ -25,7 +25,9 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use parking_lot::Mutex;
 
-use super::{Container, ContainerConfig, Error, LogOptions, Result, Runtime, Sandbox, SandboxConfig, State};
+use super::{
+    Container, ContainerConfig, Error, LogOptions, NetworkMode, Result, Runtime, Sandbox, SandboxConfig, State,
+};
 
 const POD_UID: &str = "io.kubernetes.pod.uid";
 const POD_NAME: &str = "io.kubernetes.pod.name";
@@ -255,13 +257,27 @@ impl Docker {
         Ok(containers)
     }
 
-    async fn ip_of(&self, id: &str) -> Result<String> {
+    /// The running sandbox `id`, by its network mode: in a namespace of its own (`none`,
+    /// which the pod network attaches through the pause process's namespace), the host's,
+    /// or Docker's bridge.
+    async fn sandbox(&self, id: &str) -> Result<Sandbox> {
         let info = self.client.inspect_container(id, None).await.map_err(err)?;
-        let ip = info
-            .network_settings
-            .and_then(|n| n.networks)
-            .and_then(|nets| nets.values().find_map(|e| e.ip_address.clone().filter(|ip| !ip.is_empty())));
-        Ok(ip.unwrap_or_else(|| "127.0.0.1".into()))
+        let mode = info.host_config.as_ref().and_then(|h| h.network_mode.clone()).unwrap_or_default();
+        let pid = info.state.as_ref().and_then(|s| s.pid).filter(|p| *p > 0);
+        match mode.as_str() {
+            "none" => {
+                let pid = pid.ok_or_else(|| Error::Runtime(format!("sandbox {id} has no process")))?;
+                Ok(Sandbox { id: id.to_owned(), ip: String::new(), netns: Some(format!("/proc/{pid}/ns/net").into()) })
+            }
+            "host" => Ok(Sandbox { id: id.to_owned(), ip: String::new(), netns: None }),
+            _ => {
+                let ip = info
+                    .network_settings
+                    .and_then(|n| n.networks)
+                    .and_then(|nets| nets.values().find_map(|e| e.ip_address.clone().filter(|ip| !ip.is_empty())));
+                Ok(Sandbox { id: id.to_owned(), ip: ip.unwrap_or_else(|| "127.0.0.1".into()), netns: None })
+            }
+        }
     }
 }
 
@@ -290,8 +306,7 @@ impl Runtime for Docker {
             if existing.state.map(|s| s.to_string()).as_deref() != Some("running") {
                 self.client.start_container(&id, None).await.map_err(err)?;
             }
-            let ip = self.ip_of(&id).await?;
-            return Ok(Sandbox { id, ip });
+            return self.sandbox(&id).await;
         }
         if !self.image_present(&self.pause_image).await? {
             return Err(Error::ImageNotPresent(self.pause_image.clone()));
@@ -305,10 +320,19 @@ impl Runtime for Docker {
         let body = ContainerCreateBody {
             image: Some(self.pause_image.clone()),
             cmd: Some(vec!["sleep".into(), "2147483647".into()]),
-            hostname: Some(config.name.chars().take(63).collect()),
+            // A host-network pod has the host's name, as upstream's.
+            hostname: (config.network != NetworkMode::Host).then(|| config.name.chars().take(63).collect()),
             labels: Some(labels),
             // The app containers join its IPC namespace as they join its network.
-            host_config: Some(HostConfig { ipc_mode: Some("shareable".into()), ..Default::default() }),
+            host_config: Some(HostConfig {
+                ipc_mode: Some("shareable".into()),
+                network_mode: match config.network {
+                    NetworkMode::Runtime => None,
+                    NetworkMode::Host => Some("host".into()),
+                    NetworkMode::Pod => Some("none".into()),
+                },
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let name = format!("k8s_POD_{}_{}_{}_0", config.name, config.namespace, config.pod_uid);
@@ -318,8 +342,7 @@ impl Runtime for Docker {
             .await
             .map_err(err)?;
         self.client.start_container(&created.id, None).await.map_err(err)?;
-        let ip = self.ip_of(&created.id).await?;
-        Ok(Sandbox { id: created.id, ip })
+        self.sandbox(&created.id).await
     }
 
     async fn remove_sandbox(&self, pod_uid: &str) -> Result<()> {
@@ -361,6 +384,7 @@ impl Runtime for Docker {
                             if m.read_only { ":ro" } else { "" }
                         )
                     })
+                    .chain(config.resolv_conf.iter().map(|r| format!("{}:/etc/resolv.conf:ro", r.display())))
                     .collect(),
             ),
             nano_cpus: config.cpu_limit.map(|m| m * 1_000_000),

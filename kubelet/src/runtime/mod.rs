@@ -33,6 +33,20 @@ pub enum Error {
 /// Result of a runtime call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Where a pod's sandbox is on the network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// Wherever the runtime puts it by itself (Docker's default bridge; the host, for host
+    /// processes): the kubelet runs no pod network.
+    #[default]
+    Runtime,
+    /// In the host's network namespace (`hostNetwork: true`).
+    Host,
+    /// In a new, empty network namespace of its own, which the kubelet's pod network then
+    /// attaches (the sandbox's `netns`).
+    Pod,
+}
+
 /// What a pod's sandbox needs.
 #[derive(Debug, Clone, Default)]
 pub struct SandboxConfig {
@@ -42,6 +56,8 @@ pub struct SandboxConfig {
     pub namespace: String,
     /// Name.
     pub name: String,
+    /// Its network.
+    pub network: NetworkMode,
 }
 
 /// A running sandbox.
@@ -49,8 +65,10 @@ pub struct SandboxConfig {
 pub struct Sandbox {
     /// Runtime id.
     pub id: String,
-    /// The pod's IP.
+    /// The pod's IP (empty until the pod network attaches a [`NetworkMode::Pod`] sandbox).
     pub ip: String,
+    /// The sandbox's own network namespace ([`NetworkMode::Pod`]).
+    pub netns: Option<PathBuf>,
 }
 
 /// A bind mount into a container.
@@ -87,6 +105,8 @@ pub struct ContainerConfig {
     pub working_dir: Option<String>,
     /// Volume mounts.
     pub mounts: Vec<Mount>,
+    /// The pod's `/etc/resolv.conf`, as the kubelet wrote it.
+    pub resolv_conf: Option<PathBuf>,
     /// CPU limit in millicores.
     pub cpu_limit: Option<i64>,
     /// Memory limit in bytes.

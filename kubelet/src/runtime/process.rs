@@ -3,6 +3,9 @@
 //! files under `--root-dir`, so a restarted kubelet finds what it was running:
 //! `pods/<uid>/containers/<name>-<attempt>/{pid,exit,log}`. A small `sh` wrapper records the
 //! exit code even when the kubelet is not the process's parent any more.
+//!
+//! A pod on the pod network ([`NetworkMode::Pod`]) gets a network namespace of its own,
+//! pinned at `netns/<uid>`, and its processes (and exec probes) run inside it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,7 +17,11 @@ use futures::stream::BoxStream;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use super::{Container, ContainerConfig, Error, LogOptions, Result, Runtime, Sandbox, SandboxConfig, State, now, tail};
+use super::{
+    Container, ContainerConfig, Error, LogOptions, NetworkMode, Result, Runtime, Sandbox, SandboxConfig, State, now,
+    tail,
+};
+use crate::network::netns;
 
 /// Host processes under a root directory.
 pub struct Process {
@@ -63,6 +70,10 @@ impl Process {
 
     fn pod_dir(&self, uid: &str) -> PathBuf {
         self.root.join("pods").join(uid)
+    }
+
+    fn netns(&self, uid: &str) -> PathBuf {
+        self.root.join("netns").join(uid)
     }
 
     fn dir(&self, id: &str) -> Result<PathBuf> {
@@ -127,7 +138,12 @@ impl Runtime for Process {
 
     async fn run_sandbox(&self, config: &SandboxConfig) -> Result<Sandbox> {
         std::fs::create_dir_all(self.pod_dir(&config.pod_uid).join("containers")).map_err(io)?;
-        Ok(Sandbox { id: config.pod_uid.clone(), ip: "127.0.0.1".into() })
+        if config.network == NetworkMode::Pod {
+            let path = self.netns(&config.pod_uid);
+            netns::create(&path).map_err(|e| Error::Runtime(format!("the pod's network namespace: {e}")))?;
+            return Ok(Sandbox { id: config.pod_uid.clone(), ip: String::new(), netns: Some(path) });
+        }
+        Ok(Sandbox { id: config.pod_uid.clone(), ip: "127.0.0.1".into(), netns: None })
     }
 
     async fn remove_sandbox(&self, pod_uid: &str) -> Result<()> {
@@ -136,6 +152,7 @@ impl Runtime for Process {
                 self.stop_container(&c.id, Duration::ZERO).await?;
             }
         }
+        netns::remove(&self.netns(pod_uid)).map_err(io)?;
         match std::fs::remove_dir_all(self.pod_dir(pod_uid)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -144,7 +161,17 @@ impl Runtime for Process {
     }
 
     async fn create_container(&self, sandbox: &Sandbox, config: &ContainerConfig) -> Result<String> {
-        let argv = host_argv(config)?;
+        let mut argv = host_argv(config)?;
+        // A pod of its own network sees its own resolv.conf: the command runs in a mount
+        // namespace of its own where the kubelet's file is bound over the host's.
+        if let (Some(resolv), Some(_)) = (&config.resolv_conf, &sandbox.netns) {
+            let wrap = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c"];
+            let mut wrapped: Vec<String> = wrap.iter().map(|s| (*s).to_owned()).collect();
+            wrapped.push(r#"mount --bind "$0" /etc/resolv.conf && exec "$@""#.into());
+            wrapped.push(resolv.display().to_string());
+            wrapped.append(&mut argv);
+            argv = wrapped;
+        }
         if !config.mounts.is_empty() {
             return Err(Error::Unsupported(format!(
                 "container {:?}: the process runtime cannot mount volumes; use the docker runtime",
@@ -154,7 +181,7 @@ impl Runtime for Process {
         let id = format!("{}/{}-{}", sandbox.id, config.name, config.attempt);
         let dir = self.dir(&id)?;
         std::fs::create_dir_all(&dir).map_err(io)?;
-        let spec = serde_json::json!({"argv": argv, "env": config.env, "workingDir": config.working_dir});
+        let spec = serde_json::json!({"argv": argv, "env": config.env, "workingDir": config.working_dir, "netns": sandbox.netns});
         std::fs::write(dir.join("spec.json"), spec.to_string()).map_err(io)?;
         std::fs::write(dir.join("image"), &config.image).map_err(io)?;
         Ok(id)
@@ -168,6 +195,7 @@ impl Runtime for Process {
         .map_err(|e| Error::Runtime(e.to_string()))?;
         let argv: Vec<String> = serde_json::from_value(spec["argv"].clone()).unwrap_or_default();
         let env: Vec<(String, String)> = serde_json::from_value(spec["env"].clone()).unwrap_or_default();
+        let ns: Option<PathBuf> = serde_json::from_value(spec["netns"].clone()).unwrap_or_default();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("log")).map_err(io)?;
         let exit_file = dir.join("exit");
         let finished_file = dir.join("finished");
@@ -188,7 +216,9 @@ impl Runtime for Process {
             .stderr(log)
             .process_group(0)
             .kill_on_drop(false);
-        let mut child = cmd.spawn().map_err(|e| Error::Runtime(format!("starting {argv:?}: {e}")))?;
+        let mut child = netns::run_in(ns.as_deref(), move || cmd.spawn())
+            .await
+            .map_err(|e| Error::Runtime(format!("starting {argv:?}: {e}")))?;
         let pid = child.id().ok_or_else(|| Error::Runtime("the process exited at once".into()))?;
         std::fs::write(dir.join("started"), now()).map_err(io)?;
         std::fs::write(dir.join("pid"), pid.to_string()).map_err(io)?;
@@ -241,18 +271,28 @@ impl Runtime for Process {
 
     async fn pods(&self) -> Result<Vec<String>> {
         let entries = std::fs::read_dir(self.root.join("pods")).map_err(io)?;
-        Ok(entries.filter_map(|e| e.ok()).filter_map(|e| e.file_name().to_str().map(str::to_owned)).collect())
+        let mut uids: std::collections::BTreeSet<String> =
+            entries.filter_map(|e| e.ok()).filter_map(|e| e.file_name().to_str().map(str::to_owned)).collect();
+        // A namespace whose pod directory went (a removal cut short) is a pod's too.
+        if let Ok(entries) = std::fs::read_dir(self.root.join("netns")) {
+            uids.extend(entries.filter_map(|e| e.ok()).filter_map(|e| e.file_name().to_str().map(str::to_owned)));
+        }
+        Ok(uids.into_iter().collect())
     }
 
-    async fn exec(&self, _id: &str, command: &[String], timeout: Duration) -> Result<i32> {
+    async fn exec(&self, id: &str, command: &[String], timeout: Duration) -> Result<i32> {
         let Some((program, args)) = command.split_first() else {
             return Err(Error::Unsupported("an empty exec command".into()));
         };
-        let run = tokio::process::Command::new(program)
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
+        let spec: serde_json::Value =
+            Self::read(&self.dir(id)?, "spec.json").and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
+        let ns: Option<PathBuf> = serde_json::from_value(spec["netns"].clone()).unwrap_or_default();
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).kill_on_drop(true);
+        let run = async move {
+            let mut child = netns::run_in(ns.as_deref(), move || cmd.spawn()).await?;
+            child.wait().await
+        };
         match tokio::time::timeout(timeout, run).await {
             Ok(Ok(status)) => Ok(status.code().unwrap_or(128)),
             Ok(Err(e)) => Err(Error::Runtime(format!("running {command:?}: {e}"))),

@@ -59,6 +59,7 @@ impl Runtime for Sim {
         Ok(Sandbox {
             id: config.pod_uid.clone(),
             ip: format!("10.{}.{}.{}", (h >> 16) & 0xff, (h >> 8) & 0xff, (h & 0xff).max(1)),
+            netns: None,
         })
     }
 

@@ -1,0 +1,463 @@
+//! The pod network across several hosts, on a real kernel, in network namespaces this test
+//! makes and removes: a "switch" namespace holding a bridge, and three "host" namespaces
+//! wired to it (192.168.78.11-13). Host 1 runs the control plane (apiserver, scheduler,
+//! controller-manager); every host runs a kubelet (process runtime, CNI pod network) and a
+//! kube-proxy. Traffic goes only to addresses inside these namespaces.
+//!
+//! Shown: each node gets a pod CIDR and each pod an address from it (its own network
+//! namespace, through the CNI bridge plugin); pods on different hosts reach each other by
+//! pod IP (the kubelets' routes between hosts); a ClusterIP spreads 300 requests from a pod
+//! over three replicas on several hosts (each 20-47%); a node port answers on every host;
+//! scaling down takes the removed pods out of rotation; deleting the pods leaves no
+//! addresses, namespaces or veths behind.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e::Process;
+
+fn in_ns(ns: &str, args: &[&str]) -> Output {
+    Command::new("ip").args(["netns", "exec", ns]).args(args).stdin(Stdio::null()).output().expect("ip netns exec")
+}
+
+fn ok(ns: &str, args: &[&str]) -> String {
+    let out = in_ns(ns, args);
+    assert!(out.status.success(), "{args:?} in {ns}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn can_run() -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    let tools = ["ip", "nft", "busybox", "kubectl", "nsenter"]
+        .iter()
+        .all(|t| Command::new(t).arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok());
+    let plugins = Path::new("/usr/lib/cni/bridge").exists();
+    if root && tools && plugins {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but this test cannot run (root: {root}; ip, nft, busybox, kubectl, nsenter: {tools}; CNI plugins in /usr/lib/cni: {plugins})"
+    );
+    eprintln!("skipping: needs root, ip, nft, busybox, kubectl, nsenter and the CNI plugins");
+    false
+}
+
+fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// GETs `url` with busybox wget from inside the network namespace at `netns` (a path).
+fn get_from(netns: &Path, url: &str) -> Result<String, String> {
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        // busybox 1.35's `wget -T` crashes: the time limit is timeout(1)'s.
+        .args(["timeout", "5", "busybox", "wget", "-q", "-O", "-", url])
+        .stdin(Stdio::null())
+        .output()
+        .expect("nsenter");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+const WEB: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: web
+        image: busybox:local
+        env:
+        - name: POD_NAME
+          valueFrom: {fieldRef: {fieldPath: metadata.name}}
+        command: [sh, -c, 'echo $POD_NAME > index.html && exec busybox httpd -f -p 8080 -h .']
+        ports: [{containerPort: 8080, name: http}]
+        readinessProbe:
+          tcpSocket: {port: 8080}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http, nodePort: 30080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-headless, namespace: default}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: default}
+spec:
+  nodeName: h3
+  containers:
+  - name: client
+    image: busybox:local
+    command: [sleep, "3600"]
+"#;
+
+/// The cluster DNS, as upstream runs it: a Deployment behind the `kube-dns` Service at the
+/// range's 10th address. (`{KUBE_DNS}` and `{KUBECONFIG}` are filled in.)
+const DNS: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: coredns, namespace: kube-system}
+spec:
+  replicas: 1
+  selector: {matchLabels: {k8s-app: kube-dns}}
+  template:
+    metadata: {labels: {k8s-app: kube-dns}}
+    spec:
+      dnsPolicy: Default
+      containers:
+      - name: kube-dns
+        image: kube-dns:local
+        command: ["{KUBE_DNS}", "--kubeconfig", "{KUBECONFIG}", "--upstream", "192.168.78.11:5353"]
+        ports: [{containerPort: 53, name: dns, protocol: UDP}, {containerPort: 53, name: dns-tcp, protocol: TCP}]
+        readinessProbe:
+          tcpSocket: {port: 53}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {name: kube-dns, namespace: kube-system}
+spec:
+  clusterIP: 10.96.0.10
+  selector: {k8s-app: kube-dns}
+  ports: [{name: dns, port: 53, protocol: UDP}, {name: dns-tcp, port: 53, protocol: TCP}]
+"#;
+
+/// Everything the test made, taken down in order when dropped (also when it fails): the
+/// components, the pods' processes, the pods' namespaces, then the hosts.
+struct Lab {
+    dir: tempfile::TempDir,
+    namespaces: Vec<String>,
+    hosts: Vec<String>,
+    processes: Vec<Process>,
+    server: String,
+}
+
+impl Lab {
+    fn kubectl(&self, args: &[&str]) -> String {
+        let mut a = vec!["kubectl", "--server", &self.server];
+        a.extend(args);
+        ok(&self.hosts[0], &a)
+    }
+
+    fn apply(&self, manifest: &str) {
+        let path = self.dir.path().join("manifest.yaml");
+        std::fs::write(&path, manifest).unwrap();
+        self.kubectl(&["apply", "--server-side", "-f", &path.display().to_string()]);
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.kubectl(&a)).unwrap()
+    }
+
+    /// The network namespace of pod `uid` on host `i`.
+    fn pod_netns(&self, host: usize, uid: &str) -> PathBuf {
+        self.dir.path().join(&self.hosts[host]).join("process").join("netns").join(uid)
+    }
+
+    /// Starts a component in host `host`'s network namespace. Not with `ip netns exec`,
+    /// which also gives the program a mount namespace of its own: the kubelet's pod
+    /// namespaces are bind mounts, and the test (like a restarted kubelet) must see them.
+    fn spawn(&mut self, host: usize, name: &str, program: &Path, args: &[&str]) {
+        let mut a: Vec<String> = vec![format!("--net=/run/netns/{}", self.hosts[host]), program.display().to_string()];
+        a.extend(args.iter().map(|s| (*s).to_owned()));
+        let log = self.dir.path().join(format!("{name}.log"));
+        self.processes.push(Process::spawn_path(Path::new("nsenter"), &a, &log).unwrap());
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.processes.clear();
+        for host in &self.hosts {
+            let root = self.dir.path().join(host).join("process");
+            for pid in glob(&root.join("pods"), &["*", "containers", "*", "pid"]) {
+                if let Ok(pid) = std::fs::read_to_string(&pid) {
+                    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", pid.trim())]).status();
+                }
+            }
+            if let Ok(entries) = std::fs::read_dir(root.join("netns")) {
+                for e in entries.flatten() {
+                    let _ = Command::new("umount").arg("-l").arg(e.path()).status();
+                }
+            }
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "delete", ns]).status();
+        }
+    }
+}
+
+/// The paths under `dir` that match `parts`, each a name or `*`.
+fn glob(dir: &Path, parts: &[&str]) -> Vec<PathBuf> {
+    let mut paths = vec![dir.to_path_buf()];
+    for part in parts {
+        paths = paths
+            .into_iter()
+            .flat_map(|p| match *part {
+                "*" => std::fs::read_dir(&p).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default(),
+                name => vec![p.join(name)],
+            })
+            .collect();
+    }
+    paths.into_iter().filter(|p| p.exists()).collect()
+}
+
+/// The pid of pod `uid`'s first container's command on host `host` (inside the wrapper
+/// that records its exit, and the mount namespace that gives it the pod's resolv.conf).
+fn client_process(lab: &Lab, host: usize, uid: &str) -> u32 {
+    let dir = lab.dir.path().join(&lab.hosts[host]).join("process").join("pods").join(uid).join("containers");
+    let pid = glob(&dir, &["*", "pid"]).first().and_then(|p| std::fs::read_to_string(p).ok()).unwrap();
+    let pid = pid.trim();
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    children.split_whitespace().next().and_then(|c| c.parse().ok()).unwrap()
+}
+
+/// Runs a command in the network and mount namespaces of process `pid` (a pod's).
+fn nsenter_pod(pid: u32, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-n", "-m", "timeout", "10"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("nsenter");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() { Ok(text) } else { Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr))) }
+}
+
+fn pods(lab: &Lab) -> Vec<(String, String, String, String)> {
+    let list = lab.json(&["get", "pods", "-l", "app=web"]);
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .filter(|p| {
+            p["status"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        })
+        .map(|p| {
+            let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+            (s(&p["metadata"]["name"]), s(&p["metadata"]["uid"]), s(&p["spec"]["nodeName"]), s(&p["status"]["podIP"]))
+        })
+        .collect()
+}
+
+#[test]
+fn pods_on_several_hosts_reach_each_other_and_their_services() {
+    if !can_run() {
+        return;
+    }
+    let id = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    let switch = format!("pn-lan-{id}");
+    let hosts: Vec<String> = (1..=3).map(|i| format!("pn-h{i}-{id}")).collect();
+    for ns in std::iter::once(&switch).chain(&hosts) {
+        let out = Command::new("ip").args(["netns", "add", ns]).output().unwrap();
+        assert!(out.status.success(), "ip netns add {ns}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let mut lab = Lab {
+        dir: tempfile::tempdir().unwrap(),
+        namespaces: std::iter::once(switch.clone()).chain(hosts.iter().cloned()).collect(),
+        hosts: hosts.clone(),
+        processes: Vec::new(),
+        server: "http://192.168.78.11:6443".into(),
+    };
+    // The switch, and each host's link to it.
+    ok(&switch, &["ip", "link", "add", "lan", "type", "bridge"]);
+    ok(&switch, &["ip", "link", "set", "lan", "up"]);
+    for (i, host) in hosts.iter().enumerate() {
+        let port = format!("port{}", i + 1);
+        ok(&switch, &["ip", "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", host]);
+        ok(&switch, &["ip", "link", "set", &port, "master", "lan", "up"]);
+        ok(host, &["ip", "link", "set", "lo", "up"]);
+        ok(host, &["ip", "addr", "add", &format!("192.168.78.1{}/24", i + 1), "dev", "eth0"]);
+        ok(host, &["ip", "link", "set", "eth0", "up"]);
+    }
+
+    // The control plane on host 1.
+    let kubeconfig = lab.dir.path().join("kubeconfig");
+    e2e::kubeconfig(&lab.server, &kubeconfig).unwrap();
+    let kc = kubeconfig.display().to_string();
+    let data = lab.dir.path().join("data").display().to_string();
+    lab.spawn(0, "apiserver", &e2e::binary("kube-apiserver"), &["--bind-address", "0.0.0.0", "--data-dir", &data]);
+    wait_until("the apiserver", Duration::from_secs(30), || {
+        in_ns(&hosts[0], &["kubectl", "--server", &lab.server, "get", "--raw", "/readyz"]).status.success()
+    });
+    lab.spawn(0, "scheduler", &e2e::binary("kube-scheduler"), &["--kubeconfig", &kc, "--secure-port", "0"]);
+    lab.spawn(
+        0,
+        "controller-manager",
+        &e2e::binary("kube-controller-manager"),
+        &["--kubeconfig", &kc, "--secure-port", "0"],
+    );
+    // A kubelet and a kube-proxy on every host.
+    for (i, host) in hosts.iter().enumerate() {
+        let (name, ip) = (format!("h{}", i + 1), format!("192.168.78.1{}", i + 1));
+        let root = lab.dir.path().join(host).display().to_string();
+        let kubelet_args =
+            ["--kubeconfig", &kc, "--runtime", "process", "--node-name", &name, "--node-ip", &ip, "--address", &ip];
+        let kubelet_args =
+            [&kubelet_args[..], &["--root-dir", &root, "--network-plugin", "cni", "--cluster-dns", "10.96.0.10"]]
+                .concat();
+        lab.spawn(i, &format!("kubelet-{name}"), &e2e::binary("kubelet"), &kubelet_args);
+        let server = lab.server.clone();
+        let proxy_args = [
+            "--master",
+            &server,
+            "--hostname-override",
+            &name,
+            "--cluster-cidr",
+            "10.244.0.0/16",
+            "--min-sync-period",
+            "100ms",
+        ];
+        lab.spawn(i, &format!("kube-proxy-{name}"), &e2e::binary("kube-proxy"), &proxy_args);
+    }
+
+    // Each node gets a pod CIDR of its own.
+    wait_until("three nodes with pod CIDRs", Duration::from_secs(60), || {
+        let nodes = lab.json(&["get", "nodes"]);
+        let cidrs: BTreeSet<String> = nodes["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n["spec"]["podCIDR"].as_str().map(str::to_owned))
+            .collect();
+        cidrs.len() == 3
+    });
+
+    let dns = DNS.replace("{KUBE_DNS}", &e2e::binary("kube-dns").display().to_string()).replace("{KUBECONFIG}", &kc);
+    lab.apply(&dns);
+    lab.apply(WEB);
+    wait_until("three ready replicas on at least two hosts", Duration::from_secs(90), || {
+        let p = pods(&lab);
+        p.len() == 3 && p.iter().map(|(_, _, node, _)| node).collect::<BTreeSet<_>>().len() >= 2
+    });
+    let web = pods(&lab);
+    for (name, _, node, ip) in &web {
+        assert!(ip.starts_with("10.244."), "{name} on {node} has {ip}, not an address of the pod network");
+    }
+    let client = lab.json(&["get", "pod", "client"]);
+    let client_ns = lab.pod_netns(2, client["metadata"]["uid"].as_str().unwrap());
+    wait_until("the client pod's network", Duration::from_secs(30), || client_ns.exists());
+
+    // Pod to pod, by pod IP, across hosts.
+    for (name, _, node, ip) in &web {
+        let body = get_from(&client_ns, &format!("http://{ip}:8080/"))
+            .unwrap_or_else(|e| panic!("client on h3 → {name} on {node} at {ip}: {e}"));
+        assert_eq!(&body, name);
+    }
+
+    // Through the cluster IP, from a pod: every replica answers its share.
+    let svc = lab.json(&["get", "service", "web"]);
+    let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap().to_owned();
+    let url = format!("http://{cluster_ip}/");
+    wait_until("the cluster IP to answer", Duration::from_secs(30), || get_from(&client_ns, &url).is_ok());
+    let mut answers: HashMap<String, usize> = HashMap::new();
+    for _ in 0..300 {
+        let body = get_from(&client_ns, &url).unwrap_or_else(|e| panic!("a request to {url} failed: {e}"));
+        *answers.entry(body).or_default() += 1;
+    }
+    assert_eq!(answers.len(), 3, "{answers:?}");
+    for (pod, n) in &answers {
+        assert!((60..=141).contains(n), "{pod} answered {n} of 300 (20-47% each): {answers:?}");
+    }
+
+    // Names, from the client pod: the service's three spellings give its cluster IP, the
+    // headless service the ready pods' addresses.
+    let client_pid = client_process(&lab, 2, client["metadata"]["uid"].as_str().unwrap());
+    let resolv = nsenter_pod(client_pid, &["cat", "/etc/resolv.conf"]).unwrap();
+    assert!(
+        resolv.contains("nameserver 10.96.0.10") && resolv.contains("search default.svc.cluster.local"),
+        "{resolv}"
+    );
+    wait_until("the cluster DNS to answer", Duration::from_secs(60), || {
+        nsenter_pod(client_pid, &["busybox", "nslookup", "web.default.svc.cluster.local"]).is_ok()
+    });
+    // Resolved as programs resolve (glibc's getaddrinfo, through the pod's resolv.conf and
+    // its search list).
+    let lookup = |name: &str| nsenter_pod(client_pid, &["getent", "ahostsv4", name]);
+    for name in ["web", "web.default", "web.default.svc.cluster.local"] {
+        let out = lookup(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(out.lines().all(|l| l.starts_with(&format!("{cluster_ip} "))), "{name}:\n{out}");
+    }
+    let out = lookup("web-headless").unwrap();
+    let got: BTreeSet<&str> = out.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    let want: BTreeSet<&str> = web.iter().map(|(_, _, _, ip)| ip.as_str()).collect();
+    assert_eq!(got, want, "the headless service's addresses are the ready pods'");
+    assert!(lookup("nothing.default.svc.cluster.local").is_err());
+
+    // The node port, on every host, from host 1.
+    for i in 0..hosts.len() {
+        let url = format!("http://192.168.78.1{}:30080/", i + 1);
+        let out = in_ns(&hosts[0], &["timeout", "5", "busybox", "wget", "-q", "-O", "-", &url]);
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && body.starts_with("web-"), "{url}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    // Scaling down: the pods that go stop getting traffic.
+    lab.kubectl(&["scale", "deployment", "web", "--replicas", "1"]);
+    wait_until("one replica", Duration::from_secs(60), || pods(&lab).len() == 1);
+    let (survivor, ..) = pods(&lab).remove(0);
+    wait_until("only the survivor to answer", Duration::from_secs(30), || {
+        (0..20).all(|_| get_from(&client_ns, &url).is_ok_and(|b| b == survivor))
+    });
+
+    // Deleting every pod leaves no addresses, namespaces or pod veths behind.
+    lab.kubectl(&["delete", "deployment", "web", "--wait=true"]);
+    lab.kubectl(&["delete", "pod", "client", "--wait=true"]);
+    lab.kubectl(&["delete", "-n", "kube-system", "deployment", "coredns", "--wait=true"]);
+    wait_until("every pod gone", Duration::from_secs(60), || {
+        lab.json(&["get", "pods", "-A"])["items"].as_array().is_some_and(Vec::is_empty)
+    });
+    for (i, host) in hosts.iter().enumerate() {
+        let root = lab.dir.path().join(host);
+        wait_until(&format!("{host} to release its pods' network"), Duration::from_secs(30), || {
+            let leases = glob(&root.join("network").join("ipam"), &["*", "*"])
+                .into_iter()
+                .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("10.244.")))
+                .count();
+            let namespaces = std::fs::read_dir(root.join("process").join("netns")).map_or(0, |d| d.count());
+            let veths = ok(host, &["ip", "-o", "link", "show", "type", "veth"]).lines().count();
+            // eth0 (the host's own link) is the one veth left.
+            leases == 0 && namespaces == 0 && veths == 1
+        });
+        let routes = ok(host, &["ip", "-4", "route", "show", "proto", "147"]);
+        assert_eq!(routes.lines().count(), 2, "h{} routes to the two other hosts' pods:\n{routes}", i + 1);
+    }
+}
