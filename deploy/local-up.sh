@@ -121,7 +121,9 @@ else
   for i in $(seq 0 $((nodes - 1))); do check_port $((10250 + i)) "a kubelet"; done
 fi
 if [ "$store" = etcd ]; then check_port 2379 "etcd"; check_port 2380 "etcd's peers"; fi
-if [ "$runtime" != sim ]; then check_port 10249 "kube-proxy's metrics"; check_port 10256 "kube-proxy's health"; fi
+if [ "$runtime" != sim ]; then
+  check_port 10249 "kube-proxy's metrics"; check_port 10256 "kube-proxy's health"; check_port 9153 "kube-dns's metrics"
+fi
 
 # --detach: this same script in the background, its output in the log; back when ready.
 if [ -n "$detach" ]; then
@@ -174,7 +176,7 @@ fi
 [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
 
 say "building (release; the first build takes several minutes)"
-cargo build --release --quiet -p apiserver -p scheduler -p controller-manager -p kubelet -p kubectl -p kube-proxy
+cargo build --release --quiet -p apiserver -p scheduler -p controller-manager -p kubelet -p kubectl -p kube-proxy -p kube-dns
 
 pids=()
 pod_network=
@@ -186,6 +188,14 @@ stop() {
     say "stopping"
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  fi
+  # The pods leave the pod network (their addresses, host ports and the bridges' forward
+  # rules) while their namespaces still exist.
+  if [ -n "$pod_network" ]; then
+    for i in $(seq 0 $((${#node_names[@]} - 1))); do
+      $sudo ./target/release/kubelet --cleanup-network --root-dir "$dir/kubelet/${node_names[$i]}" \
+        --cni-bridge-name "cni$i" >>"$dir/logs/kubelet-${node_names[$i]}.log" 2>&1 || true
+    done
   fi
   # The pods' containers outlive a kubelet (a restarted one adopts them); the cluster is
   # going away, so they go too.
@@ -204,9 +214,9 @@ stop() {
     [ -e "$ns" ] && { $sudo umount -l "$ns" 2>/dev/null || true; rm -f "$ns"; }
   done
   if [ -n "$pod_network" ]; then
-    rm -rf "$dir"/kubelet/*/network
     for i in $(seq 0 $((nodes - 1))); do $sudo ip link delete "cni$i" 2>/dev/null || true; done
     $sudo ./target/release/kube-proxy --cleanup >/dev/null 2>&1 || true
+    $sudo ip addr del "$dns_ip/32" dev lo 2>/dev/null || true
   fi
   if [ -n "$dockerd_pid" ]; then
     say "stopping the Docker daemon it started"
@@ -286,11 +296,20 @@ say "starting kube-controller-manager (logs: $dir/logs/kube-controller-manager.l
 pids+=($!)
 
 host=$(hostname | tr '[:upper:]' '[:lower:]')
+# The cluster DNS serves this host's pods at a link-local address of the host's own, as
+# NodeLocal DNSCache does: every pod reaches it through its node, and it reaches the API
+# server on loopback.
+dns_ip=169.254.20.10
 if [ "$runtime" != sim ]; then
   if [ "$(id -u)" -eq 0 ]; then
     pod_network=1
+    say "starting kube-dns on $dns_ip:53 (logs: $dir/logs/kube-dns.log)"
+    ip addr replace "$dns_ip/32" dev lo
+    ./target/release/kube-dns --kubeconfig "$dir/kubeconfig" --listen "$dns_ip:53" \
+      --metrics-bind-address 127.0.0.1:9153 >"$dir/logs/kube-dns.log" 2>&1 9>&- &
+    pids+=($!)
   else
-    say "not root: pods stay on the runtime's own network (the pod network and kube-proxy need root)"
+    say "not root: pods stay on the runtime's own network (the pod network, kube-proxy and the cluster DNS need root)"
   fi
 fi
 if [ "$runtime" = sim ]; then
@@ -308,7 +327,11 @@ else
     name=$host; [ "$nodes" -gt 1 ] && name="$host-$i"
     node_names+=("$name")
     say "starting kubelet for node $name, $runtime runtime (logs: $dir/logs/kubelet-$name.log)"
-    if [ -n "$pod_network" ]; then net=(--network-plugin cni --cni-bridge-name "cni$i"); else net=(--network-plugin none); fi
+    if [ -n "$pod_network" ]; then
+      net=(--network-plugin cni --cni-bridge-name "cni$i" --cluster-dns "$dns_ip")
+    else
+      net=(--network-plugin none)
+    fi
     ./target/release/kubelet --kubeconfig "$dir/kubeconfig" --runtime "$runtime" --node-name "$name" \
       --root-dir "$dir/kubelet/$name" --port $((10250 + i)) "${net[@]}" >"$dir/logs/kubelet-$name.log" 2>&1 9>&- &
     pids+=($!)

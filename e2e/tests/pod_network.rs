@@ -1,8 +1,9 @@
 //! The pod network across several hosts, on a real kernel, in network namespaces this test
-//! makes and removes: a "switch" namespace holding a bridge, and three "host" namespaces
-//! wired to it (192.168.78.11-13). Host 1 runs the control plane (apiserver, scheduler,
-//! controller-manager); every host runs a kubelet (process runtime, CNI pod network) and a
-//! kube-proxy. Traffic goes only to addresses inside these namespaces.
+//! makes and removes: a "switch" namespace holding a bridge, and four "host" namespaces
+//! wired to it (192.168.78.11-14). Host 1 runs the control plane (apiserver, scheduler,
+//! controller-manager); every host runs a kubelet (the process runtime on hosts 1-3, the
+//! docker runtime on host 4; all on the CNI pod network) and a kube-proxy. Traffic goes
+//! only to addresses inside these namespaces.
 //!
 //! Shown: each node gets a pod CIDR and each pod an address from it (its own network
 //! namespace, through the CNI bridge plugin); pods on different hosts reach each other by
@@ -115,6 +116,17 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: docker-web, namespace: default}
+spec:
+  nodeName: h4
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: busybox:local
+    command: [sh, -c, 'mkdir /www && echo docker-web > /www/index.html && exec httpd -f -p 8080 -h /www']
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: client, namespace: default}
 spec:
   nodeName: h3
@@ -203,6 +215,7 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         self.processes.clear();
+        e2e::remove_docker_containers("h4");
         for host in &self.hosts {
             let root = self.dir.path().join(host).join("process");
             for pid in glob(&root.join("pods"), &["*", "containers", "*", "pid"]) {
@@ -285,7 +298,10 @@ fn pods_on_several_hosts_reach_each_other_and_their_services() {
     }
     let id = &uuid::Uuid::new_v4().simple().to_string()[..6];
     let switch = format!("pn-lan-{id}");
-    let hosts: Vec<String> = (1..=3).map(|i| format!("pn-h{i}-{id}")).collect();
+    if !e2e::docker_available("pod_network") {
+        return;
+    }
+    let hosts: Vec<String> = (1..=4).map(|i| format!("pn-h{i}-{id}")).collect();
     for ns in std::iter::once(&switch).chain(&hosts) {
         let out = Command::new("ip").args(["netns", "add", ns]).output().unwrap();
         assert!(out.status.success(), "ip netns add {ns}: {}", String::from_utf8_lossy(&out.stderr));
@@ -329,8 +345,9 @@ fn pods_on_several_hosts_reach_each_other_and_their_services() {
     for (i, host) in hosts.iter().enumerate() {
         let (name, ip) = (format!("h{}", i + 1), format!("192.168.78.1{}", i + 1));
         let root = lab.dir.path().join(host).display().to_string();
+        let runtime = if i == 3 { "docker" } else { "process" };
         let kubelet_args =
-            ["--kubeconfig", &kc, "--runtime", "process", "--node-name", &name, "--node-ip", &ip, "--address", &ip];
+            ["--kubeconfig", &kc, "--runtime", runtime, "--node-name", &name, "--node-ip", &ip, "--address", &ip];
         let kubelet_args =
             [&kubelet_args[..], &["--root-dir", &root, "--network-plugin", "cni", "--cluster-dns", "10.96.0.10"]]
                 .concat();
@@ -350,7 +367,7 @@ fn pods_on_several_hosts_reach_each_other_and_their_services() {
     }
 
     // Each node gets a pod CIDR of its own.
-    wait_until("three nodes with pod CIDRs", Duration::from_secs(60), || {
+    wait_until("four nodes with pod CIDRs", Duration::from_secs(60), || {
         let nodes = lab.json(&["get", "nodes"]);
         let cidrs: BTreeSet<String> = nodes["items"]
             .as_array()
@@ -358,7 +375,7 @@ fn pods_on_several_hosts_reach_each_other_and_their_services() {
             .iter()
             .filter_map(|n| n["spec"]["podCIDR"].as_str().map(str::to_owned))
             .collect();
-        cidrs.len() == 3
+        cidrs.len() == 4
     });
 
     let dns = DNS.replace("{KUBE_DNS}", &e2e::binary("kube-dns").display().to_string()).replace("{KUBECONFIG}", &kc);
@@ -382,6 +399,16 @@ fn pods_on_several_hosts_reach_each_other_and_their_services() {
             .unwrap_or_else(|e| panic!("client on h3 → {name} on {node} at {ip}: {e}"));
         assert_eq!(&body, name);
     }
+
+    // A docker-runtime pod joins the same network: reached from a process-runtime pod on
+    // another host by its pod IP.
+    wait_until("the docker pod", Duration::from_secs(60), || {
+        lab.json(&["get", "pod", "docker-web"])["status"]["podIP"].as_str().is_some_and(|ip| ip.starts_with("10.244."))
+    });
+    let docker_ip = lab.json(&["get", "pod", "docker-web"])["status"]["podIP"].as_str().unwrap().to_owned();
+    wait_until("the docker pod to answer from h3", Duration::from_secs(30), || {
+        get_from(&client_ns, &format!("http://{docker_ip}:8080/")).is_ok_and(|b| b == "docker-web")
+    });
 
     // Through the cluster IP, from a pod: every replica answers its share.
     let svc = lab.json(&["get", "service", "web"]);
@@ -440,7 +467,7 @@ fn pods_on_several_hosts_reach_each_other_and_their_services() {
 
     // Deleting every pod leaves no addresses, namespaces or pod veths behind.
     lab.kubectl(&["delete", "deployment", "web", "--wait=true"]);
-    lab.kubectl(&["delete", "pod", "client", "--wait=true"]);
+    lab.kubectl(&["delete", "pod", "client", "docker-web", "--wait=true"]);
     lab.kubectl(&["delete", "-n", "kube-system", "deployment", "coredns", "--wait=true"]);
     wait_until("every pod gone", Duration::from_secs(60), || {
         lab.json(&["get", "pods", "-A"])["items"].as_array().is_some_and(Vec::is_empty)
@@ -458,6 +485,6 @@ fn pods_on_several_hosts_reach_each_other_and_their_services() {
             leases == 0 && namespaces == 0 && veths == 1
         });
         let routes = ok(host, &["ip", "-4", "route", "show", "proto", "147"]);
-        assert_eq!(routes.lines().count(), 2, "h{} routes to the two other hosts' pods:\n{routes}", i + 1);
+        assert_eq!(routes.lines().count(), 3, "h{} routes to the three other hosts' pods:\n{routes}", i + 1);
     }
 }

@@ -265,7 +265,7 @@ async fn readme_quickstart_works_as_pasted() {
     let block = |name: &str| {
         blocks.iter().find(|b| b.name == name).unwrap_or_else(|| panic!("README.md has no quickstart block {name:?}"))
     };
-    let (cluster, tutorial) = (block("cluster"), block("tutorial"));
+    let (cluster, tutorial, network) = (block("cluster"), block("tutorial"), block("network"));
     assert_eq!(cluster.commands.len(), 1, "the cluster block is one command that stays in the foreground");
 
     // local-up keeps its cluster in the checkout's `.cluster`. A cluster this test made goes
@@ -337,6 +337,27 @@ async fn readme_quickstart_works_as_pasted() {
     }
     assert!(checked >= 5, "the tutorial checks run, scale, logs, rolling-update and rollback ({checked} checked)");
 
+    // The network block: a Service by name from a pod, spread over its replicas, and its
+    // cluster IP from the host.
+    for line in &network.commands {
+        let (stdout, _) = run_line(&root, &exports, line);
+        if let Promise::Replicas { name, n } = promise(line) {
+            holds(&pods, &name, &format!("`{line}`: {n} ready pods"), |live| {
+                live.len() == n && live.iter().all(pod_ready)
+            })
+            .await;
+        }
+        if line.starts_with("kubectl logs") {
+            let answered: std::collections::BTreeSet<&str> =
+                stdout.lines().filter_map(|l| l.strip_prefix("hello from ")).collect();
+            assert_eq!(stdout.lines().count(), 6, "`{line}`: six answers:\n{stdout}");
+            assert!(answered.len() >= 2, "`{line}`: the requests are spread over the replicas:\n{stdout}");
+        }
+        if line.starts_with("wget") {
+            assert!(stdout.starts_with("hello from "), "`{line}`: {stdout}");
+        }
+    }
+
     // Ctrl-C stops it all: the processes, and every container of its nodes.
     let status = up.interrupt().expect("local-up stops within 2 minutes of Ctrl-C");
     assert!(status.success(), "local-up after Ctrl-C: {status}\n{}", up.output());
@@ -345,6 +366,16 @@ async fn readme_quickstart_works_as_pasted() {
         assert!(left.trim().is_empty(), "containers of node {node} left after Ctrl-C: {left}");
     }
     assert!(!root.join(".cluster/local-up.pid").exists(), "local-up's pid file is removed when it stops");
+    // ... and what it did to the host's network: the bridge, the forward rules, kube-proxy's
+    // table, the DNS address.
+    let links = Command::new("ip").args(["-o", "link", "show", "cni0"]).output().unwrap();
+    assert!(!links.status.success(), "the pod bridge is left: {}", String::from_utf8_lossy(&links.stdout));
+    let rules = Command::new("iptables").args(["-S", "FORWARD"]).output().map(|o| o.stdout).unwrap_or_default();
+    assert!(!String::from_utf8_lossy(&rules).contains("kubelet pod network"), "forward rules are left");
+    let tables = Command::new("nft").args(["list", "tables"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&tables.stdout).contains("kube-proxy"), "kube-proxy's table is left");
+    let lo = Command::new("ip").args(["-o", "addr", "show", "dev", "lo"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&lo.stdout).contains("169.254.20.10"), "the cluster DNS address is left");
 }
 
 #[test]

@@ -102,6 +102,10 @@ struct Args {
     /// The host's resolver file, for dnsPolicy Default and the search list's tail.
     #[arg(long, default_value = "/etc/resolv.conf")]
     resolv_conf: PathBuf,
+    /// Detach every pod this kubelet attached to the pod network (CNI DEL: addresses, host
+    /// ports) and remove its forward rules, then exit; for taking a node down.
+    #[arg(long)]
+    cleanup_network: bool,
     /// The bridge of the kubelet's own CNI configuration (one per node; several nodes on
     /// one host need different names).
     #[arg(long, default_value = "cni0")]
@@ -114,6 +118,15 @@ enum NetworkPlugin {
     Cni,
     /// The runtime's own networking.
     None,
+}
+
+fn network_config(args: &Args) -> network::Config {
+    network::Config {
+        conf_dir: args.cni_conf_dir.clone().unwrap_or_else(|| args.root_dir.join("cni").join("net.d")),
+        bin_dirs: std::env::split_paths(&args.cni_bin_dir).collect(),
+        state_dir: args.root_dir.join("network"),
+        bridge: args.cni_bridge_name.clone(),
+    }
 }
 
 #[tokio::main]
@@ -133,6 +146,10 @@ async fn main() -> anyhow::Result<()> {
     if args.sim_nodes > 1 && args.runtime != Some(RuntimeKind::Sim) {
         bail!("--sim-nodes needs --runtime sim");
     }
+    if args.cleanup_network {
+        let network = PodNetwork::new(network_config(&args));
+        return network.cleanup().await.context("detaching the pods from the network");
+    }
     let client = args.client.client_limited(args.kube_api_max_inflight as usize).await?;
     let metrics = Arc::new(Metrics::default());
     let kind = match args.runtime {
@@ -145,14 +162,8 @@ async fn main() -> anyhow::Result<()> {
             }
         },
     };
-    let network = (kind != RuntimeKind::Sim && args.network_plugin == NetworkPlugin::Cni).then(|| {
-        Arc::new(PodNetwork::new(network::Config {
-            conf_dir: args.cni_conf_dir.clone().unwrap_or_else(|| args.root_dir.join("cni").join("net.d")),
-            bin_dirs: std::env::split_paths(&args.cni_bin_dir).collect(),
-            state_dir: args.root_dir.join("network"),
-            bridge: args.cni_bridge_name.clone(),
-        }))
-    });
+    let network = (kind != RuntimeKind::Sim && args.network_plugin == NetworkPlugin::Cni)
+        .then(|| Arc::new(PodNetwork::new(network_config(&args))));
     let dns = kubelet::dns::ClusterDns {
         servers: args.cluster_dns.iter().map(|ip| ip.to_string()).collect(),
         domain: args.cluster_domain.clone(),

@@ -160,7 +160,8 @@ pub struct RunArgs {
     /// The arguments after `--` are the command, not arguments to the image's.
     #[arg(long)]
     pub command: bool,
-    /// Follow until every replica is ready.
+    /// Follow until every replica is ready; for a pod (`--restart=Never|OnFailure`), until
+    /// it has run to its end (or, with `Always`, until it is ready).
     #[arg(long)]
     pub wait: bool,
     /// How long --wait waits.
@@ -265,10 +266,38 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
         Some("name") => println!("{}", crate::print::name_of(resource, &created)),
         _ => println!("{} created", crate::print::name_of(resource, &created)),
     }
-    if args.wait && resource.kind == "Deployment" {
-        follow(ctx, &resource.object(&ctx.namespace, &args.name), parse_duration(&args.timeout)?).await?;
+    let timeout = parse_duration(&args.timeout)?;
+    match resource.kind.as_str() {
+        "Deployment" if args.wait => follow(ctx, &resource.object(&ctx.namespace, &args.name), timeout).await?,
+        "Pod" if args.wait => {
+            wait_pod(ctx, &resource.object(&ctx.namespace, &args.name), &args.restart, timeout).await?
+        }
+        _ => {}
     }
     Ok(())
+}
+
+/// Waits for a pod: to its end (`Succeeded`/`Failed`) unless it restarts `Always`, else
+/// until it is Ready. A pod that failed is an error.
+async fn wait_pod(ctx: &Ctx, path: &str, restart: &str, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let pod = ctx.get(path).await?;
+        let phase = pod["status"]["phase"].as_str().unwrap_or_default();
+        let ready = pod["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+        match phase {
+            "Succeeded" => return Ok(()),
+            "Failed" => return Err(other(format!("pod {:?} failed", name_of(&pod)))),
+            _ if restart == "Always" && ready => return Ok(()),
+            _ => {}
+        }
+        if Instant::now() > deadline {
+            return Err(other(format!("timed out waiting for pod {:?} after {}s", name_of(&pod), timeout.as_secs())));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// `kubectl scale`.

@@ -149,9 +149,11 @@ impl PodNetwork {
     }
 
     /// Makes the node's kernel ready for pod traffic: it forwards between pods and nodes,
-    /// and pods on one bridge reach each other's Services through the same DNAT as anyone
-    /// (kube-proxy's rules see bridged traffic).
-    pub fn prepare_kernel() {
+    /// pods on one bridge reach each other's Services through the same DNAT as anyone
+    /// (kube-proxy's rules see bridged traffic), and where the host's firewall drops what
+    /// it forwards by default (Docker sets the `FORWARD` policy to `DROP`), traffic to and
+    /// from the kubelet's bridge is let through, as flannel and upstream's docs do it.
+    pub async fn prepare_node(&self) {
         for (knob, value) in
             [("/proc/sys/net/bridge/bridge-nf-call-iptables", "1"), ("/proc/sys/net/ipv4/ip_forward", "1")]
         {
@@ -161,6 +163,45 @@ impl PodNetwork {
                 tracing::warn!(%knob, error = %e, "cannot set it; pod traffic between nodes or to Services may fail");
             }
         }
+        if !self.conf().is_some_and(|c| c.path.ends_with(GENERATED)) || !which("iptables") {
+            return;
+        }
+        let policy = iptables(&["-S", "FORWARD"]).await.unwrap_or_default();
+        if !policy.lines().any(|l| l == "-P FORWARD DROP") {
+            return;
+        }
+        for rule in forward_rules(&self.config.bridge) {
+            let check = [&["-C", "FORWARD"][..], &rule].concat();
+            if iptables(&check).await.is_err() {
+                let add = [&["-I", "FORWARD", "1"][..], &rule].concat();
+                match iptables(&add).await {
+                    Ok(_) => {
+                        tracing::info!(bridge = %self.config.bridge, "the host's FORWARD policy is DROP: the pod bridge's traffic is accepted")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot accept the pod bridge's forwarded traffic; pods may not reach each other")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Detaches every pod this kubelet attached and removes its forward rules
+    /// (`kubelet --cleanup-network`, for taking a node down).
+    pub async fn cleanup(&self) -> Result<(), cni::Error> {
+        let mut first_error = None;
+        for uid in self.attached() {
+            if let Err(e) = self.detach(&uid).await {
+                tracing::warn!(%uid, error = %e, "detaching failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        if which("iptables") {
+            for rule in forward_rules(&self.config.bridge) {
+                while iptables(&[&["-D", "FORWARD"][..], &rule].concat()).await.is_ok() {}
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     fn kept_path(&self, uid: &str) -> PathBuf {
@@ -276,6 +317,26 @@ impl PodNetwork {
     }
 }
 
+/// The rules that let a bridge's traffic through a `FORWARD` chain whose policy drops.
+fn forward_rules(bridge: &str) -> [Vec<&str>; 2] {
+    let comment = ["-m", "comment", "--comment", "kubelet pod network", "-j", "ACCEPT"];
+    [[&["-i", bridge][..], &comment].concat(), [&["-o", bridge][..], &comment].concat()]
+}
+
+async fn iptables(args: &[&str]) -> Result<String, String> {
+    let out = tokio::process::Command::new("iptables")
+        .args(["-w", "5"])
+        .args(args)
+        .output()
+        .await
+        .map_err(|e| format!("running iptables: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!("iptables {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
 fn which(program: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
@@ -324,7 +385,7 @@ pub async fn run(node: Arc<crate::Node>, network: Arc<PodNetwork>) {
             let c = mine.clone().unwrap_or_default();
             match network.pod_cidr_assigned(&c) {
                 Ok(()) => {
-                    PodNetwork::prepare_kernel();
+                    network.prepare_node().await;
                     cidr = mine;
                 }
                 Err(e) => tracing::error!(pod_cidr = %c, error = %e, "writing the CNI configuration failed"),
