@@ -85,10 +85,12 @@ spec:
   template:
     metadata: {labels: {app: web}}
     spec:
-      terminationGracePeriodSeconds: 2
+      terminationGracePeriodSeconds: 5
       containers:
       - name: web
         image: busybox:local
+        # Serves on while kube-proxy takes it out of rotation, as upstream advises.
+        lifecycle: {preStop: {exec: {command: [sleep, "2"]}}}
         env:
         - name: POD_NAME
           valueFrom: {fieldRef: {fieldPath: metadata.name}}
@@ -173,7 +175,7 @@ struct Lab {
     dir: tempfile::TempDir,
     namespaces: Vec<String>,
     hosts: Vec<String>,
-    processes: Vec<Process>,
+    processes: Vec<(String, Process)>,
     server: String,
 }
 
@@ -208,7 +210,23 @@ impl Lab {
         let mut a: Vec<String> = vec![format!("--net=/run/netns/{}", self.hosts[host]), program.display().to_string()];
         a.extend(args.iter().map(|s| (*s).to_owned()));
         let log = self.dir.path().join(format!("{name}.log"));
-        self.processes.push(Process::spawn_path(Path::new("nsenter"), &a, &log).unwrap());
+        self.processes.push((name.to_owned(), Process::spawn_path(Path::new("nsenter"), &a, &log).unwrap()));
+    }
+
+    /// Kills the component started as `name`.
+    fn kill(&mut self, name: &str) {
+        self.processes.retain(|(n, _)| n != name);
+    }
+
+    /// Kills every process of host `host`'s pods (process runtime), as a host that loses
+    /// power takes them.
+    fn kill_pods(&self, host: usize) {
+        let root = self.dir.path().join(&self.hosts[host]).join("process");
+        for pid in glob(&root.join("pods"), &["*", "containers", "*", "pid"]) {
+            if let Ok(pid) = std::fs::read_to_string(&pid) {
+                let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", pid.trim())]).status();
+            }
+        }
     }
 }
 
@@ -270,6 +288,26 @@ fn nsenter_pod(pid: u32, args: &[&str]) -> Result<String, String> {
         .expect("nsenter");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     if out.status.success() { Ok(text) } else { Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr))) }
+}
+
+/// Starts host `i`'s kubelet (process runtime on hosts 0-2, docker on host 3).
+fn start_kubelet(lab: &mut Lab, i: usize, kubeconfig: &str) {
+    let (name, ip) = (format!("h{}", i + 1), format!("192.168.78.1{}", i + 1));
+    let root = lab.dir.path().join(&lab.hosts[i]).display().to_string();
+    let runtime = if i == 3 { "docker" } else { "process" };
+    let a =
+        ["--kubeconfig", kubeconfig, "--runtime", runtime, "--node-name", &name, "--node-ip", &ip, "--address", &ip];
+    let b = ["--root-dir", &root, "--network-plugin", "cni", "--cluster-dns", "10.96.0.10"];
+    let c = ["--node-lease-duration-seconds", "4"];
+    lab.spawn(i, &format!("kubelet-{name}"), &e2e::binary("kubelet"), &[&a[..], &b, &c].concat());
+}
+
+/// Starts host `i`'s kube-proxy.
+fn start_proxy(lab: &mut Lab, i: usize) {
+    let (name, server) = (format!("h{}", i + 1), lab.server.clone());
+    let a = ["--master", &server, "--hostname-override", &name, "--cluster-cidr", "10.244.0.0/16"];
+    let b = ["--min-sync-period", "100ms"];
+    lab.spawn(i, &format!("kube-proxy-{name}"), &e2e::binary("kube-proxy"), &[&a[..], &b].concat());
 }
 
 fn pods(lab: &Lab) -> Vec<(String, String, String, String)> {
@@ -335,35 +373,13 @@ fn pods_on_several_hosts_reach_each_other_and_their_services() {
         in_ns(&hosts[0], &["kubectl", "--server", &lab.server, "get", "--raw", "/readyz"]).status.success()
     });
     lab.spawn(0, "scheduler", &e2e::binary("kube-scheduler"), &["--kubeconfig", &kc, "--secure-port", "0"]);
-    lab.spawn(
-        0,
-        "controller-manager",
-        &e2e::binary("kube-controller-manager"),
-        &["--kubeconfig", &kc, "--secure-port", "0"],
-    );
+    // A host that stops renewing its lease is Unknown after 6 s (its pods not ready).
+    let cm = ["--kubeconfig", &kc, "--secure-port", "0", "--node-monitor-grace-period", "6s"];
+    lab.spawn(0, "controller-manager", &e2e::binary("kube-controller-manager"), &cm);
     // A kubelet and a kube-proxy on every host.
-    for (i, host) in hosts.iter().enumerate() {
-        let (name, ip) = (format!("h{}", i + 1), format!("192.168.78.1{}", i + 1));
-        let root = lab.dir.path().join(host).display().to_string();
-        let runtime = if i == 3 { "docker" } else { "process" };
-        let kubelet_args =
-            ["--kubeconfig", &kc, "--runtime", runtime, "--node-name", &name, "--node-ip", &ip, "--address", &ip];
-        let kubelet_args =
-            [&kubelet_args[..], &["--root-dir", &root, "--network-plugin", "cni", "--cluster-dns", "10.96.0.10"]]
-                .concat();
-        lab.spawn(i, &format!("kubelet-{name}"), &e2e::binary("kubelet"), &kubelet_args);
-        let server = lab.server.clone();
-        let proxy_args = [
-            "--master",
-            &server,
-            "--hostname-override",
-            &name,
-            "--cluster-cidr",
-            "10.244.0.0/16",
-            "--min-sync-period",
-            "100ms",
-        ];
-        lab.spawn(i, &format!("kube-proxy-{name}"), &e2e::binary("kube-proxy"), &proxy_args);
+    for i in 0..hosts.len() {
+        start_kubelet(&mut lab, i, &kc);
+        start_proxy(&mut lab, i);
     }
 
     // Each node gets a pod CIDR of its own.
@@ -457,13 +473,61 @@ fn pods_on_several_hosts_reach_each_other_and_their_services() {
         assert!(out.status.success() && body.starts_with("web-"), "{url}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
-    // Scaling down: the pods that go stop getting traffic.
+    // A host that dies (its kubelet, kube-proxy and pods gone, its link down) is taken out:
+    // its pods stop getting traffic. Hosts 1 (the control plane) and 3 (the client) stay;
+    // three replicas spread over four hosts have one elsewhere.
+    let (victim_pod, victim) = web
+        .iter()
+        .find(|(_, _, node, _)| node == "h2")
+        .map(|(n, _, _, _)| (n.clone(), 1))
+        .or_else(|| web.iter().find(|(_, _, node, _)| node == "h4").map(|(n, _, _, _)| (n.clone(), 3)))
+        .expect("a replica on h2 or h4");
+    let victim_name = format!("h{}", victim + 1);
+    lab.kill(&format!("kubelet-{victim_name}"));
+    lab.kill(&format!("kube-proxy-{victim_name}"));
+    if victim == 3 {
+        e2e::remove_docker_containers("h4");
+    } else {
+        lab.kill_pods(victim);
+    }
+    ok(&hosts[victim], &["ip", "link", "set", "eth0", "down"]);
+    wait_until("the lost host's pod to leave the service", Duration::from_secs(60), || {
+        (0..20).all(|_| get_from(&client_ns, &url).is_ok_and(|b| b != victim_pod))
+    });
+    // It comes back.
+    ok(&hosts[victim], &["ip", "link", "set", "eth0", "up"]);
+    start_kubelet(&mut lab, victim, &kc);
+    start_proxy(&mut lab, victim);
+    wait_until("three ready replicas again", Duration::from_secs(90), || pods(&lab).len() == 3);
+
+    // Scaling down under load: the pods that go stop getting traffic, and no request fails
+    // (each leaves the endpoints, then its preStop hook keeps it serving a moment longer).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, ns, url) = (stop.clone(), client_ns.clone(), url.clone());
+        std::thread::spawn(move || {
+            let (mut sent, mut failed) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                sent += 1;
+                if let Err(e) = get_from(&ns, &url) {
+                    failed.push(e);
+                }
+            }
+            (sent, failed)
+        })
+    };
     lab.kubectl(&["scale", "deployment", "web", "--replicas", "1"]);
     wait_until("one replica", Duration::from_secs(60), || pods(&lab).len() == 1);
     let (survivor, ..) = pods(&lab).remove(0);
     wait_until("only the survivor to answer", Duration::from_secs(30), || {
         (0..20).all(|_| get_from(&client_ns, &url).is_ok_and(|b| b == survivor))
     });
+    wait_until("the others to be gone", Duration::from_secs(30), || {
+        lab.json(&["get", "pods", "-l", "app=web"])["items"].as_array().is_some_and(|p| p.len() == 1)
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failed) = load.join().unwrap();
+    assert!(failed.is_empty(), "{} of {sent} requests failed while scaling down: {failed:?}", failed.len());
 
     // Deleting every pod leaves no addresses, namespaces or pod veths behind.
     lab.kubectl(&["delete", "deployment", "web", "--wait=true"]);

@@ -406,3 +406,29 @@ fn promises_are_read_from_commands() {
     assert_eq!(promise("kubectl run web --image=x -- --replicas=3"), Promise::None);
     assert_eq!(promise("export KUBECONFIG=x"), Promise::None);
 }
+
+/// Every flag the systemd units in `deploy/systemd/` pass is one their binary has (a unit
+/// with a wrong flag would fail only on the user's machine).
+#[test]
+fn systemd_units_use_flags_the_binaries_have() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root.join("deploy/systemd")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("service") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap().replace("\\\n", " ");
+        let Some(exec) = text.lines().find_map(|l| l.strip_prefix("ExecStart=")) else { continue };
+        let mut words = exec.split_whitespace();
+        let program = words.next().unwrap();
+        let Some(binary) = program.strip_prefix("/usr/local/bin/") else { continue };
+        let help = Command::new(e2e::binary(binary)).arg("--help").output().unwrap();
+        let help = String::from_utf8_lossy(&help.stdout);
+        for flag in words.filter_map(|w| w.strip_prefix("--")).map(|w| w.split('=').next().unwrap_or_default()) {
+            assert!(help.contains(&format!("--{flag}")), "{}: {binary} has no --{flag}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked > 10, "the units' flags were read ({checked})");
+}

@@ -193,9 +193,10 @@ impl Handler {
     }
 }
 
+/// A query id an off-path attacker cannot guess (with the random source port, what keeps
+/// forged answers out).
 fn rand_id() -> u16 {
-    (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(7)
-        ^ std::process::id()) as u16
+    rand::random()
 }
 
 #[async_trait::async_trait]

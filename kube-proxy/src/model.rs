@@ -1,5 +1,6 @@
 //! The service ports kube-proxy programs, read from Services and their EndpointSlices.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -15,7 +16,14 @@ const SERVICE_NAME: &str = "kubernetes.io/service-name";
 const DEFAULT_AFFINITY_SECONDS: u32 = 10800;
 
 /// Every port of every service with a cluster IP, with the endpoints its slices list.
+/// Linear in services plus slices: the slices are indexed by their service first.
 pub fn service_ports(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> Vec<ServicePort> {
+    let mut by_service: HashMap<(&str, &str), Vec<&Arc<EndpointSlice>>> = HashMap::new();
+    for slice in slices.iter().filter(|s| s.address_type == "IPv4") {
+        let Some(service) = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME)) else { continue };
+        let namespace = slice.metadata.namespace.as_deref().unwrap_or_default();
+        by_service.entry((namespace, service.as_str())).or_default().push(slice);
+    }
     let mut out = Vec::new();
     for svc in services {
         let Some(spec) = svc.spec.as_ref() else { continue };
@@ -27,14 +35,8 @@ pub fn service_ports(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -
         };
         let namespace = svc.metadata.namespace.clone().unwrap_or_default();
         let name = svc.metadata.name.clone().unwrap_or_default();
-        let mine: Vec<&Arc<EndpointSlice>> = slices
-            .iter()
-            .filter(|s| {
-                s.metadata.namespace.as_deref() == Some(namespace.as_str())
-                    && s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME)) == Some(&name)
-                    && s.address_type == "IPv4"
-            })
-            .collect();
+        let mine: &[&Arc<EndpointSlice>] =
+            by_service.get(&(namespace.as_str(), name.as_str())).map_or(&[], Vec::as_slice);
         let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
             spec.session_affinity_config
                 .as_ref()
@@ -48,7 +50,7 @@ pub fn service_ports(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -
             let Ok(service_port) = u16::try_from(port.port) else { continue };
             let port_name = port.name.clone().unwrap_or_default();
             let mut endpoints = Vec::new();
-            for slice in &mine {
+            for slice in mine {
                 let Some(target) = slice.ports.iter().flatten().find(|p| {
                     p.name.as_deref().unwrap_or_default() == port_name
                         && Protocol::parse(p.protocol.as_deref()) == Some(protocol)

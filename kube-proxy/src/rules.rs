@@ -127,7 +127,8 @@ fn hash(text: &str) -> String {
     (0..8).map(|i| ALPHABET[((h >> (i * 5)) & 31) as usize] as char).collect()
 }
 
-fn service_chain(sp: &ServicePort) -> String {
+/// The chain a service port's traffic is sent to (`service-<hash>-<id>`).
+pub fn service_chain(sp: &ServicePort) -> String {
     let id = sp.id();
     format!("service-{}-{id}", hash(&id))
 }

@@ -197,10 +197,35 @@ impl Worker {
             .unwrap_or(30)
             .max(0) as u64;
         let containers = self.node.runtime.pod_containers(&self.uid).await.unwrap_or_default();
-        let stops = containers
-            .iter()
-            .filter(|c| matches!(c.state, State::Running { .. }))
-            .map(|c| self.node.runtime.stop_container(&c.id, Duration::from_secs(grace)));
+        let running: Vec<&Container> = containers.iter().filter(|c| matches!(c.state, State::Running { .. })).collect();
+        // preStop hooks first (all at once), within the grace period; what is left of it is
+        // the containers' time to stop after SIGTERM.
+        let started = Instant::now();
+        let spec = pod.spec.clone().unwrap_or_default();
+        let ip = self.sandbox.as_ref().map(|s| s.ip.clone()).unwrap_or_default();
+        let hooks = running.iter().filter_map(|c| {
+            let container = spec.containers.iter().find(|s| s.name == c.name)?;
+            container.lifecycle.as_ref()?.pre_stop.as_ref()?;
+            let runtime = self.node.runtime.clone();
+            let ip = ip.clone();
+            Some(async move {
+                let r =
+                    crate::probe::pre_stop(container, &c.id, &ip, runtime.as_ref(), Duration::from_secs(grace)).await;
+                (container.name.clone(), r)
+            })
+        });
+        for (name, r) in futures::future::join_all(hooks).await {
+            if let Err(e) = r {
+                self.node.recorder().record(
+                    pod,
+                    true,
+                    "FailedPreStopHook",
+                    format!("PreStopHook failed for {name}: {e}"),
+                );
+            }
+        }
+        let left = Duration::from_secs(grace).saturating_sub(started.elapsed());
+        let stops = running.iter().map(|c| self.node.runtime.stop_container(&c.id, left));
         for r in futures::future::join_all(stops).await {
             if let Err(e) = r {
                 tracing::warn!(pod = %pod.name_any(), error = %e, "stopping a container failed");

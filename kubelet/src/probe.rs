@@ -88,6 +88,45 @@ pub async fn run(
     true
 }
 
+/// Runs a container's `preStop` hook (exec, httpGet or sleep), for at most `within`;
+/// what went wrong, if anything. As upstream, a failed hook does not stop the termination.
+pub async fn pre_stop(
+    container: &Container,
+    container_id: &str,
+    pod_ip: &str,
+    runtime: &dyn Runtime,
+    within: Duration,
+) -> Result<(), String> {
+    let Some(hook) = container.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) else { return Ok(()) };
+    let run = async {
+        if let Some(exec) = &hook.exec {
+            let command = exec.command.clone().unwrap_or_default();
+            return match runtime.exec(container_id, &command, within).await {
+                Ok(0) => Ok(()),
+                Ok(code) => Err(format!("exec {command:?} exited with {code}")),
+                Err(e) => Err(e.to_string()),
+            };
+        }
+        if let Some(http) = &hook.http_get {
+            let port = port(&http.port, container).ok_or("httpGet: no such port")?;
+            let host = http.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| pod_ip.to_owned());
+            let scheme = http.scheme.as_deref().unwrap_or("HTTP").to_ascii_lowercase();
+            let url = format!("{scheme}://{host}:{port}{}", http.path.as_deref().unwrap_or("/"));
+            let client = reqwest::Client::builder().timeout(within).build().map_err(|e| e.to_string())?;
+            return match client.get(&url).send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(format!("GET {url}: {}", r.status())),
+                Err(e) => Err(format!("GET {url}: {e}")),
+            };
+        }
+        if let Some(sleep) = &hook.sleep {
+            tokio::time::sleep(Duration::from_secs(sleep.seconds.max(0) as u64)).await;
+        }
+        Ok(())
+    };
+    tokio::time::timeout(within, run).await.unwrap_or_else(|_| Err(format!("still running after {within:?}")))
+}
+
 /// Folds one result into the record; returns the new verdict.
 pub fn record(probe: &Probe, state: &mut ProbeState, ok: bool, now: Instant) -> Option<bool> {
     state.last = Some(now);

@@ -349,7 +349,24 @@ pub async fn run(node: Arc<crate::Node>, network: Arc<PodNetwork>) {
     let mut init = std::collections::BTreeMap::new();
     let mut cidr: Option<String> = None;
     let mut events = watcher::watcher(api, watcher::Config::default()).boxed();
-    while let Some(event) = events.next().await {
+    // The kernel drops routes whose link went down; a look now and then puts them back.
+    let mut resync = tokio::time::interval(Duration::from_secs(30));
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut synced = false;
+    loop {
+        let event = tokio::select! {
+            e = events.next() => match e { Some(e) => Some(e), None => return },
+            _ = resync.tick() => None,
+        };
+        let Some(event) = event else {
+            if synced {
+                let want = routes::desired(store.values(), &node.name, &node.host_ip);
+                if let Err(e) = routes::apply(&want).await {
+                    tracing::warn!(error = %e, "updating the routes to other nodes' pods failed");
+                }
+            }
+            continue;
+        };
         let changed = match event {
             Ok(watcher::Event::Init) => {
                 init.clear();
@@ -361,6 +378,7 @@ pub async fn run(node: Arc<crate::Node>, network: Arc<PodNetwork>) {
             }
             Ok(watcher::Event::InitDone) => {
                 store = std::mem::take(&mut init);
+                synced = true;
                 true
             }
             Ok(watcher::Event::Apply(n)) => {
