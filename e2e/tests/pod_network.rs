@@ -9,8 +9,10 @@
 //! namespace, through the CNI bridge plugin); pods on different hosts reach each other by
 //! pod IP (the kubelets' routes between hosts); a ClusterIP spreads 300 requests from a pod
 //! over three replicas on several hosts (each 20-47%); a node port answers on every host;
-//! scaling down takes the removed pods out of rotation; deleting the pods leaves no
-//! addresses, namespaces or veths behind.
+//! names resolve from a pod through the cluster DNS (a Deployment behind 10.96.0.10), and
+//! other names are forwarded; a lost host's pods leave the service; scaling down under
+//! load fails no request; deleting the pods leaves no addresses, namespaces or veths
+//! behind.
 
 #![allow(clippy::unwrap_used)]
 
@@ -394,6 +396,10 @@ fn pods_on_several_hosts_reach_each_other_and_their_services() {
         cidrs.len() == 4
     });
 
+    // The cluster DNS's upstream resolver (see the forwarding check below).
+    let upstream = ["--kubeconfig", &kc, "--listen", "192.168.78.11:5353", "--cluster-domain", "example.test"];
+    let upstream = [&upstream[..], &["--metrics-bind-address", "127.0.0.1:9154"]].concat();
+    lab.spawn(0, "upstream-dns", &e2e::binary("kube-dns"), &upstream);
     let dns = DNS.replace("{KUBE_DNS}", &e2e::binary("kube-dns").display().to_string()).replace("{KUBECONFIG}", &kc);
     lab.apply(&dns);
     lab.apply(WEB);
@@ -459,6 +465,10 @@ fn pods_on_several_hosts_reach_each_other_and_their_services() {
         let out = lookup(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(out.lines().all(|l| l.starts_with(&format!("{cluster_ip} "))), "{name}:\n{out}");
     }
+    // A name outside the cluster goes to the upstream resolver: here a second kube-dns on
+    // host 1 serving another domain from the same API (nothing leaves the lab).
+    let out = lookup("web.default.svc.example.test").unwrap_or_else(|e| panic!("forwarded: {e}"));
+    assert!(out.lines().all(|l| l.starts_with(&format!("{cluster_ip} "))), "forwarded:\n{out}");
     let out = lookup("web-headless").unwrap();
     let got: BTreeSet<&str> = out.lines().filter_map(|l| l.split_whitespace().next()).collect();
     let want: BTreeSet<&str> = web.iter().map(|(_, _, _, ip)| ip.as_str()).collect();

@@ -45,6 +45,10 @@ async fn kubelet_pods(dir: &std::path::Path, url: &str, kc: &std::path::Path, n:
         &root.display().to_string(),
         "--max-pods",
         "500",
+        // Beside `docker run` on Docker's bridge: the same network (and no controller-manager
+        // here to give the node a pod CIDR).
+        "--network-plugin",
+        "none",
     ]
     .iter()
     .map(|s| (*s).to_owned())
