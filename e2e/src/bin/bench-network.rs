@@ -67,6 +67,18 @@ fn sh(program: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Writes an nft script into namespace `ns`'s kernel, in one transaction.
+fn nft_in(ns: &str, script: &str) -> Result<()> {
+    let mut nft = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .context("nft")?;
+    nft.stdin.take().context("nft's stdin")?.write_all(script.as_bytes())?;
+    ensure!(nft.wait()?.success(), "nft refused kube-proxy's rules");
+    Ok(())
+}
+
 /// Network namespaces removed when dropped.
 struct Namespaces(Vec<String>);
 
@@ -237,14 +249,7 @@ async fn programming(args: &Args, dir: &Path, namespaces: &[String]) -> Result<(
             let started = Instant::now();
             let ports = kube_proxy::model::service_ports(&svcs, &slices);
             let node = Node { name: "node-0".into(), cluster_cidr: Some(("10.244.0.0".parse()?, 16)) };
-            let script = kube_proxy::rules::ruleset(&ports, &node);
-            let mut nft = Command::new("ip")
-                .args(["netns", "exec", &ns, "nft", "-f", "-"])
-                .stdin(Stdio::piped())
-                .spawn()
-                .context("nft")?;
-            nft.stdin.take().context("nft's stdin")?.write_all(script.as_bytes())?;
-            ensure!(nft.wait()?.success(), "nft refused the full ruleset");
+            nft_in(&ns, &kube_proxy::rules::ruleset(&ports, &node))?;
             times.push(started.elapsed());
         }
         times.sort();
@@ -496,14 +501,7 @@ fn throughput(args: &Args, id: &str) -> Result<()> {
         node: Some("node-0".into()),
     }];
     let node_info = Node { name: "node-0".into(), cluster_cidr: Some(("10.244.0.0".parse()?, 16)) };
-    let script = kube_proxy::rules::ruleset(&[sp], &node_info);
-    let mut nft = Command::new("ip")
-        .args(["netns", "exec", &node, "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .context("nft")?;
-    nft.stdin.take().context("nft's stdin")?.write_all(script.as_bytes())?;
-    ensure!(nft.wait()?.success(), "nft refused kube-proxy's rules");
+    nft_in(&node, &kube_proxy::rules::ruleset(&[sp], &node_info))?;
     let ip_path = if Path::new("/usr/sbin/ip").exists() { PathBuf::from("/usr/sbin/ip") } else { PathBuf::from("ip") };
     let log = std::env::temp_dir().join(format!("bench-network-iperf-{id}.log"));
     let _server = Process::spawn_path(
