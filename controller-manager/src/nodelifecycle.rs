@@ -25,7 +25,22 @@ const NOT_READY: &str = "node.kubernetes.io/not-ready";
 /// When the loop last saw each node's lease change (by resourceVersion), on its own clock.
 #[derive(Default)]
 struct Observed {
+    /// Per node: the lease version last seen, and when it was first seen.
     leases: HashMap<String, (String, Instant)>,
+    /// Per node: the Ready heartbeat the kubelet last posted, and when it was first seen.
+    statuses: HashMap<String, (String, Instant)>,
+}
+
+/// Records `value` for `name` in `seen`; when it was first seen (now if it is new).
+fn observe(seen: &mut HashMap<String, (String, Instant)>, name: &str, value: String) -> Instant {
+    match seen.get(name) {
+        Some((v, at)) if *v == value => *at,
+        _ => {
+            let at = Instant::now();
+            seen.insert(name.to_owned(), (value, at));
+            at
+        }
+    }
 }
 
 fn ready_status(node: &Node) -> Option<String> {
@@ -64,29 +79,26 @@ async fn monitor(ctx: &Context, observed: &mut Observed) -> anyhow::Result<()> {
     }
     for node in ctx.nodes.list() {
         let name = node.name_any();
-        // A renewal is a new lease version; without a lease, a new Ready heartbeat.
-        let lease = ctx.leases.get(&format!("kube-node-lease/{name}"));
-        let version = match lease.as_ref().and_then(|l| l.metadata.resource_version.clone()) {
-            Some(v) => v,
-            None => node
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-                .and_then(|c| c.last_heartbeat_time.as_ref())
-                .map(|t| t.0.to_string())
-                .unwrap_or_default(),
-        };
+        // A heartbeat is a new lease version or a new Ready heartbeat the kubelet posted in
+        // the node's status, whichever is later, as upstream's probe timestamps: a kubelet
+        // that comes back may post its status before its lease renewal reaches this
+        // controller, and that status must not be taken for a stale one and set back to
+        // Unknown. (The Unknown this controller writes carries no heartbeat: not one.)
         // Judged on this controller's clock from when it saw the change, as upstream does;
         // a node first seen gets a whole grace period.
-        let seen = match observed.leases.get(&name) {
-            Some((v, at)) if *v == version => *at,
-            _ => {
-                let at = Instant::now();
-                observed.leases.insert(name.clone(), (version, at));
-                at
-            }
-        };
+        let lease = ctx.leases.get(&format!("kube-node-lease/{name}"));
+        let lease_version = lease.as_ref().and_then(|l| l.metadata.resource_version.clone()).unwrap_or_default();
+        let mut seen = observe(&mut observed.leases, &name, lease_version);
+        let status_heartbeat = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready" && c.status != "Unknown"))
+            .and_then(|c| c.last_heartbeat_time.as_ref())
+            .map(|t| t.0.to_string());
+        if let Some(heartbeat) = status_heartbeat {
+            seen = seen.max(observe(&mut observed.statuses, &name, heartbeat));
+        }
         let stale = seen.elapsed() > grace;
         let ready = ready_status(&node);
         let mut taints: Vec<Taint> = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
@@ -149,6 +161,7 @@ async fn monitor(ctx: &Context, observed: &mut Observed) -> anyhow::Result<()> {
     }
     let known: std::collections::HashSet<String> = ctx.nodes.list().iter().map(|n| n.name_any()).collect();
     observed.leases.retain(|n, _| known.contains(n));
+    observed.statuses.retain(|n, _| known.contains(n));
     Ok(())
 }
 

@@ -139,6 +139,10 @@ async fn renew_lease(node: &Node) -> anyhow::Result<()> {
 /// default) and posts its status every minute. The requests are boxed, so a heartbeat
 /// waiting for its next beat holds a small future (a sim kubelet runs hundreds).
 pub async fn heartbeat(node: Arc<Node>) {
+    // The lease first: a kubelet coming back renews it before it says Ready again.
+    if let Err(e) = Box::pin(renew_lease(&node)).await {
+        tracing::debug!(node = %node.name, error = %e, "renewing the node lease before registering failed");
+    }
     loop {
         match Box::pin(register(&node)).await {
             Ok(()) => break,
