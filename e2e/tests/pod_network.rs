@@ -87,12 +87,13 @@ spec:
   template:
     metadata: {labels: {app: web}}
     spec:
-      terminationGracePeriodSeconds: 5
+      terminationGracePeriodSeconds: 10
       containers:
       - name: web
         image: busybox:local
-        # Serves on while kube-proxy takes it out of rotation, as upstream advises.
-        lifecycle: {preStop: {exec: {command: [sleep, "2"]}}}
+        # Serves on while every kube-proxy takes it out of rotation, as upstream advises
+        # (with room for a CI machine running other tests at the same time).
+        lifecycle: {preStop: {exec: {command: [sleep, "5"]}}}
         env:
         - name: POD_NAME
           valueFrom: {fieldRef: {fieldPath: metadata.name}}
@@ -509,6 +510,13 @@ fn pods_on_several_hosts_reach_each_other_and_their_services() {
     start_kubelet(&mut lab, victim, &kc);
     start_proxy(&mut lab, victim);
     wait_until("three ready replicas again", Duration::from_secs(90), || pods(&lab).len() == 3);
+    // ... and its pod answers through the cluster IP again. (Until a host's first packet
+    // after its return, the others' neighbour entries for it may still say it is
+    // unreachable: that first packet may fail, which is the link's doing, not the
+    // rules'. Only then does the load below start.)
+    wait_until("the returned host's pod to answer again", Duration::from_secs(60), || {
+        (0..30).any(|_| get_from(&client_ns, &url).is_ok_and(|b| b == victim_pod))
+    });
 
     // Scaling down under load: the pods that go stop getting traffic, and no request fails
     // (each leaves the endpoints, then its preStop hook keeps it serving a moment longer).
