@@ -3,6 +3,12 @@
 # then stops everything it started (the pods' containers, and a Docker daemon if it
 # started one).
 #
+# With the docker or process runtime, run as root, pods are on the pod network (CNI
+# bridge cni<i> per node, 10.244.0.0/16, installing containernetworking-plugins if
+# missing), kube-proxy programs Services (nftables) and kube-dns answers pods at
+# 169.254.20.10 (an address it adds to lo); on stop all of that is removed again. As
+# another user, pods stay on the runtime's own network and it says so.
+#
 #   deploy/local-up.sh [--runtime docker|process|sim] [--store embedded|etcd] [--nodes N]
 #                      [--dir DIR] [--port PORT] [--detach]
 #   deploy/local-up.sh --down [--dir DIR]
