@@ -155,11 +155,19 @@ pub async fn heartbeat(node: Arc<Node>) {
     let renew = Duration::from_millis(u64::from(node.registration.lease_seconds.max(1)) * 250);
     let status_every = (60_000 / renew.as_millis().max(1) as u64).max(1);
     let mut beats = 0u64;
+    let mut failing = false;
     loop {
-        if let Err(e) = Box::pin(renew_lease(&node)).await {
-            tracing::warn!(node = %node.name, error = %e, "renewing the node lease failed");
+        // After a time without renewals the node may have been marked Unknown: the status
+        // goes at once with the first renewal that succeeds, not at the next minute.
+        let mut post_now = false;
+        match Box::pin(renew_lease(&node)).await {
+            Ok(()) => post_now = std::mem::take(&mut failing),
+            Err(e) => {
+                tracing::warn!(node = %node.name, error = %e, "renewing the node lease failed");
+                failing = true;
+            }
         }
-        if beats % status_every == status_every - 1 {
+        if post_now || beats % status_every == status_every - 1 {
             let api: Api<NodeObject> = Api::all(node.client.clone());
             let patch = Patch::Merge(json!({"status": status(&node)}));
             if let Err(e) = Box::pin(api.patch_status(&node.name, &PatchParams::default(), &patch)).await {
