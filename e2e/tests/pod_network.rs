@@ -484,6 +484,47 @@ fn pods_on_several_hosts_reach_each_other_and_their_services() {
         assert!(out.status.success() && body.starts_with("web-"), "{url}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
+    // Scaling down under load: the pods that go stop getting traffic, and no request fails
+    // (each leaves the endpoints, then its preStop hook keeps it serving a moment longer).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, ns, url) = (stop.clone(), client_ns.clone(), url.clone());
+        std::thread::spawn(move || {
+            let (mut sent, mut failed) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                sent += 1;
+                if let Err(e) = get_from(&ns, &url) {
+                    failed.push(e);
+                }
+            }
+            (sent, failed)
+        })
+    };
+    lab.kubectl(&["scale", "deployment", "web", "--replicas", "1"]);
+    wait_until("one replica", Duration::from_secs(60), || pods(&lab).len() == 1);
+    let (survivor, ..) = pods(&lab).remove(0);
+    wait_until("only the survivor to answer", Duration::from_secs(30), || {
+        (0..20).all(|_| get_from(&client_ns, &url).is_ok_and(|b| b == survivor))
+    });
+    wait_until("the others to be gone", Duration::from_secs(30), || {
+        lab.json(&["get", "pods", "-l", "app=web"])["items"].as_array().is_some_and(|p| p.len() == 1)
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failed) = load.join().unwrap();
+    assert!(failed.is_empty(), "{} of {sent} requests failed while scaling down: {failed:?}", failed.len());
+
+    // And up again: three replicas, spread over the hosts, answering.
+    lab.kubectl(&["scale", "deployment", "web", "--replicas", "3"]);
+    wait_until("three ready replicas again after scaling up", Duration::from_secs(90), || {
+        let p = pods(&lab);
+        p.len() == 3 && p.iter().map(|(_, _, node, _)| node).collect::<BTreeSet<_>>().len() >= 2
+    });
+    let web = pods(&lab);
+    wait_until("every replica to answer through the cluster IP", Duration::from_secs(30), || {
+        let seen: BTreeSet<String> = (0..30).filter_map(|_| get_from(&client_ns, &url).ok()).collect();
+        seen.len() == 3
+    });
+
     // A host that dies (its kubelet, kube-proxy and pods gone, its link down) is taken out:
     // its pods stop getting traffic. Hosts 1 (the control plane) and 3 (the client) stay;
     // three replicas spread over four hosts have one elsewhere.
@@ -517,35 +558,6 @@ fn pods_on_several_hosts_reach_each_other_and_their_services() {
     wait_until("the returned host's pod to answer again", Duration::from_secs(60), || {
         (0..30).any(|_| get_from(&client_ns, &url).is_ok_and(|b| b == victim_pod))
     });
-
-    // Scaling down under load: the pods that go stop getting traffic, and no request fails
-    // (each leaves the endpoints, then its preStop hook keeps it serving a moment longer).
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load = {
-        let (stop, ns, url) = (stop.clone(), client_ns.clone(), url.clone());
-        std::thread::spawn(move || {
-            let (mut sent, mut failed) = (0, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                sent += 1;
-                if let Err(e) = get_from(&ns, &url) {
-                    failed.push(e);
-                }
-            }
-            (sent, failed)
-        })
-    };
-    lab.kubectl(&["scale", "deployment", "web", "--replicas", "1"]);
-    wait_until("one replica", Duration::from_secs(60), || pods(&lab).len() == 1);
-    let (survivor, ..) = pods(&lab).remove(0);
-    wait_until("only the survivor to answer", Duration::from_secs(30), || {
-        (0..20).all(|_| get_from(&client_ns, &url).is_ok_and(|b| b == survivor))
-    });
-    wait_until("the others to be gone", Duration::from_secs(30), || {
-        lab.json(&["get", "pods", "-l", "app=web"])["items"].as_array().is_some_and(|p| p.len() == 1)
-    });
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (sent, failed) = load.join().unwrap();
-    assert!(failed.is_empty(), "{} of {sent} requests failed while scaling down: {failed:?}", failed.len());
 
     // Deleting every pod leaves no addresses, namespaces or pod veths behind.
     lab.kubectl(&["delete", "deployment", "web", "--wait=true"]);

@@ -517,7 +517,11 @@ impl Worker {
                 Ok(ip) => sandbox.ip = ip,
                 Err(e) => {
                     let message = format!("setting up the pod network: {e}");
-                    self.node.recorder().record(pod, true, "FailedCreatePodSandBox", message.clone());
+                    // Once per new failure, not at every retry.
+                    let shown = self.tracks.0.first().and_then(|(_, t)| t.waiting.as_ref()).map(|w| &w.message);
+                    if shown != Some(&message) {
+                        self.node.recorder().record(pod, true, "FailedCreatePodSandBox", message.clone());
+                    }
                     return Err(message);
                 }
             }
