@@ -324,17 +324,20 @@ fn forward_rules(bridge: &str) -> [Vec<&str>; 2] {
 }
 
 async fn iptables(args: &[&str]) -> Result<String, String> {
-    let out = tokio::process::Command::new("iptables")
-        .args(["-w", "5"])
+    command("iptables", &[&["-w", "5"][..], args].concat()).await
+}
+
+/// Runs a host tool (`ip`, `iptables`); its output, or what it said went wrong.
+async fn command(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = tokio::process::Command::new(program)
         .args(args)
         .output()
         .await
-        .map_err(|e| format!("running iptables: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!("iptables {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        .map_err(|e| format!("running {program} {}: {e}", args.join(" ")))?;
+    if !out.status.success() {
+        return Err(format!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
     }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn which(program: &str) -> bool {
@@ -354,46 +357,37 @@ pub async fn run(node: Arc<crate::Node>, network: Arc<PodNetwork>) {
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut synced = false;
     loop {
-        let event = tokio::select! {
-            e = events.next() => match e { Some(e) => Some(e), None => return },
-            _ = resync.tick() => None,
-        };
-        let Some(event) = event else {
-            if synced {
-                let want = routes::desired(store.values(), &node.name, &node.host_ip);
-                if let Err(e) = routes::apply(&want).await {
-                    tracing::warn!(error = %e, "updating the routes to other nodes' pods failed");
+        let changed = tokio::select! {
+            _ = resync.tick() => synced,
+            event = events.next() => match event {
+                None => return,
+                Some(Ok(watcher::Event::Init)) => {
+                    init.clear();
+                    false
                 }
-            }
-            continue;
-        };
-        let changed = match event {
-            Ok(watcher::Event::Init) => {
-                init.clear();
-                false
-            }
-            Ok(watcher::Event::InitApply(n)) => {
-                init.insert(n.metadata.name.clone().unwrap_or_default(), n);
-                false
-            }
-            Ok(watcher::Event::InitDone) => {
-                store = std::mem::take(&mut init);
-                synced = true;
-                true
-            }
-            Ok(watcher::Event::Apply(n)) => {
-                store.insert(n.metadata.name.clone().unwrap_or_default(), n);
-                true
-            }
-            Ok(watcher::Event::Delete(n)) => {
-                store.remove(n.metadata.name.as_deref().unwrap_or_default());
-                true
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "node watch error; it resumes");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                false
-            }
+                Some(Ok(watcher::Event::InitApply(n))) => {
+                    init.insert(n.metadata.name.clone().unwrap_or_default(), n);
+                    false
+                }
+                Some(Ok(watcher::Event::InitDone)) => {
+                    store = std::mem::take(&mut init);
+                    synced = true;
+                    true
+                }
+                Some(Ok(watcher::Event::Apply(n))) => {
+                    store.insert(n.metadata.name.clone().unwrap_or_default(), n);
+                    true
+                }
+                Some(Ok(watcher::Event::Delete(n))) => {
+                    store.remove(n.metadata.name.as_deref().unwrap_or_default());
+                    true
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "node watch error; it resumes");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    false
+                }
+            },
         };
         if !changed {
             continue;

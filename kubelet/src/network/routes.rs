@@ -66,15 +66,7 @@ pub fn diff(have: &BTreeMap<String, String>, want: &BTreeMap<String, String>) ->
 }
 
 async fn ip(args: &[&str]) -> Result<String, String> {
-    let out = tokio::process::Command::new("ip")
-        .args(args)
-        .output()
-        .await
-        .map_err(|e| format!("running ip {}: {e}", args.join(" ")))?;
-    if !out.status.success() {
-        return Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    super::command("ip", args).await
 }
 
 /// Makes the routing table hold exactly `want` among the kubelet's routes.
