@@ -84,7 +84,7 @@ say "cargo build"
 cargo build --workspace --all-targets --quiet
 # The README test runs deploy/local-up.sh as a user would; it uses the release binaries.
 say "cargo build --release (for the README's local-up)"
-cargo build --release --quiet -p apiserver -p scheduler -p controller-manager -p kubelet -p kubectl -p kube-proxy -p kube-dns
+cargo build --release --quiet -p apiserver -p scheduler -p controller-manager -p kubelet -p kubectl -p kube-proxy -p kube-dns -p kubeadm
 say "cargo test (unit, component and e2e; etcd at $ETCD_ENDPOINTS)"
 cargo test --workspace --quiet -- --test-threads 4
 say "Python kubernetes client"

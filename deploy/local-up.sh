@@ -26,8 +26,11 @@
 #   --down        stop the cluster that a --detach run started in DIR.
 #   -h, --help    this text.
 #
-# It writes DIR/kubeconfig, which our kubectl (target/release/kubectl) and the stock one
-# both read:
+# Everything speaks TLS with certificates of the cluster's own CA, made on the first start
+# by kubeadm in DIR/pki (and kept after): each component has its own identity, and the
+# API server lets in only the certificates of that CA. It writes DIR/kubeconfig (the
+# admin's, in system:masters), which our kubectl (target/release/kubectl) and the stock
+# one both read:
 #   KUBECONFIG=.cluster/kubeconfig kubectl get nodes
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -182,7 +185,7 @@ fi
 [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
 
 say "building (release; the first build takes several minutes)"
-cargo build --release --quiet -p apiserver -p scheduler -p controller-manager -p kubelet -p kubectl -p kube-proxy -p kube-dns
+cargo build --release --quiet -p apiserver -p scheduler -p controller-manager -p kubelet -p kubectl -p kube-proxy -p kube-dns -p kubeadm
 
 pids=()
 pod_network=
@@ -254,7 +257,25 @@ if [ "$runtime" = docker ]; then
   deploy/images/busybox.sh busybox:local
 fi
 
-args=(--port "$port" --data-dir "$dir/apiserver")
+say "certificates and kubeconfigs in $dir/pki and $dir (kept across restarts)"
+server="https://127.0.0.1:$port"
+./target/release/kubeadm init phase certs --cert-dir "$dir/pki" | sed 's/^/  /'
+./target/release/kubeadm init phase kubeconfig --cert-dir "$dir/pki" --kubeconfig-dir "$dir" \
+  --control-plane-endpoint "$server" | sed 's/^/  /'
+# A kubeconfig names its server; one made for another --port is made again.
+for conf in "$dir"/*.conf; do
+  grep -q "server: $server\$" "$conf" || { rm -f "$conf"; stale=1; }
+done
+if [ -n "${stale:-}" ]; then
+  ./target/release/kubeadm init phase kubeconfig --cert-dir "$dir/pki" --kubeconfig-dir "$dir" \
+    --control-plane-endpoint "$server" | sed 's/^/  /'
+fi
+cp "$dir/admin.conf" "$dir/kubeconfig"
+pki=$dir/pki
+args=(--port "$port" --data-dir "$dir/apiserver"
+  --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" --client-ca-file "$pki/ca.crt"
+  --kubelet-certificate-authority "$pki/ca.crt"
+  --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" --kubelet-client-key "$pki/apiserver-kubelet-client.key")
 if [ "$store" = etcd ]; then
   say "starting etcd (logs: $dir/logs/etcd.log)"
   etcd --name local --data-dir "$dir/etcd" \
@@ -270,35 +291,17 @@ say "starting kube-apiserver on 127.0.0.1:$port, $store store (logs: $dir/logs/k
 ./target/release/kube-apiserver "${args[@]}" >"$dir/logs/kube-apiserver.log" 2>&1 9>&- &
 pids+=($!)
 for _ in $(seq 1 300); do
-  curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+  curl -sf --cacert "$pki/ca.crt" "$server/readyz" >/dev/null 2>&1 && break
   kill -0 "${pids[-1]}" 2>/dev/null || { tail -5 "$dir/logs/kube-apiserver.log" >&2; echo "local-up: kube-apiserver exited; see $dir/logs/kube-apiserver.log" >&2; exit 1; }
   sleep 0.1
 done
 
-cat >"$dir/kubeconfig" <<KUBECONFIG
-apiVersion: v1
-kind: Config
-clusters:
-- cluster:
-    server: http://127.0.0.1:$port
-  name: local
-contexts:
-- context:
-    cluster: local
-    user: local
-  name: local
-current-context: local
-users:
-- name: local
-  user: {}
-KUBECONFIG
-
 say "starting kube-scheduler (logs: $dir/logs/kube-scheduler.log)"
-./target/release/kube-scheduler --kubeconfig "$dir/kubeconfig" --secure-port 0 >"$dir/logs/kube-scheduler.log" 2>&1 9>&- &
+./target/release/kube-scheduler --kubeconfig "$dir/scheduler.conf" --secure-port 0 >"$dir/logs/kube-scheduler.log" 2>&1 9>&- &
 pids+=($!)
 
 say "starting kube-controller-manager (logs: $dir/logs/kube-controller-manager.log)"
-./target/release/kube-controller-manager --kubeconfig "$dir/kubeconfig" --secure-port 0 >"$dir/logs/kube-controller-manager.log" 2>&1 9>&- &
+./target/release/kube-controller-manager --kubeconfig "$dir/controller-manager.conf" --secure-port 0 >"$dir/logs/kube-controller-manager.log" 2>&1 9>&- &
 pids+=($!)
 
 host=$(hostname | tr '[:upper:]' '[:lower:]')
@@ -311,16 +314,24 @@ if [ "$runtime" != sim ]; then
     pod_network=1
     say "starting kube-dns on $dns_ip:53 (logs: $dir/logs/kube-dns.log)"
     ip addr replace "$dns_ip/32" dev lo
-    ./target/release/kube-dns --kubeconfig "$dir/kubeconfig" --listen "$dns_ip:53" \
+    ./target/release/kube-dns --kubeconfig "$dir/kube-dns.conf" --listen "$dns_ip:53" \
       --metrics-bind-address 127.0.0.1:9153 >"$dir/logs/kube-dns.log" 2>&1 9>&- &
     pids+=($!)
   else
     say "not root: pods stay on the runtime's own network (the pod network, kube-proxy and the cluster DNS need root)"
   fi
 fi
+# A node's kubeconfig (system:node:NAME) and its kubelet's serving certificate.
+node_credentials() {
+  ./target/release/kubeadm init phase node "$1" --address 127.0.0.1,localhost --cert-dir "$pki" \
+    --kubeconfig-dir "$dir" --control-plane-endpoint "$server" | sed 's/^/  /'
+  kubelet_tls=(--kubeconfig "$dir/kubelet-$1.conf" --tls-cert-file "$pki/kubelet-$1.crt"
+    --tls-private-key-file "$pki/kubelet-$1.key" --client-ca-file "$pki/ca.crt")
+}
 if [ "$runtime" = sim ]; then
   say "starting one kubelet hosting $nodes simulated nodes (logs: $dir/logs/kubelet.log)"
-  ./target/release/kubelet --kubeconfig "$dir/kubeconfig" --runtime sim --sim-nodes "$nodes" --node-name "$host" \
+  node_credentials "$host"
+  ./target/release/kubelet "${kubelet_tls[@]}" --runtime sim --sim-nodes "$nodes" --node-name "$host" \
     --root-dir "$dir/kubelet" --port 10250 >"$dir/logs/kubelet.log" 2>&1 9>&- &
   pids+=($!)
   if [ "$nodes" -gt 1 ]; then
@@ -338,20 +349,22 @@ else
     else
       net=(--network-plugin none)
     fi
-    ./target/release/kubelet --kubeconfig "$dir/kubeconfig" --runtime "$runtime" --node-name "$name" \
+    node_credentials "$name"
+    ./target/release/kubelet "${kubelet_tls[@]}" --runtime "$runtime" --node-name "$name" \
       --root-dir "$dir/kubelet/$name" --port $((10250 + i)) "${net[@]}" >"$dir/logs/kubelet-$name.log" 2>&1 9>&- &
     pids+=($!)
   done
   if [ -n "$pod_network" ]; then
     # One kube-proxy serves every node of this host: they share its network namespace.
     say "starting kube-proxy (logs: $dir/logs/kube-proxy.log)"
-    ./target/release/kube-proxy --kubeconfig "$dir/kubeconfig" --hostname-override "${node_names[0]}" \
+    ./target/release/kube-proxy --kubeconfig "$dir/kube-proxy.conf" --hostname-override "${node_names[0]}" \
       --cluster-cidr 10.244.0.0/16 --healthz-bind-address 127.0.0.1:10256 >"$dir/logs/kube-proxy.log" 2>&1 9>&- &
     pids+=($!)
   fi
 fi
 node_ready() {
-  curl -sf "http://127.0.0.1:$port/api/v1/nodes/$1" 2>/dev/null | python3 -c '
+  curl -sf --cacert "$pki/ca.crt" --cert "$pki/apiserver-kubelet-client.crt" --key "$pki/apiserver-kubelet-client.key" \
+    "$server/api/v1/nodes/$1" 2>/dev/null | python3 -c '
 import json, sys
 conds = json.load(sys.stdin).get("status", {}).get("conditions", [])
 sys.exit(0 if any(c["type"] == "Ready" and c["status"] == "True" for c in conds) else 1)' 2>/dev/null

@@ -24,7 +24,7 @@ fi
 [ -x target/debug/kube-apiserver ] || cargo build -q -p apiserver
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-target/debug/kube-apiserver --port "$port" --data-dir "$work/data" >"$work/apiserver.log" 2>&1 &
+target/debug/kube-apiserver --port "$port" --data-dir "$work/data" --insecure-serving >"$work/apiserver.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done

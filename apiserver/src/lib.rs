@@ -7,6 +7,7 @@
 //! [`server`] wires it together.
 
 pub mod api;
+pub mod authn;
 pub mod cache;
 pub mod convert;
 pub mod decode;

@@ -21,9 +21,36 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     bind_address: IpAddr,
-    /// Port to listen on (plain HTTP).
-    #[arg(long, alias = "secure-port", default_value_t = 6443)]
+    /// Port to listen on.
+    #[arg(long, visible_alias = "secure-port", default_value_t = 6443)]
     port: u16,
+    /// The serving certificate (PEM, with its intermediates). `kubeadm init phase certs`
+    /// makes one.
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The serving certificate's private key.
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
+    /// Client certificates signed by this CA authenticate as their CN (user) and O (groups).
+    #[arg(long, requires = "tls_cert_file")]
+    client_ca_file: Option<PathBuf>,
+    /// Bearer tokens: one `token,user,uid[,"group1,group2"]` per line.
+    #[arg(long, requires = "tls_cert_file")]
+    token_auth_file: Option<PathBuf>,
+    /// Serve plain HTTP with no authentication: anyone who reaches the port may do
+    /// anything. For tests on loopback only; a warning is logged.
+    #[arg(long, conflicts_with = "tls_cert_file")]
+    insecure_serving: bool,
+    /// The client certificate the apiserver presents to kubelets (logs, exec).
+    #[arg(long, requires = "kubelet_client_key")]
+    kubelet_client_certificate: Option<PathBuf>,
+    /// Its private key.
+    #[arg(long, requires = "kubelet_client_certificate")]
+    kubelet_client_key: Option<PathBuf>,
+    /// The CA kubelets' serving certificates must chain to; with it, kubelets are reached
+    /// over HTTPS.
+    #[arg(long)]
+    kubelet_certificate_authority: Option<PathBuf>,
     /// Events kept per resource for watches that resume.
     #[arg(long, default_value_t = 20_000)]
     watch_cache_size: usize,
@@ -81,7 +108,29 @@ async fn main() -> anyhow::Result<()> {
     // recover from, as a full disk is, not a signal that kills the server.
     let _file_size_limit =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(25)).context("handling SIGXFSZ")?;
+    let (tls, authentication) = match (&args.tls_cert_file, &args.tls_private_key_file) {
+        (Some(cert), Some(key)) => {
+            let serving = component_base::tls::Serving::from_files(cert, key, args.client_ca_file.as_deref())?;
+            let tokens = match &args.token_auth_file {
+                Some(path) => apiserver::authn::Authenticator::read_token_file(path)?,
+                None => Default::default(),
+            };
+            (Some(serving), apiserver::authn::Authenticator { insecure: false, tokens })
+        }
+        _ if args.insecure_serving => (None, apiserver::authn::Authenticator::insecure()),
+        _ => anyhow::bail!(
+            "no --tls-cert-file and --tls-private-key-file: give them (`kubeadm init phase certs` makes them), \
+             or --insecure-serving to serve plain HTTP with no authentication"
+        ),
+    };
+    let kubelet_client = apiserver::api::KubeletClient::new(
+        args.kubelet_certificate_authority.as_deref(),
+        args.kubelet_client_certificate.as_deref().zip(args.kubelet_client_key.as_deref()),
+    )?;
     let config = apiserver::Config {
+        tls,
+        authentication,
+        kubelet_client,
         etcd_servers: args.etcd_servers,
         data_dir: args.data_dir,
         listen: SocketAddr::new(args.bind_address, args.port),

@@ -1,5 +1,5 @@
 //! Protobuf request bodies, as `kubectl create namespace|configmap|secret|service|deployment`
-//! send them (`application/vnd.kubernetes.protobuf`): the `k8s\0` envelope holding a
+//! and `kubectl auth whoami` send them (`application/vnd.kubernetes.protobuf`): the `k8s\0` envelope holding a
 //! `runtime.Unknown`, and the object's own message decoded into JSON by a table of
 //! Kubernetes' field numbers. A field that is not in the table is an error that names it,
 //! never silently dropped; answers stay JSON (which the clients' Accept allows).
@@ -244,6 +244,16 @@ static DEPLOYMENT: Schema = Schema {
         f(3, "status", Kind::Msg(&EMPTY_STATUS)),
     ],
 };
+static USER_INFO: Schema = Schema {
+    name: "UserInfo",
+    fields: &[f(1, "username", Kind::Str), f(2, "uid", Kind::Str), r(3, "groups", Kind::Str)],
+};
+static SELF_SUBJECT_REVIEW_STATUS: Schema =
+    Schema { name: "SelfSubjectReviewStatus", fields: &[f(1, "userInfo", Kind::Msg(&USER_INFO))] };
+static SELF_SUBJECT_REVIEW: Schema = Schema {
+    name: "SelfSubjectReview",
+    fields: &[f(1, "metadata", Kind::Msg(&OBJECT_META)), f(2, "status", Kind::Msg(&SELF_SUBJECT_REVIEW_STATUS))],
+};
 static TYPE_META: Schema =
     Schema { name: "TypeMeta", fields: &[f(1, "apiVersion", Kind::Str), f(2, "kind", Kind::Str)] };
 static UNKNOWN: Schema = Schema {
@@ -264,6 +274,7 @@ fn schema_of(api_version: &str, kind: &str) -> Option<&'static Schema> {
         ("v1", "Secret") => Some(&SECRET),
         ("v1", "Service") => Some(&SERVICE),
         ("apps/v1", "Deployment") => Some(&DEPLOYMENT),
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => Some(&SELF_SUBJECT_REVIEW),
         _ => None,
     }
 }

@@ -21,6 +21,9 @@ use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use component_base::tls::{PeerCert, Serving};
+use tower::ServiceExt;
+
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::status::ApiError;
@@ -69,7 +72,7 @@ pub fn connection_cap(configured: usize, fd_limit: u64) -> usize {
 
 /// Accepts connections on `listener` and serves `router` on each, until the task is
 /// dropped.
-pub async fn serve(listener: TcpListener, router: Router, limits: &Limits) {
+pub async fn serve(listener: TcpListener, router: Router, limits: &Limits, tls: Option<Serving>) {
     let fd_limit = raise_fd_limit();
     let cap = connection_cap(limits.max_open_connections, fd_limit);
     tracing::info!(max_open_connections = cap, fd_limit, "serving connections");
@@ -103,7 +106,19 @@ pub async fn serve(listener: TcpListener, router: Router, limits: &Limits) {
         let router = router.clone();
         let _ = stream.set_nodelay(true);
         let stream = Counted { _permit: permit, stream };
-        tokio::spawn(serve_connection(stream, peer, router, header_timeout));
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let Some(tls) = tls else {
+                return serve_connection(stream, peer, router, header_timeout, PeerCert::None).await;
+            };
+            // The handshake has the header-read timeout too: a client that opens a
+            // connection and says nothing holds its place for no longer than that.
+            match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                Ok(Ok((stream, cert))) => serve_connection(stream, peer, router, header_timeout, cert).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        });
     }
 }
 
@@ -161,14 +176,23 @@ impl tokio::io::AsyncWrite for Counted {
     }
 }
 
-async fn serve_connection(stream: Counted, peer: SocketAddr, router: Router, header_timeout: Duration) {
-    // HTTP/1.1 only: every client of a plain-HTTP apiserver speaks it (HTTP/2 comes with
-    // TLS and ALPN). An HTTP/1-or-2 server would first wait for the client's first bytes
-    // to tell them apart, with no timeout: a connection that sends nothing would be
-    // held forever. The header-read timer starts at once, and runs again while a
-    // keep-alive connection waits for its next request, so it is the idle timeout too.
+async fn serve_connection<IO>(stream: IO, peer: SocketAddr, router: Router, header_timeout: Duration, cert: PeerCert)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // HTTP/1.1 only (TLS offers it alone through ALPN): every client speaks it. An
+    // HTTP/1-or-2 server without ALPN would first wait for the client's first bytes to
+    // tell them apart, with no timeout: a connection that sends nothing would be held
+    // forever. The header-read timer starts at once, and runs again while a keep-alive
+    // connection waits for its next request, so it is the idle timeout too.
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(MAX_READ_BUFFER);
+    // What the client certificate says was judged once, at the handshake; each request
+    // carries it to authentication.
+    let router = router.map_request(move |mut request: axum::http::Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(cert.clone());
+        request.map(axum::body::Body::new)
+    });
     let service = TowerToHyperService::new(router);
     if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).with_upgrades().await {
         tracing::debug!(%peer, error = %e, "connection ended");

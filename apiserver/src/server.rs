@@ -72,6 +72,12 @@ pub struct Config {
     /// Service cluster IPs and node ports (`--service-cluster-ip-range`,
     /// `--service-node-port-range`).
     pub ranges: api::Ranges,
+    /// The serving certificate and the client CA; `None` serves plain HTTP.
+    pub tls: Option<component_base::tls::Serving>,
+    /// How requests are authenticated.
+    pub authentication: crate::authn::Authenticator,
+    /// How kubelets are reached.
+    pub kubelet_client: api::KubeletClient,
 }
 
 impl Default for Config {
@@ -87,6 +93,9 @@ impl Default for Config {
             allowed_hosts: Vec::new(),
             cors_allowed_origins: Vec::new(),
             ranges: api::Ranges::default(),
+            tls: None,
+            authentication: crate::authn::Authenticator::insecure(),
+            kubelet_client: api::KubeletClient::default(),
         }
     }
 }
@@ -95,13 +104,15 @@ impl Default for Config {
 pub struct Server {
     /// The address it serves on.
     pub addr: SocketAddr,
+    /// Whether it serves TLS.
+    pub tls: bool,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Server {
-    /// The base URL (`http://127.0.0.1:PORT`).
+    /// The base URL (`https://127.0.0.1:PORT`, or `http://` without TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr)
     }
 
     /// Stops serving and every background loop.
@@ -181,7 +192,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
     let mut caches = HashMap::new();
     let limit = HistoryLimit { events: config.watch_cache_size, bytes: config.limits.watch_history_bytes };
     for r in rows.iter() {
-        if caches.contains_key(r.storage.as_ref()) {
+        if caches.contains_key(r.storage.as_ref()) || r.strategy.reviews() {
             continue;
         }
         let cache = WatchCache::new(r, fields_of(&rows, &r.storage), limit);
@@ -204,6 +215,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         ranges: config.ranges.clone(),
         origin: OriginPolicy::new(config.allowed_hosts.clone(), config.cors_allowed_origins.clone()),
         inflight,
+        kubelet: config.kubelet_client.clone(),
         storage_health,
     });
     tasks.push(tokio::spawn(check_storage(store.clone(), health_tx)));
@@ -226,15 +238,19 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         .await
         .map_err(|source| Error::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| Error::Listen { addr: config.listen, source })?;
-    let router = router(app);
+    let router = router(app, Arc::new(config.authentication.clone()));
     let limits = config.limits.clone();
-    tasks.push(tokio::spawn(async move { crate::serve::serve(listener, router, &limits).await }));
-    tracing::info!(%addr, "kube-apiserver serving");
-    Ok(Server { addr, tasks })
+    let tls = config.tls.clone();
+    if tls.is_none() {
+        tracing::warn!(%addr, "serving plain HTTP without authentication: anyone who reaches this address may do anything");
+    }
+    tasks.push(tokio::spawn(async move { crate::serve::serve(listener, router, &limits, tls).await }));
+    tracing::info!(%addr, tls = config.tls.is_some(), "kube-apiserver serving");
+    Ok(Server { addr, tls: config.tls.is_some(), tasks })
 }
 
-/// The HTTP routes.
-pub fn router(app: Arc<App>) -> Router {
+/// The HTTP routes, behind authentication.
+pub fn router(app: Arc<App>, authentication: Arc<crate::authn::Authenticator>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))
@@ -250,6 +266,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(app.inflight.clone(), crate::serve::limit_inflight))
+        .layer(axum::middleware::from_fn_with_state(authentication, crate::authn::authenticate))
         .layer(axum::middleware::from_fn_with_state(app.clone(), check_origin))
         .with_state(app)
 }
@@ -318,7 +335,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 /// Keeps `apiserver_storage_objects` current from the caches.
 async fn count_objects(app: Arc<App>) {
     loop {
-        for r in app.registry.all().iter() {
+        for r in app.registry.all().iter().filter(|r| !r.strategy.reviews()) {
             if let Ok(cache) = app.cache(r) {
                 app.metrics
                     .storage_objects

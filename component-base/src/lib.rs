@@ -5,8 +5,11 @@
 pub mod events;
 pub mod flags;
 pub mod leader;
+pub mod pki;
+pub mod serve;
 pub mod strategic;
 pub mod taints;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::Path;

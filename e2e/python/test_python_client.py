@@ -41,7 +41,7 @@ def api(request):
     assert BINARY.exists(), f"{BINARY} is not built: run cargo build first"
     port = free_port()
     with tempfile.TemporaryDirectory() as data:
-        args = [str(BINARY), "--port", str(port), "--data-dir", data, "--watch-cache-size", "50"]
+        args = [str(BINARY), "--port", str(port), "--data-dir", data, "--watch-cache-size", "50", "--insecure-serving"]
         if request.param == "etcd":
             args += ["--etcd-servers", os.environ["ETCD_ENDPOINTS"], "--etcd-prefix", f"/py-{uuid.uuid4()}"]
         log = open(Path(data) / "apiserver.log", "w")

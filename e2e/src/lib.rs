@@ -30,6 +30,7 @@ macro_rules! both_backends {
 mod docker;
 mod gate;
 mod kubectl;
+pub mod pki;
 
 pub use docker::{docker, docker_available, docker_pairs, docker_runs, remove_docker_containers};
 pub use gate::Gate;
@@ -109,9 +110,16 @@ pub async fn in_process(backend: Backend, test: &str, tune: impl FnOnce(&mut api
     Some(InProcess { server, client, _dir: dir })
 }
 
-/// A kube-rs client for a plain-HTTP apiserver.
+/// A kube-rs client for the apiserver at `url`: as its admin when it is a test cluster's
+/// (see [`pki`]), else plain HTTP.
 pub fn client(url: &str) -> Result<kube::Client> {
-    let config = kube::Config::new(url.parse().context("apiserver URL")?);
+    Ok(kube::Client::try_from(pki::client_config(url)?)?)
+}
+
+/// A kube-rs client from a kubeconfig file, as a user's tools read it.
+pub async fn client_from_kubeconfig(path: &std::path::Path) -> Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
     Ok(kube::Client::try_from(config)?)
 }
 
@@ -172,7 +180,7 @@ impl Drop for Process {
 
 /// Polls `url` until it answers 200, for at most `within`.
 pub async fn wait_healthy(url: &str, within: Duration) -> Result<()> {
-    let http = reqwest::Client::new();
+    let http = pki::http_client(url)?;
     let deadline = Instant::now() + within;
     loop {
         if let Ok(r) = http.get(format!("{url}/readyz")).send().await
@@ -187,11 +195,16 @@ pub async fn wait_healthy(url: &str, within: Duration) -> Result<()> {
     }
 }
 
-/// Starts the `kube-apiserver` binary on a free port.
+/// Starts the `kube-apiserver` binary on a free loopback port, serving plain HTTP without
+/// authentication (`--insecure-serving`): for the tests of the API itself, which reach it
+/// with raw requests. Clusters ([`Cluster`]) serve TLS with client certificates.
 pub async fn apiserver_process(args: &[String], log: &std::path::Path) -> Result<(Process, String)> {
     let port = free_port();
     let mut all = vec!["--port".to_owned(), port.to_string()];
     all.extend(args.iter().cloned());
+    if !all.iter().any(|a| a == "--insecure-serving") {
+        all.push("--insecure-serving".to_owned());
+    }
     let process = Process::spawn("kube-apiserver", &all, log)?;
     let url = format!("http://127.0.0.1:{port}");
     wait_healthy(&url, Duration::from_secs(30)).await?;
@@ -200,6 +213,9 @@ pub async fn apiserver_process(args: &[String], log: &std::path::Path) -> Result
 
 /// A kubeconfig file for `url`.
 pub fn kubeconfig(url: &str, path: &std::path::Path) -> Result<()> {
+    if let Some(text) = pki::admin_kubeconfig(url) {
+        return std::fs::write(path, text).with_context(|| format!("writing {}", path.display()));
+    }
     let text = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: {url}\n  name: local\ncontexts:\n- context:\n    cluster: local\n    user: local\n  name: local\ncurrent-context: local\nusers:\n- name: local\n  user: {{}}\n"
     );
@@ -392,26 +408,37 @@ pub struct Spec {
     pub controller_args: Vec<String>,
     /// Extra flags for every kubelet.
     pub kubelet_args: Vec<String>,
+    /// Extra flags for the apiserver.
+    pub apiserver_args: Vec<String>,
 }
 
 impl Spec {
     /// `n` simulated nodes on the embedded store.
     pub fn sim(n: usize) -> Spec {
-        Spec { nodes: Nodes::Sim(n), etcd: false, controller_args: Vec::new(), kubelet_args: Vec::new() }
+        Spec {
+            nodes: Nodes::Sim(n),
+            etcd: false,
+            controller_args: Vec::new(),
+            kubelet_args: Vec::new(),
+            apiserver_args: Vec::new(),
+        }
     }
 }
 
 /// The whole control plane as real processes: an apiserver (embedded store or a private
 /// etcd), the scheduler, the controller-manager and kubelets, with a kubeconfig for
-/// clients. Everything is killed when dropped, and the containers its nodes started are
+/// clients. Everything speaks TLS: the apiserver and kubelets serve certificates of the
+/// cluster's own CA, and each component presents its own client certificate. Everything is killed when dropped, and the containers its nodes started are
 /// removed.
 pub struct Cluster {
     /// Logs, data and the kubeconfig.
     pub dir: tempfile::TempDir,
     /// What it is made of.
     pub spec: Spec,
-    /// The apiserver's URL.
+    /// The apiserver's URL (https).
     pub url: String,
+    /// The cluster's certificates and kubeconfigs.
+    pub pki: pki::Pki,
     /// Its port (kept across restarts).
     pub port: u16,
     /// The apiserver.
@@ -453,10 +480,13 @@ impl Cluster {
             Nodes::Sim(n) => (0..n).map(|i| format!("sim-{i}")).collect(),
             Nodes::Docker(n) | Nodes::Process(n) => (0..n).map(|i| format!("node-{tag}-{i}")).collect(),
         };
+        let url = format!("https://127.0.0.1:{port}");
+        let pki = pki::Pki::create(dir.path(), &url, &[]).expect("the cluster's certificates");
         let mut c = Cluster {
             dir,
             spec,
-            url: format!("http://127.0.0.1:{port}"),
+            pki,
+            url,
             port,
             apiserver: None,
             scheduler: None,
@@ -497,9 +527,8 @@ impl Cluster {
             Nodes::Docker(_) => ("docker", self.node_names[i].clone(), Vec::new()),
             Nodes::Process(_) => ("process", self.node_names[i].clone(), Vec::new()),
         };
-        let mut a = args(&[
-            "--kubeconfig",
-            &self.kubeconfig(),
+        let mut a = self.pki.kubelet_args(&self.url, &name, &["127.0.0.1".into()]).expect("the node's certificates");
+        a.extend(args(&[
             "--runtime",
             runtime,
             "--node-name",
@@ -508,7 +537,7 @@ impl Cluster {
             &free_port().to_string(),
             "--root-dir",
             &self.dir.path().join("kubelet").join(&name).display().to_string(),
-        ]);
+        ]));
         a.extend(extra);
         // Test clusters share the machine's network namespace: their pods stay where the
         // runtime puts them unless a test asks for the pod network.
@@ -530,14 +559,14 @@ impl Cluster {
 
     /// (Re)starts the scheduler.
     pub fn start_scheduler(&mut self) {
-        let a = args(&["--kubeconfig", &self.kubeconfig(), "--secure-port", "0"]);
+        let a = args(&["--kubeconfig", &self.pki.kubeconfig("scheduler.conf"), "--secure-port", "0"]);
         let log = self.log("scheduler");
         self.scheduler = Some(Process::spawn("kube-scheduler", &a, &log).expect("scheduler"));
     }
 
     /// (Re)starts the controller-manager.
     pub fn start_controllers(&mut self) {
-        let mut a = args(&["--kubeconfig", &self.kubeconfig(), "--secure-port", "0"]);
+        let mut a = args(&["--kubeconfig", &self.pki.kubeconfig("controller-manager.conf"), "--secure-port", "0"]);
         a.extend(self.spec.controller_args.iter().cloned());
         let log = self.log("controller-manager");
         self.controllers = Some(Process::spawn("kube-controller-manager", &a, &log).expect("controller-manager"));
@@ -550,6 +579,8 @@ impl Cluster {
             a.kill();
         }
         let mut a = args(&["--port", &self.port.to_string()]);
+        a.extend(self.pki.apiserver_args());
+        a.extend(self.spec.apiserver_args.iter().cloned());
         match &self.etcd {
             Some((_, client, _)) => {
                 a.extend(args(&["--etcd-servers", &format!("http://127.0.0.1:{client}"), "--etcd-prefix", "/registry"]))

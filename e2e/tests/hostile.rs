@@ -531,7 +531,10 @@ async fn a_full_disk_is_survived_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let args = |port: u16| -> Vec<String> {
-        ["--port", &port.to_string(), "--data-dir", &data.display().to_string()].iter().map(|s| s.to_string()).collect()
+        ["--port", &port.to_string(), "--data-dir", &data.display().to_string(), "--insecure-serving"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     };
     // The store's size once the system namespaces are in it.
     {
@@ -599,7 +602,14 @@ async fn memory_stays_bounded_under_a_limit() {
     let mut args =
         vec!["--as=4294967296".to_owned(), "--".to_owned(), e2e::binary("kube-apiserver").display().to_string()];
     args.extend(
-        ["--port", &port.to_string(), "--data-dir", &dir.path().join("data").display().to_string()].map(String::from),
+        [
+            "--port",
+            &port.to_string(),
+            "--data-dir",
+            &dir.path().join("data").display().to_string(),
+            "--insecure-serving",
+        ]
+        .map(String::from),
     );
     let server =
         e2e::Process::spawn_path(std::path::Path::new("prlimit"), &args, &dir.path().join("apiserver.log")).unwrap();

@@ -172,10 +172,11 @@ fn cluster_ips_and_node_ports_reach_pods_through_nftables() {
     let server = "http://127.0.0.1:6443";
     let data = dir.path().join("data").display().to_string();
     let apiserver = e2e::binary("kube-apiserver").display().to_string();
-    let args: Vec<String> = ["netns", "exec", &node, &apiserver, "--port", "6443", "--data-dir", &data]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+    let args: Vec<String> =
+        ["netns", "exec", &node, &apiserver, "--port", "6443", "--data-dir", &data, "--insecure-serving"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
     processes.push(Process::spawn_path(&ip_path, &args, &dir.path().join("apiserver.log")).unwrap());
     wait_until("the apiserver", Duration::from_secs(30), || get(&node, "http://127.0.0.1:6443/readyz").is_ok());
     let proxy = e2e::binary("kube-proxy").display().to_string();

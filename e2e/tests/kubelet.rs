@@ -46,7 +46,7 @@ fn serve(n: &Arc<Node>, port: u16) -> tokio::task::JoinHandle<()> {
     let nodes = vec![n.clone()];
     let metrics = n.metrics.clone();
     tokio::spawn(async move {
-        let _ = kubelet::server::serve(([127, 0, 0, 1], port).into(), nodes, metrics).await;
+        let _ = kubelet::server::serve(([127, 0, 0, 1], port).into(), nodes, metrics, None).await;
     })
 }
 

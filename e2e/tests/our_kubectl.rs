@@ -385,12 +385,12 @@ async fn everyday_commands_match_stock_kubectl() {
 
     // Informational commands.
     assert!(k.ok(&["version"]).contains("Server Version: v1."));
-    assert!(k.ok(&["cluster-info"]).starts_with("Kubernetes control plane is running at http://127.0.0.1:"));
+    assert!(k.ok(&["cluster-info"]).starts_with("Kubernetes control plane is running at https://127.0.0.1:"));
     assert!(k.ok(&["config", "get-contexts"]).starts_with("CURRENT"));
     // A second context with a namespace, in a copy of the kubeconfig.
     let text = std::fs::read_to_string(&k.kubeconfig).unwrap().replace(
-        "current-context: local",
-        "- context:\n    cluster: local\n    user: local\n    namespace: shop\n  name: other\ncurrent-context: local",
+        "contexts:\n",
+        "contexts:\n- context:\n    cluster: kubernetes\n    user: kubernetes-admin\n    namespace: shop\n  name: other\n",
     );
     let other = Kubectl::ours(&write(dir.path(), "kc2", &text));
     assert_eq!(other.ok(&["config", "use-context", "other"]), "Switched to context \"other\".\n");

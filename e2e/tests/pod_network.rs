@@ -371,7 +371,12 @@ fn pods_on_several_hosts_reach_each_other_and_their_services() {
     e2e::kubeconfig(&lab.server, &kubeconfig).unwrap();
     let kc = kubeconfig.display().to_string();
     let data = lab.dir.path().join("data").display().to_string();
-    lab.spawn(0, "apiserver", &e2e::binary("kube-apiserver"), &["--bind-address", "0.0.0.0", "--data-dir", &data]);
+    lab.spawn(
+        0,
+        "apiserver",
+        &e2e::binary("kube-apiserver"),
+        &["--bind-address", "0.0.0.0", "--data-dir", &data, "--insecure-serving"],
+    );
     wait_until("the apiserver", Duration::from_secs(30), || {
         in_ns(&hosts[0], &["kubectl", "--server", &lab.server, "get", "--raw", "/readyz"]).status.success()
     });

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{client, docker, docker_available, pod_ready};
+use e2e::{docker, docker_available, pod_ready};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams};
 
@@ -278,9 +278,7 @@ async fn readme_quickstart_works_as_pasted() {
     let output = up.output();
     assert!(output.contains("docker runtime"), "local-up's default is real containers:\n{output}");
 
-    let kubeconfig = std::fs::read_to_string(root.join(".cluster/kubeconfig")).unwrap();
-    let server = kubeconfig.lines().find_map(|l| l.trim().strip_prefix("server: ")).unwrap().to_owned();
-    let kube = client(&server).unwrap();
+    let kube = e2e::client_from_kubeconfig(&root.join(".cluster/kubeconfig")).await.unwrap();
     let pods: Api<Pod> = Api::default_namespaced(kube.clone());
     let nodes: Vec<String> = Api::<Node>::all(kube.clone())
         .list(&ListParams::default())

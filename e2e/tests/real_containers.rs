@@ -86,6 +86,7 @@ async fn the_tutorial_and_self_healing_on_docker() {
             .map(str::to_owned)
             .to_vec(),
         kubelet_args: vec!["--node-lease-duration-seconds".into(), LEASE.into()],
+        ..Spec::sim(0)
     };
     let mut c = Cluster::with(spec).await;
     c.wait_nodes_ready(2, Duration::from_secs(60)).await.unwrap();

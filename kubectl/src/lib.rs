@@ -19,7 +19,7 @@ pub mod yaml;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::client::{Ctx, Globals, Result};
-use crate::cmd::{expose, get, info, logs, nodes, workloads, write};
+use crate::cmd::{auth, expose, get, info, logs, nodes, workloads, write};
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -87,6 +87,9 @@ pub enum Command {
     },
     /// Display cluster information.
     ClusterInfo,
+    /// Inspect authorization.
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
     /// Modify kubeconfig files.
     #[command(subcommand)]
     Config(info::ConfigCommand),
@@ -130,6 +133,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::ApiResources { namespaced } => info::api_resources(&ctx, namespaced).await,
         Command::Version { client } => info::version(&ctx, client).await,
         Command::ClusterInfo => info::cluster_info(&ctx).await,
+        Command::Auth(command) => auth::run(&ctx, &command).await,
         Command::Completion { .. } | Command::Config(_) => Ok(()),
     }
 }

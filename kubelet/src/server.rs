@@ -14,6 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::StreamExt;
 
+use component_base::tls::{PeerCert, Serving};
+
 use crate::Node;
 use crate::runtime::LogOptions;
 
@@ -60,18 +62,38 @@ async fn logs(
     }
 }
 
-/// Serves the endpoint for every node this process runs.
+/// Serves the endpoint for every node this process runs: over TLS when `tls` is given,
+/// and then, when it has a client CA, only to clients with a certificate that CA signed
+/// (the apiserver's); anyone else gets 401, as upstream's kubelet with anonymous access
+/// off. `/healthz` is open to all.
 pub async fn serve(
     addr: SocketAddr,
     nodes: Vec<Arc<Node>>,
     metrics: Arc<crate::metrics::Metrics>,
+    tls: Option<Serving>,
 ) -> std::io::Result<()> {
     let shared = Arc::new(Shared { nodes, metrics });
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/containerLogs/{ns}/{pod}/{container}", get(logs))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(|State(s): State<Arc<Shared>>| async move { s.metrics.encode() }))
-        .with_state(shared);
+        .route("/metrics", get(|State(s): State<Arc<Shared>>| async move { s.metrics.encode() }));
+    if tls.as_ref().is_some_and(|t| t.client_ca.is_some()) {
+        app = app.layer(axum::middleware::from_fn(require_client_certificate));
+    }
+    let app = app.route("/healthz", get(|| async { "ok" })).with_state(shared);
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, app).await
+    component_base::serve::serve(listener, app, tls).await;
+    Ok(())
+}
+
+/// 401 for a request without a valid client certificate.
+async fn require_client_certificate(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let cert = request.extensions().get::<PeerCert>().cloned().unwrap_or_default();
+    match cert.identity_at(std::time::SystemTime::now()) {
+        Ok(Some(_)) => next.run(request).await,
+        Ok(None) => (StatusCode::UNAUTHORIZED, "Unauthorized").into_response(),
+        Err(why) => {
+            tracing::info!(reason = %why, "refusing a client certificate");
+            (StatusCode::UNAUTHORIZED, "Unauthorized").into_response()
+        }
+    }
 }

@@ -22,9 +22,11 @@ mod allocate;
 mod crds;
 mod delete;
 pub mod discovery;
+mod kubelet;
 mod namespaces;
 pub mod origin;
 mod read;
+mod review;
 mod route;
 mod storage;
 mod subresource;
@@ -34,6 +36,7 @@ mod write;
 
 pub use allocate::{Ranges, repair_forever};
 pub use crds::CustomResources;
+pub use kubelet::KubeletClient;
 pub use namespaces::finalize_namespaces;
 pub use route::dispatch;
 
@@ -57,6 +60,8 @@ pub struct App {
     pub ranges: Ranges,
     /// Which hosts and browser origins are answered.
     pub origin: origin::OriginPolicy,
+    /// How kubelets are reached.
+    pub kubelet: KubeletClient,
     /// The in-flight request pools.
     pub inflight: Arc<crate::serve::Inflight>,
     /// Whether storage answered its last check, and if not why (kept current by a

@@ -73,7 +73,7 @@ async fn finalize_pass(app: &App) -> Result<bool, String> {
 async fn empty_namespace(app: &App, namespace: &str) -> Result<bool, String> {
     let mut empty = true;
     let mut seen_storage = Vec::new();
-    for resource in app.registry.all().iter().filter(|r| r.namespaced) {
+    for resource in app.registry.all().iter().filter(|r| r.namespaced && !r.strategy.reviews()) {
         if seen_storage.contains(&resource.storage) {
             continue;
         }

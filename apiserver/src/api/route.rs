@@ -11,7 +11,8 @@ use axum::http::{HeaderMap, Method, Request, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
-use super::{App, Params, Target, delete, discovery, read, subresource, table, watch, write};
+use super::{App, Params, Target, delete, discovery, read, review, subresource, table, watch, write};
+use crate::authn::UserInfo;
 use crate::decode::MAX_BODY;
 use crate::metrics::RequestInfo;
 use crate::registry::{Registry, Sub};
@@ -162,9 +163,19 @@ pub async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Re
     if verb == "WATCH" {
         params.remove("watch");
     }
-    let response = handle(&app, &parts.method, &parts.headers, target.clone(), params, body, verb)
-        .await
-        .unwrap_or_else(|e| e.into_response());
+    let response = if target.resource.strategy.reviews() {
+        let user = parts.extensions.get::<UserInfo>().cloned().unwrap_or_else(UserInfo::anonymous);
+        match (verb, read_body(body).await) {
+            ("CREATE", Ok(body)) => review::create(&target, &user, &content_type(&parts.headers), &body),
+            ("CREATE", Err(e)) => Err(e),
+            _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+        }
+        .unwrap_or_else(|e| e.into_response())
+    } else {
+        handle(&app, &parts.method, &parts.headers, target.clone(), params, body, verb)
+            .await
+            .unwrap_or_else(|e| e.into_response())
+    };
     let info = request_info(&parts.method, &parts.headers, &target, verb, dry_run);
     app.metrics.observe_request(&info, response.status().as_u16(), started.elapsed());
     response

@@ -240,9 +240,9 @@ pub async fn logs(app: &Arc<App>, target: &Target, params: &Params) -> ApiResult
         }
     }
     let ns = target.namespace.clone().unwrap_or_default();
-    let url = format!("http://{ip}:{port}/containerLogs/{ns}/{}/{container}", target.name());
+    let url = app.kubelet.url(&ip, port, &format!("/containerLogs/{ns}/{}/{container}", target.name()));
     let resp =
-        reqwest::Client::new().get(&url).query(&query).send().await.map_err(|e| {
+        app.kubelet.http().get(&url).query(&query).send().await.map_err(|e| {
             ApiError::internal(format!("the kubelet of node {node_name:?} did not answer at {url}: {e}"))
         })?;
     if !resp.status().is_success() {

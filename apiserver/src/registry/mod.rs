@@ -30,6 +30,7 @@ mod podtemplate;
 pub mod print;
 mod replicaset;
 mod replicationcontroller;
+mod review;
 mod secret;
 mod service;
 mod serviceaccount;
@@ -222,6 +223,9 @@ impl Resource {
     pub fn verbs(&self) -> &'static [&'static str] {
         const ALL: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
         const NO_COLLECTION_DELETE: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+        if self.strategy.reviews() {
+            return &["create"];
+        }
         if self.deletes_as_collection() { ALL } else { NO_COLLECTION_DELETE }
     }
 
@@ -293,6 +297,9 @@ pub fn builtins() -> Vec<Resource> {
         ipaddress::resource(),
         endpointslice::resource(),
     ]
+    .into_iter()
+    .chain(review::resources())
+    .collect()
 }
 
 /// Each group-version's OpenAPI v3 document and its hash.

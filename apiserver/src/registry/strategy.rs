@@ -107,6 +107,13 @@ pub trait Strategy: Send + Sync {
         false
     }
 
+    /// Whether the kind is a review: a question answered in one `create` and never
+    /// stored (`SelfSubjectReview`, `TokenReview`). Reviews have no watch cache and serve
+    /// no other verb.
+    fn reviews(&self) -> bool {
+        false
+    }
+
     /// Whether `deletecollection` is served (upstream serves none for namespaces).
     fn deletes_as_collection(&self) -> bool {
         true

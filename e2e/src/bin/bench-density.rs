@@ -472,6 +472,7 @@ async fn ours_on_docker(n: usize) -> Result<OursOnDocker> {
         etcd: false,
         controller_args: Vec::new(),
         kubelet_args: vec!["--max-pods".into(), (4 * n).to_string()],
+        ..Spec::sim(0)
     };
     let (m, _peaks) = Measured::start(Cluster::with(spec).await, 1).await?;
     let within = Duration::from_secs(600);

@@ -1,6 +1,7 @@
 //! The commands, and what several of them share: turning `TYPE NAME...`, `TYPE/NAME` and
 //! `-f FILE` arguments into objects on the server.
 
+pub mod auth;
 pub mod expose;
 pub mod get;
 pub mod info;
