@@ -118,7 +118,8 @@ pub fn client(url: &str) -> Result<kube::Client> {
 
 /// A kube-rs client from a kubeconfig file, as a user's tools read it.
 pub async fn client_from_kubeconfig(path: &std::path::Path) -> Result<kube::Client> {
-    let kubeconfig = kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
     Ok(kube::Client::try_from(config)?)
 }
