@@ -331,6 +331,12 @@ node_credentials() {
 if [ "$runtime" = sim ]; then
   say "starting one kubelet hosting $nodes simulated nodes (logs: $dir/logs/kubelet.log)"
   node_credentials "$host"
+  # It stands for many nodes, so it cannot be one of them (a node may change only
+  # itself): it runs with the cluster admin's rights, as KWOK's controller does.
+  [ -f "$dir/kubelet-simulator.conf" ] || ./target/release/kubeadm kubeconfig user --cert-dir "$pki" \
+    --server "$server" --client-name system:kubelet-simulator --org system:masters >"$dir/kubelet-simulator.conf"
+  chmod 600 "$dir/kubelet-simulator.conf"
+  kubelet_tls[1]="$dir/kubelet-simulator.conf"
   ./target/release/kubelet "${kubelet_tls[@]}" --runtime sim --sim-nodes "$nodes" --node-name "$host" \
     --root-dir "$dir/kubelet" --port 10250 >"$dir/logs/kubelet.log" 2>&1 9>&- &
   pids+=($!)

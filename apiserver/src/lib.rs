@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod authn;
+pub mod authz;
 pub mod cache;
 pub mod convert;
 pub mod decode;
@@ -32,4 +33,4 @@ pub mod validation;
 #[cfg(test)]
 mod fuzz;
 
-pub use server::{Config, Server, start};
+pub use server::{AuthorizationMode, Config, Server, start};

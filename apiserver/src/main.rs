@@ -37,6 +37,11 @@ struct Args {
     /// Bearer tokens: one `token,user,uid[,"group1,group2"]` per line.
     #[arg(long, requires = "tls_cert_file")]
     token_auth_file: Option<PathBuf>,
+    /// How requests are authorized: `Node,RBAC` (the default with TLS: members of
+    /// system:masters, then kubelets' rights, then RBAC) or `AlwaysAllow` (any
+    /// authenticated user may do anything).
+    #[arg(long, value_delimiter = ',', default_value = "Node,RBAC")]
+    authorization_mode: Vec<String>,
     /// Serve plain HTTP with no authentication: anyone who reaches the port may do
     /// anything. For tests on loopback only; a warning is logged.
     #[arg(long, conflicts_with = "tls_cert_file")]
@@ -127,7 +132,16 @@ async fn main() -> anyhow::Result<()> {
         args.kubelet_certificate_authority.as_deref(),
         args.kubelet_client_certificate.as_deref().zip(args.kubelet_client_key.as_deref()),
     )?;
+    let mut modes: Vec<&str> = args.authorization_mode.iter().map(String::as_str).collect();
+    modes.sort_unstable();
+    let authorization = match modes.as_slice() {
+        _ if tls.is_none() => apiserver::AuthorizationMode::AlwaysAllow,
+        ["AlwaysAllow"] => apiserver::AuthorizationMode::AlwaysAllow,
+        ["Node", "RBAC"] => apiserver::AuthorizationMode::NodeRbac,
+        other => anyhow::bail!("--authorization-mode {other:?}: the modes served are Node,RBAC and AlwaysAllow"),
+    };
     let config = apiserver::Config {
+        authorization,
         tls,
         authentication,
         kubelet_client,

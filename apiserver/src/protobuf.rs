@@ -1,5 +1,5 @@
 //! Protobuf request bodies, as `kubectl create namespace|configmap|secret|service|deployment`
-//! and `kubectl auth whoami` send them (`application/vnd.kubernetes.protobuf`): the `k8s\0` envelope holding a
+//! and `kubectl auth whoami|can-i` send them (`application/vnd.kubernetes.protobuf`): the `k8s\0` envelope holding a
 //! `runtime.Unknown`, and the object's own message decoded into JSON by a table of
 //! Kubernetes' field numbers. A field that is not in the table is an error that names it,
 //! never silently dropped; answers stay JSON (which the clients' Accept allows).
@@ -254,6 +254,58 @@ static SELF_SUBJECT_REVIEW: Schema = Schema {
     name: "SelfSubjectReview",
     fields: &[f(1, "metadata", Kind::Msg(&OBJECT_META)), f(2, "status", Kind::Msg(&SELF_SUBJECT_REVIEW_STATUS))],
 };
+static RESOURCE_ATTRIBUTES: Schema = Schema {
+    name: "ResourceAttributes",
+    fields: &[
+        f(1, "namespace", Kind::Str),
+        f(2, "verb", Kind::Str),
+        f(3, "group", Kind::Str),
+        f(4, "version", Kind::Str),
+        f(5, "resource", Kind::Str),
+        f(6, "subresource", Kind::Str),
+        f(7, "name", Kind::Str),
+    ],
+};
+static NON_RESOURCE_ATTRIBUTES: Schema =
+    Schema { name: "NonResourceAttributes", fields: &[f(1, "path", Kind::Str), f(2, "verb", Kind::Str)] };
+static ACCESS_REVIEW_STATUS: Schema = Schema {
+    name: "SubjectAccessReviewStatus",
+    fields: &[
+        f(1, "allowed", Kind::Bool),
+        f(2, "reason", Kind::Str),
+        f(3, "evaluationError", Kind::Str),
+        f(4, "denied", Kind::Bool),
+    ],
+};
+static SELF_ACCESS_REVIEW_SPEC: Schema = Schema {
+    name: "SelfSubjectAccessReviewSpec",
+    fields: &[
+        f(1, "resourceAttributes", Kind::Msg(&RESOURCE_ATTRIBUTES)),
+        f(2, "nonResourceAttributes", Kind::Msg(&NON_RESOURCE_ATTRIBUTES)),
+    ],
+};
+static SELF_SUBJECT_ACCESS_REVIEW: Schema = Schema {
+    name: "SelfSubjectAccessReview",
+    fields: &[
+        f(1, "metadata", Kind::Msg(&OBJECT_META)),
+        f(2, "spec", Kind::Msg(&SELF_ACCESS_REVIEW_SPEC)),
+        f(3, "status", Kind::Msg(&ACCESS_REVIEW_STATUS)),
+    ],
+};
+static RULES_REVIEW_SPEC: Schema =
+    Schema { name: "SelfSubjectRulesReviewSpec", fields: &[f(1, "namespace", Kind::Str)] };
+static RULES_REVIEW_STATUS: Schema = Schema {
+    name: "SubjectRulesReviewStatus",
+    fields: &[f(3, "incomplete", Kind::Bool), f(4, "evaluationError", Kind::Str)],
+};
+static SELF_SUBJECT_RULES_REVIEW: Schema = Schema {
+    name: "SelfSubjectRulesReview",
+    fields: &[
+        f(1, "metadata", Kind::Msg(&OBJECT_META)),
+        f(2, "spec", Kind::Msg(&RULES_REVIEW_SPEC)),
+        f(3, "status", Kind::Msg(&RULES_REVIEW_STATUS)),
+    ],
+};
 static TYPE_META: Schema =
     Schema { name: "TypeMeta", fields: &[f(1, "apiVersion", Kind::Str), f(2, "kind", Kind::Str)] };
 static UNKNOWN: Schema = Schema {
@@ -275,6 +327,8 @@ fn schema_of(api_version: &str, kind: &str) -> Option<&'static Schema> {
         ("v1", "Service") => Some(&SERVICE),
         ("apps/v1", "Deployment") => Some(&DEPLOYMENT),
         ("authentication.k8s.io/v1", "SelfSubjectReview") => Some(&SELF_SUBJECT_REVIEW),
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => Some(&SELF_SUBJECT_ACCESS_REVIEW),
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => Some(&SELF_SUBJECT_RULES_REVIEW),
         _ => None,
     }
 }

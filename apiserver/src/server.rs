@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::origin::OriginPolicy;
 use crate::api::{self, App, discovery};
+use crate::authz::{Attributes, Authorizer, Decision};
 use crate::cache::{HistoryLimit, WatchCache};
 use crate::metrics::{Metrics, ResourceLabel};
 use crate::registry::{self, Registry, Resource, SelectableField};
@@ -32,6 +33,9 @@ use crate::store::{self, Store};
 /// What can stop the apiserver from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Authorization could not be set up.
+    #[error("authorization: {0}")]
+    Authorization(String),
     /// Storage could not be opened or reached.
     #[error("opening storage: {0}")]
     Storage(#[from] store::Error),
@@ -78,6 +82,18 @@ pub struct Config {
     pub authentication: crate::authn::Authenticator,
     /// How kubelets are reached.
     pub kubelet_client: api::KubeletClient,
+    /// How requests are authorized.
+    pub authorization: AuthorizationMode,
+}
+
+/// `--authorization-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthorizationMode {
+    /// Every request is allowed (servers without authentication).
+    #[default]
+    AlwaysAllow,
+    /// `system:masters`, the Node authorizer, then RBAC.
+    NodeRbac,
 }
 
 impl Default for Config {
@@ -96,6 +112,7 @@ impl Default for Config {
             tls: None,
             authentication: crate::authn::Authenticator::insecure(),
             kubelet_client: api::KubeletClient::default(),
+            authorization: AuthorizationMode::AlwaysAllow,
         }
     }
 }
@@ -204,6 +221,28 @@ pub async fn start(config: Config) -> Result<Server, Error> {
     }
     let (health_tx, storage_health) = tokio::sync::watch::channel(Ok(()));
     let inflight = Arc::new(crate::serve::Inflight::new(&config.limits, metrics.clone()));
+    let authorizer = match config.authorization {
+        AuthorizationMode::AlwaysAllow => Arc::new(Authorizer::AlwaysAllow),
+        AuthorizationMode::NodeRbac => {
+            let cache_of = |group: &str, resource: &str| {
+                rows.iter()
+                    .find(|r| r.group == group && r.resource == resource)
+                    .and_then(|r| caches.get(r.storage.as_ref()).cloned())
+            };
+            let rbac_caches = ["roles", "rolebindings", "clusterroles", "clusterrolebindings"]
+                .map(|r| cache_of(crate::registry::rbac::GROUP, r));
+            let (Some(pods), [Some(r), Some(rb), Some(cr), Some(crb)]) = (cache_of("", "pods"), rbac_caches) else {
+                return Err(Error::Authorization("the RBAC and pod caches are missing".into()));
+            };
+            let rbac = crate::authz::rbac::Rbac::new();
+            let caches = [r, rb, cr, crb];
+            rbac.rebuild(&caches);
+            tasks.push(tokio::spawn(rbac.clone().run(caches)));
+            let node = crate::authz::node::NodeAuthorizer::new();
+            tasks.push(tokio::spawn(node.clone().run(pods)));
+            Arc::new(Authorizer::NodeRbac { node, rbac })
+        }
+    };
     let app = Arc::new(App {
         store: store.clone(),
         registry,
@@ -216,6 +255,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         origin: OriginPolicy::new(config.allowed_hosts.clone(), config.cors_allowed_origins.clone()),
         inflight,
         kubelet: config.kubelet_client.clone(),
+        authorizer,
         storage_health,
     });
     tasks.push(tokio::spawn(check_storage(store.clone(), health_tx)));
@@ -223,6 +263,9 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         ensure_namespace(&app, ns).await?;
     }
     tasks.push(tokio::spawn(keep_system_namespaces(app.clone())));
+    if config.authorization == AuthorizationMode::NodeRbac {
+        api::ensure_bootstrap_policy(&app).await;
+    }
     tasks.push(tokio::spawn(api::finalize_namespaces(app.clone())));
     // The resources of the CustomResourceDefinitions stored are served before the first
     // request is: clients that created them before a restart find them at once.
@@ -266,6 +309,7 @@ pub fn router(app: Arc<App>, authentication: Arc<crate::authn::Authenticator>) -
         )
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(app.inflight.clone(), crate::serve::limit_inflight))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), authorize_paths))
         .layer(axum::middleware::from_fn_with_state(authentication, crate::authn::authenticate))
         .layer(axum::middleware::from_fn_with_state(app.clone(), check_origin))
         .with_state(app)
@@ -279,6 +323,24 @@ async fn check_origin(State(app): State<Arc<App>>, request: axum::extract::Reque
     match checked {
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
+    }
+}
+
+/// Authorizes the requests for paths that name no resource (`/healthz`, `/metrics`,
+/// `/openapi/v3`); `/api` and `/apis` are authorized where they are routed.
+async fn authorize_paths(State(app): State<Arc<App>>, request: axum::extract::Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if path == "/api" || path.starts_with("/api/") || path == "/apis" || path.starts_with("/apis/") {
+        return next.run(request).await;
+    }
+    let user =
+        request.extensions().get::<crate::authn::UserInfo>().cloned().unwrap_or_else(crate::authn::UserInfo::anonymous);
+    let attributes = Attributes::path(&request.method().as_str().to_ascii_lowercase(), path);
+    match app.authorizer.authorize(&user, &attributes) {
+        Decision::Allow(_) => next.run(request).await,
+        Decision::Deny(reason) | Decision::NoOpinion(reason) => {
+            ApiError::forbidden(crate::authz::forbidden_message(&user, &attributes, &reason)).into_response()
+        }
     }
 }
 

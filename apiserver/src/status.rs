@@ -144,7 +144,8 @@ impl ApiError {
         }
     }
 
-    fn with_details(mut self, name: &str, group: &str, kind: &str) -> ApiError {
+    /// The same error with `details.name`, `details.group` and `details.kind`.
+    pub fn with_details(mut self, name: &str, group: &str, kind: &str) -> ApiError {
         self.details = Some(Box::new((name.to_owned(), group.to_owned(), kind.to_owned())));
         self
     }

@@ -23,6 +23,23 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 enum NameRule {
     Subdomain,
     Label,
+    /// Upstream's `ValidatePathSegmentName`, for RBAC's names (`system:node`): anything
+    /// that can be one URL path segment.
+    PathSegment,
+}
+
+fn path_segment_errors(name: &str) -> Vec<String> {
+    if name == "." || name == ".." {
+        return vec![format!("may not be '{name}'")];
+    }
+    ["/", "%"].iter().filter(|bad| name.contains(**bad)).map(|bad| format!("may not contain '{bad}'")).collect()
+}
+
+/// RBAC's kinds: names are path segments (`system:node`, `cluster-admin`).
+pub fn rbac(obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    metadata(obj, NameRule::PathSegment, &mut causes);
+    causes
 }
 
 fn metadata(obj: &Value, rule: NameRule, causes: &mut Vec<Cause>) {
@@ -33,6 +50,7 @@ fn metadata(obj: &Value, rule: NameRule, causes: &mut Vec<Cause>) {
         let errs = match rule {
             NameRule::Subdomain => dns1123_subdomain_errors(name),
             NameRule::Label => dns1123_label_errors(name),
+            NameRule::PathSegment => path_segment_errors(name),
         };
         for e in errs {
             causes.push(Cause::invalid("metadata.name", name, e));

@@ -4,8 +4,10 @@
 //! deduplicating [`workqueue::WorkQueue`]; workers call `reconcile(key) -> Action`; errors
 //! come back after a back-off. Controllers: [`replicaset`] (also for
 //! ReplicationControllers), [`deployment`],
-//! [`nodelifecycle`], [`serviceaccount`] and the garbage collector [`gc`].
+//! [`nodelifecycle`], [`serviceaccount`], [`clusterrole`] aggregation and the garbage
+//! collector [`gc`].
 
+pub mod clusterrole;
 pub mod deployment;
 pub mod endpointslice;
 pub mod expectations;
@@ -362,6 +364,7 @@ pub async fn start(
         let c = ctx.clone();
         ctx.queues.node_ipam.run(tasks, 1, move |name| nodeipam::reconcile(c.clone(), name));
     }
+    clusterrole::start(ctx.client.clone(), tasks, ctx.metrics.clone());
     tasks.spawn(nodelifecycle::run(ctx.clone()));
     tasks.spawn(gc::resync(ctx.clone()));
     ctx

@@ -528,7 +528,9 @@ impl Cluster {
             Nodes::Docker(_) => ("docker", self.node_names[i].clone(), Vec::new()),
             Nodes::Process(_) => ("process", self.node_names[i].clone(), Vec::new()),
         };
-        let mut a = self.pki.kubelet_args(&self.url, &name, &["127.0.0.1".into()]).expect("the node's certificates");
+        let simulator = matches!(self.spec.nodes, Nodes::Sim(_));
+        let mut a =
+            self.pki.kubelet_args(&self.url, &name, &["127.0.0.1".into()], simulator).expect("the node's certificates");
         a.extend(args(&[
             "--runtime",
             runtime,

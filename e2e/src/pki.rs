@@ -64,13 +64,31 @@ impl Pki {
         .collect()
     }
 
-    /// A node's kubeconfig and the kubelet's serving flags, made on first use.
-    pub fn kubelet_args(&self, url: &str, node: &str, addresses: &[String]) -> Result<Vec<String>> {
+    /// A node's kubeconfig and the kubelet's serving flags, made on first use. A kubelet
+    /// that simulates many nodes cannot be any one of them (the Node authorizer lets a
+    /// node change only itself): it runs as `system:kubelet-simulator` in `system:masters`,
+    /// as KWOK's controller runs with the cluster admin's rights.
+    pub fn kubelet_args(&self, url: &str, node: &str, addresses: &[String], simulator: bool) -> Result<Vec<String>> {
         kubeadm::node(&self.cert_dir, &self.kubeconfig_dir, url, node, addresses)?;
         let p = |name: String| self.cert_dir.join(name).display().to_string();
+        let kubeconfig = if simulator {
+            let path = self.kubeconfig_dir.join("kubelet-simulator.conf");
+            if !path.exists() {
+                let text = self.user_kubeconfig(
+                    url,
+                    "system:kubelet-simulator",
+                    &["system:masters"],
+                    component_base::pki::CERT_VALIDITY,
+                )?;
+                std::fs::write(&path, text)?;
+            }
+            path
+        } else {
+            self.kubeconfig_dir.join(format!("kubelet-{node}.conf"))
+        };
         Ok(vec![
             "--kubeconfig".into(),
-            self.kubeconfig_dir.join(format!("kubelet-{node}.conf")).display().to_string(),
+            kubeconfig.display().to_string(),
             "--tls-cert-file".into(),
             p(format!("kubelet-{node}.crt")),
             "--tls-private-key-file".into(),

@@ -51,10 +51,11 @@ async fn only_known_credentials_get_in() {
         assert_eq!(body["message"], "Unauthorized", "{path}: {body}");
     }
 
-    // A token from the token file, and one that is not in it.
+    // A token from the token file, and one that is not in it. Alice is let in (403, not
+    // 401: RBAC grants her nothing here), the forger is not.
     let pods = format!("{url}/api/v1/namespaces/default/pods");
     let r = anonymous.get(&pods).bearer_auth("s3cret").send().await.unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status(), 403);
     let r = anonymous.get(&pods).bearer_auth("forged").send().await.unwrap();
     assert_eq!(r.status(), 401);
     let review = serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"});
@@ -107,4 +108,176 @@ async fn only_known_credentials_get_in() {
     assert_eq!(anonymous.get(format!("{kubelet}/healthz")).send().await.unwrap().status(), 200);
     let admin = https(&ca, Some(format!("{}{}", c.pki.admin.0, c.pki.admin.1)));
     assert_eq!(admin.get(format!("{kubelet}/metrics")).send().await.unwrap().status(), 200);
+}
+
+/// Writes a kubeconfig for `user` in `groups` (certificate of the cluster's CA).
+fn user_kubeconfig(c: &Cluster, dir: &std::path::Path, user: &str, groups: &[&str]) -> String {
+    let path = dir.join(format!("{}.conf", user.replace(':', "-")));
+    std::fs::write(&path, c.pki.user_kubeconfig(&c.url, user, groups, Duration::from_secs(3600)).unwrap()).unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_decides_what_each_user_may_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start(1).await;
+    c.wait_nodes_ready(1, Duration::from_secs(60)).await.unwrap();
+    let admin = Kubectl::ours(&c.kubeconfig());
+    admin.ok(&["create", "namespace", "shop"]);
+    admin.ok(&["create", "configmap", "settings", "-n", "shop", "--from-literal=a=b"]);
+    admin.ok(&["create", "rolebinding", "alice-view", "--clusterrole=view", "--user=alice", "-n", "shop"]);
+    admin.ok(&["create", "rolebinding", "bob-admin", "--clusterrole=admin", "--user=bob", "-n", "shop"]);
+
+    // The bootstrap policy is there, and the aggregated roles were filled.
+    let roles = admin.ok(&["get", "clusterroles", "-o", "name"]);
+    for want in ["cluster-admin", "admin", "edit", "view", "system:kube-scheduler", "system:node", "system:basic-user"]
+    {
+        assert!(roles.contains(&format!("clusterrole.rbac.authorization.k8s.io/{want}\n")), "{want}: {roles}");
+    }
+    let view = wait_for_rules(&admin, "view").await;
+    assert!(view.contains("pods"), "{view}");
+
+    let alice = Kubectl::ours(&user_kubeconfig(&c, dir.path(), "alice", &[]));
+    let cache = dir.path().join("cache");
+    let stock_alice = Kubectl::stock(&alice.kubeconfig, &cache);
+    // view in shop: reads there, and nothing else.
+    wait_until_allowed(&alice, &["get", "configmaps", "-n", "shop"]).await;
+    assert!(alice.ok(&["get", "configmaps", "-n", "shop"]).contains("settings"));
+    let denied = alice.fails(&["get", "configmaps", "-n", "default"]);
+    assert_eq!(
+        denied,
+        "Error from server (Forbidden): configmaps is forbidden: User \"alice\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"default\"\n"
+    );
+    let refused = alice.fails(&["create", "configmap", "mine", "-n", "shop", "--from-literal=a=b"]);
+    assert!(refused.contains("User \"alice\" cannot create resource \"configmaps\""), "{refused}");
+    let secrets = alice.fails(&["get", "secrets", "-n", "shop"]);
+    assert!(secrets.contains("cannot list resource \"secrets\""), "view does not read secrets: {secrets}");
+    // can-i answers what the requests found; ours and stock agree.
+    for (args, yes) in [
+        (vec!["auth", "can-i", "list", "pods", "-n", "shop"], true),
+        (vec!["auth", "can-i", "get", "deployments.apps", "-n", "shop"], true),
+        (vec!["auth", "can-i", "delete", "pods", "-n", "shop"], false),
+        (vec!["auth", "can-i", "list", "pods", "-n", "default"], false),
+        (vec!["auth", "can-i", "get", "/healthz"], true),
+    ] {
+        let ours = alice.run(&args);
+        assert_eq!(ours.status.success(), yes, "{args:?}: {}", String::from_utf8_lossy(&ours.stdout));
+        assert_eq!(String::from_utf8_lossy(&ours.stdout), if yes { "yes\n" } else { "no\n" }, "{args:?}");
+        if let Some(stock) = &stock_alice {
+            let theirs = stock.run(&args);
+            assert_eq!(theirs.stdout, ours.stdout, "stock and ours differ on {args:?}");
+            assert_eq!(theirs.status.code(), ours.status.code(), "{args:?}");
+        }
+    }
+    let list = alice.ok(&["auth", "can-i", "--list", "-n", "shop"]);
+    assert!(list.lines().any(|l| l.starts_with("pods ") && l.contains("[get list watch]")), "{list}");
+
+    // bob is admin in shop: he may bind edit there (he holds it), not cluster-admin, and
+    // may not write a role with more than he holds.
+    let bob = Kubectl::ours(&user_kubeconfig(&c, dir.path(), "bob", &[]));
+    wait_until_allowed(&bob, &["get", "rolebindings", "-n", "shop"]).await;
+    bob.ok(&["create", "rolebinding", "carol-edit", "--clusterrole=edit", "--user=carol", "-n", "shop"]);
+    let escalate =
+        bob.fails(&["create", "rolebinding", "bob-root", "--clusterrole=cluster-admin", "--user=bob", "-n", "shop"]);
+    assert!(
+        escalate.contains("rolebindings.rbac.authorization.k8s.io \"bob-root\" is forbidden: user \"bob\" (groups=[\"system:authenticated\"]) is attempting to grant RBAC permissions not currently held"),
+        "{escalate}"
+    );
+    let role = write(
+        dir.path(),
+        "role.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: nodes\n  namespace: shop\nrules:\n- apiGroups: [\"\"]\n  resources: [\"pods\"]\n  verbs: [\"get\", \"escalate-me\"]\n",
+    );
+    let more = bob.fails(&["create", "-f", &role]);
+    assert!(more.contains("attempting to grant RBAC permissions not currently held"), "{more}");
+    assert!(more.contains("Verbs:[\"escalate-me\"]"), "{more}");
+    assert!(
+        admin.run(&["get", "rolebinding", "bob-root", "-n", "shop"]).status.code() == Some(1),
+        "nothing was stored"
+    );
+
+    // A SubjectAccessReview asks for someone else.
+    let sar = write(
+        dir.path(),
+        "sar.json",
+        r#"{"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"user": "alice", "resourceAttributes": {"namespace": "shop", "verb": "list", "resource": "pods"}}}"#,
+    );
+    let http = e2e::pki::http_client(&c.url).unwrap();
+    let r = http
+        .post(format!("{}/apis/authorization.k8s.io/v1/subjectaccessreviews", c.url))
+        .header("Content-Type", "application/json")
+        .body(std::fs::read_to_string(&sar).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["status"]["allowed"], true, "{answer}");
+}
+
+/// The Node authorizer and NodeRestriction: a kubelet reads only what its pods use and
+/// changes only its own node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reaches_only_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start(1).await;
+    let admin = Kubectl::ours(&c.kubeconfig());
+    let manifest = write(
+        dir.path(),
+        "objects.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: for-a}\nstringData: {k: a}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {name: for-b}\nstringData: {k: b}\n---\n\
+         apiVersion: v1\nkind: Node\nmetadata: {name: node-a}\n---\n\
+         apiVersion: v1\nkind: Node\nmetadata: {name: node-b}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {name: on-a}\nspec:\n  nodeName: node-a\n  containers: [{name: c, image: x, envFrom: [{secretRef: {name: for-a}}]}]\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {name: on-b}\nspec:\n  nodeName: node-b\n  volumes: [{name: s, secret: {secretName: for-b}}]\n  containers: [{name: c, image: x}]\n",
+    );
+    admin.ok(&["apply", "-f", &manifest]);
+    let node_a = Kubectl::ours(&user_kubeconfig(&c, dir.path(), "system:node:node-a", &["system:nodes"]));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !node_a.run(&["get", "secret", "for-a"]).status.success() {
+        assert!(tokio::time::Instant::now() < deadline, "node-a never read its pod's secret");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let other = node_a.fails(&["get", "secret", "for-b"]);
+    assert_eq!(
+        other,
+        "Error from server (Forbidden): secrets \"for-b\" is forbidden: User \"system:node:node-a\" cannot get resource \"secrets\" in API group \"\" in the namespace \"default\": no relationship found between node 'node-a' and this object\n"
+    );
+    let list = node_a.fails(&["get", "secrets"]);
+    assert!(list.contains("cannot list resource \"secrets\""), "{list}");
+    node_a.ok(&["label", "node", "node-a", "mine=yes"]);
+    let patch_b = node_a.fails(&["label", "node", "node-b", "mine=yes"]);
+    assert!(patch_b.contains("node \"node-a\" is not allowed to modify node \"node-b\""), "{patch_b}");
+    let delete_b = node_a.fails(&["delete", "pod", "on-b"]);
+    assert!(delete_b.contains("node \"node-a\" can only delete pods with spec.nodeName set to itself"), "{delete_b}");
+    assert!(admin.ok(&["get", "pod", "on-b", "-o", "name"]).contains("pod/on-b"), "nothing was deleted");
+}
+
+async fn wait_for_rules(k: &Kubectl, role: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let rules = k.ok(&["get", "clusterrole", role, "-o", "jsonpath={.rules[*].resources}"]);
+        if !rules.trim().is_empty() {
+            return rules;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{role} was never aggregated");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until a new binding reaches the authorizer (it follows the roles' watch).
+async fn wait_until_allowed(k: &Kubectl, args: &[&str]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !k.run(args).status.success() {
+        assert!(tokio::time::Instant::now() < deadline, "{args:?} never allowed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
 }

@@ -35,6 +35,9 @@ pub enum Error {
     Api { code: u16, reason: String, message: String },
     /// Anything else: bad input, a file, the connection.
     Other(anyhow::Error),
+    /// Nothing to print: the command said what it had to, and exits with this code (`auth
+    /// can-i` answering no).
+    Exit(i32),
 }
 
 impl std::fmt::Display for Error {
@@ -43,6 +46,7 @@ impl std::fmt::Display for Error {
             Error::Api { reason, message, .. } if reason.is_empty() => write!(f, "Error from server: {message}"),
             Error::Api { reason, message, .. } => write!(f, "Error from server ({reason}): {message}"),
             Error::Other(e) => write!(f, "error: {e:#}"),
+            Error::Exit(_) => Ok(()),
         }
     }
 }
@@ -63,7 +67,7 @@ impl Error {
     pub fn code(&self) -> Option<u16> {
         match self {
             Error::Api { code, .. } => Some(*code),
-            Error::Other(_) => None,
+            Error::Other(_) | Error::Exit(_) => None,
         }
     }
 

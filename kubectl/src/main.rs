@@ -17,8 +17,12 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = kubectl::run(cli).await {
-        eprintln!("{e}");
-        std::process::exit(1);
+    match kubectl::run(cli).await {
+        Ok(()) => {}
+        Err(kubectl::client::Error::Exit(code)) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
     }
 }

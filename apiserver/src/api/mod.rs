@@ -25,6 +25,7 @@ pub mod discovery;
 mod kubelet;
 mod namespaces;
 pub mod origin;
+mod policy;
 mod read;
 mod review;
 mod route;
@@ -32,12 +33,13 @@ mod storage;
 mod subresource;
 mod table;
 mod watch;
-mod write;
+pub mod write;
 
 pub use allocate::{Ranges, repair_forever};
 pub use crds::CustomResources;
 pub use kubelet::KubeletClient;
 pub use namespaces::finalize_namespaces;
+pub use policy::ensure_bootstrap_policy;
 pub use route::dispatch;
 
 /// What every handler shares.
@@ -62,6 +64,8 @@ pub struct App {
     pub origin: origin::OriginPolicy,
     /// How kubelets are reached.
     pub kubelet: KubeletClient,
+    /// Who may do what.
+    pub authorizer: Arc<crate::authz::Authorizer>,
     /// The in-flight request pools.
     pub inflight: Arc<crate::serve::Inflight>,
     /// Whether storage answered its last check, and if not why (kept current by a

@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use super::{App, Params, Target, delete, discovery, read, review, subresource, table, watch, write};
 use crate::authn::UserInfo;
+use crate::authz::{Attributes, Decision, admission};
 use crate::decode::MAX_BODY;
 use crate::metrics::RequestInfo;
 use crate::registry::{Registry, Sub};
@@ -119,6 +120,18 @@ pub async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Re
         Err(e) => return e.into_response(),
     };
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    let user = parts.extensions.get::<UserInfo>().cloned().unwrap_or_else(UserInfo::anonymous);
+    let discovery = match segments.as_slice() {
+        ["api"] | ["apis"] | ["api", "v1"] | ["apis", _] => true,
+        ["apis", group, version] => app.registry.serves(group, version),
+        _ => false,
+    };
+    if discovery {
+        let attributes = Attributes::path(&parts.method.as_str().to_ascii_lowercase(), &path);
+        if let Err(e) = authorize(&app, &user, &attributes) {
+            return e.into_response();
+        }
+    }
 
     let (group, version, rest) = match segments.as_slice() {
         ["api"] => return discovery::api_versions(&app.registry, &parts.headers),
@@ -159,6 +172,15 @@ pub async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Re
         }
     }
     let verb = verb_of(&parts.method, &target, &params);
+    let attributes = attributes_of(&target, &params, verb);
+    if let Err(e) = authorize(&app, &user, &attributes) {
+        return e.with_details(&attributes.name, &attributes.api_group, &attributes.resource).into_response();
+    }
+    if verb == "DELETE"
+        && let Err(e) = node_may_delete(&app, &user, &target).await
+    {
+        return e.into_response();
+    }
     let dry_run = params.get("dryRun").is_some_and(|d| d == "All");
     if verb == "WATCH" {
         params.remove("watch");
@@ -166,19 +188,80 @@ pub async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Re
     let response = if target.resource.strategy.reviews() {
         let user = parts.extensions.get::<UserInfo>().cloned().unwrap_or_else(UserInfo::anonymous);
         match (verb, read_body(body).await) {
-            ("CREATE", Ok(body)) => review::create(&target, &user, &content_type(&parts.headers), &body),
+            ("CREATE", Ok(body)) => review::create(&app, &target, &user, &content_type(&parts.headers), &body),
             ("CREATE", Err(e)) => Err(e),
             _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
         }
         .unwrap_or_else(|e| e.into_response())
     } else {
-        handle(&app, &parts.method, &parts.headers, target.clone(), params, body, verb)
-            .await
-            .unwrap_or_else(|e| e.into_response())
+        let admit = admission::for_write(
+            &app.authorizer,
+            &user,
+            admission::Target {
+                group: attributes.api_group.clone(),
+                resource: attributes.resource.clone(),
+                subresource: attributes.subresource.clone(),
+                namespace: attributes.namespace.clone(),
+                name: attributes.name.clone(),
+            },
+        );
+        let call = Call { method: &parts.method, headers: &parts.headers, verb, admit };
+        handle(&app, call, target.clone(), params, body).await.unwrap_or_else(|e| e.into_response())
     };
     let info = request_info(&parts.method, &parts.headers, &target, verb, dry_run);
     app.metrics.observe_request(&info, response.status().as_u16(), started.elapsed());
     response
+}
+
+/// What a resource request asks, in the authorizer's terms. A list or watch narrowed to
+/// one name by `metadata.name` (as a watch of one object is) names that object, as
+/// upstream's request info does.
+fn attributes_of(target: &Target, params: &Params, verb: &str) -> Attributes {
+    let mut name = target.name.clone().unwrap_or_default();
+    if name.is_empty()
+        && matches!(verb, "LIST" | "WATCH")
+        && let Some(selector) = params.get("fieldSelector")
+    {
+        let names: Vec<&str> = selector
+            .split(',')
+            .filter_map(|term| term.strip_prefix("metadata.name==").or_else(|| term.strip_prefix("metadata.name=")))
+            .collect();
+        if let [one] = names.as_slice() {
+            name = (*one).to_owned();
+        }
+    }
+    Attributes::resource(
+        &verb.to_ascii_lowercase(),
+        &target.resource.group,
+        &target.resource.resource,
+        target.sub.map(Sub::name).unwrap_or_default(),
+        target.namespace.as_deref().unwrap_or_default(),
+        &name,
+    )
+}
+
+/// 403 with upstream's message unless the user may do it.
+fn authorize(app: &App, user: &UserInfo, attributes: &Attributes) -> ApiResult<()> {
+    match app.authorizer.authorize(user, attributes) {
+        Decision::Allow(_) => Ok(()),
+        Decision::Deny(reason) | Decision::NoOpinion(reason) => {
+            Err(ApiError::forbidden(crate::authz::forbidden_message(user, attributes, &reason)))
+        }
+    }
+}
+
+/// NodeRestriction for deletes: a node deletes only its own Node and pods bound to it.
+async fn node_may_delete(app: &App, user: &UserInfo, target: &Target) -> ApiResult<()> {
+    if crate::authz::node::node_name(user).is_none()
+        || !target.resource.group.is_empty()
+        || !matches!(&*target.resource.resource, "pods" | "nodes")
+    {
+        return Ok(());
+    }
+    match super::storage::get_current(app, target).await {
+        Ok((obj, _)) => admission::node_may_delete(user, &target.resource.resource, &obj),
+        Err(_) => Ok(()),
+    }
 }
 
 /// Decodes `%XX` escapes in one path segment.
@@ -208,15 +291,17 @@ fn content_type(headers: &HeaderMap) -> String {
     headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
 }
 
-async fn handle(
-    app: &Arc<App>,
-    method: &Method,
-    headers: &HeaderMap,
-    target: Target,
-    params: Params,
-    body: Body,
+/// How a request asks: its method and headers, the verb they make, and the admission its
+/// writes go through.
+struct Call<'a> {
+    method: &'a Method,
+    headers: &'a HeaderMap,
     verb: &'static str,
-) -> ApiResult<Response> {
+    admit: Option<write::Admit>,
+}
+
+async fn handle(app: &Arc<App>, call: Call<'_>, target: Target, params: Params, body: Body) -> ApiResult<Response> {
+    let Call { method, headers, verb, admit } = call;
     let ct = content_type(headers);
     // `kubectl get` asks for a Table; `includeObject` says what each row carries.
     let table =
@@ -229,16 +314,16 @@ async fn handle(
         ("GET", Some(Sub::Scale)) => subresource::get_scale(app, &target).await,
         ("GET", Some(Sub::Log)) => subresource::logs(app, &target, &params).await,
         ("CREATE", None) if target.name.is_none() => {
-            write::create(app, &target, &params, &write::Writer::of(&params, headers)?, &ct, &read_body(body).await?)
-                .await
+            let writer = write::Writer::of(&params, headers)?.with_admission(admit);
+            write::create(app, &target, &params, &writer, &ct, &read_body(body).await?).await
         }
         ("CREATE", Some(Sub::Binding)) => subresource::bind(app, &target, &ct, &read_body(body).await?).await,
         ("UPDATE", None | Some(Sub::Status)) => {
-            let writer = write::Writer::of(&params, headers)?;
+            let writer = write::Writer::of(&params, headers)?.with_admission(admit);
             write::update(app, &target, &params, &writer, &ct, &read_body(body).await?).await
         }
         ("PATCH", None | Some(Sub::Status)) => {
-            let writer = write::Writer::of(&params, headers)?;
+            let writer = write::Writer::of(&params, headers)?.with_admission(admit);
             write::patch(app, &target, &params, &writer, &ct, &read_body(body).await?).await
         }
         ("UPDATE", Some(Sub::Scale)) => subresource::update_scale(app, &target, &ct, &read_body(body).await?).await,

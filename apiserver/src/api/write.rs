@@ -16,7 +16,12 @@ use crate::patch::{self, PatchType};
 use crate::registry::{Resource, Sub};
 use crate::status::{ApiError, ApiResult, Cause};
 
-/// Who is writing, for `managedFields`.
+/// Checks a write's result before it is stored (the old object, none for a create, and
+/// the new one): what the writer may grant (RBAC), what a node may change
+/// (NodeRestriction).
+pub type Admit = std::sync::Arc<dyn Fn(Option<&Value>, &Value) -> ApiResult<()> + Send + Sync>;
+
+/// Who is writing, for `managedFields` and admission.
 pub struct Writer {
     /// `fieldManager`, else the product of the user agent (`kubectl` of `kubectl/v1.32.0 ...`).
     pub manager: String,
@@ -24,6 +29,8 @@ pub struct Writer {
     /// that does (or with an apply); writes to an untracked object by unnamed clients, like
     /// the controllers' status updates of the pods they create, skip the bookkeeping.
     pub named: bool,
+    /// Admission of the write's result, when the server checks it.
+    pub admit: Option<Admit>,
 }
 
 impl Writer {
@@ -36,13 +43,26 @@ impl Writer {
             Some(m) if m.chars().any(char::is_control) => {
                 Err(ApiError::bad_request("fieldManager: Invalid value: must be printable characters"))
             }
-            Some(m) if !m.is_empty() => Ok(Writer { manager: m.to_owned(), named: true }),
+            Some(m) if !m.is_empty() => Ok(Writer { manager: m.to_owned(), named: true, admit: None }),
             _ => {
                 let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
                 let product = agent.split('/').next().unwrap_or_default().trim();
                 let manager = if product.is_empty() { "unknown" } else { product };
-                Ok(Writer { manager: manager.chars().take(128).collect(), named: false })
+                Ok(Writer { manager: manager.chars().take(128).collect(), named: false, admit: None })
             }
+        }
+    }
+
+    /// The same writer, its writes checked by `admit`.
+    pub fn with_admission(self, admit: Option<Admit>) -> Writer {
+        Writer { admit, ..self }
+    }
+
+    /// Runs admission on a write's result.
+    fn admit(&self, old: Option<&Value>, next: &Value) -> ApiResult<()> {
+        match &self.admit {
+            Some(admit) => admit(old, next),
+            None => Ok(()),
         }
     }
 
@@ -193,7 +213,7 @@ fn prepare_create(resource: &Resource, obj: &mut Value) -> ApiResult<()> {
 }
 
 /// Creates `obj` (already decoded and type-checked) in storage.
-async fn create_object(
+pub(super) async fn create_object(
     app: &App,
     target: &Target,
     mut obj: Value,
@@ -203,6 +223,7 @@ async fn create_object(
     let resource = &target.resource;
     prepare_create(resource, &mut obj)?;
     if let Some(writer) = writer {
+        writer.admit(None, &obj)?;
         writer.track(resource, None, &mut obj, false);
     }
     if let Some(ns) = &target.namespace {
@@ -276,6 +297,7 @@ pub async fn update(
     let status_only = target.sub == Some(Sub::Status);
     let result = storage::guaranteed_update(app, target, precondition, dry_run, |old| {
         let mut next = prepare_update(&target.resource, &old, obj.clone(), status_only)?;
+        writer.admit(Some(&old), &next)?;
         writer.track(&target.resource, Some(&old), &mut next, status_only);
         Ok(decide(&target.resource, old, next))
     })
@@ -332,6 +354,7 @@ pub async fn patch(
         let (patched, w) = canonicalize(&target.resource, patched, validation)?;
         warnings = w;
         let mut next = prepare_update(&target.resource, &old, patched, status_only)?;
+        writer.admit(Some(&old), &next)?;
         writer.track(&target.resource, Some(&old), &mut next, status_only);
         Ok(decide(&target.resource, old, next))
     })
@@ -420,12 +443,14 @@ async fn server_side_apply(
             let (merged, w) = merge(&old)?;
             warnings = w;
             let next = prepare_update(resource, &old, merged, status_only)?;
+            writer.admit(Some(&old), &next)?;
             Ok(decide(&target.resource, old, next))
         })
         .await;
         match updated {
             Err(e) if e.code == 404 && !status_only && precondition.is_none() => {
                 let (obj, w) = merge(&json!({}))?;
+                writer.admit(None, &obj)?;
                 match create_object(app, target, obj, dry_run, None).await {
                     Ok(created) => return Ok(value_response(StatusCode::CREATED, &created, &w)),
                     Err(e) if e.code == 409 && e.reason == "AlreadyExists" => continue,

@@ -28,6 +28,7 @@ mod node;
 mod pod;
 mod podtemplate;
 pub mod print;
+pub mod rbac;
 mod replicaset;
 mod replicationcontroller;
 mod review;
@@ -298,6 +299,7 @@ pub fn builtins() -> Vec<Resource> {
         endpointslice::resource(),
     ]
     .into_iter()
+    .chain(rbac::resources())
     .chain(review::resources())
     .collect()
 }

@@ -1,7 +1,12 @@
 //! The review kinds: a question asked and answered in one `create`, never stored
-//! (`SelfSubjectReview`: who am I). The answers come from `api::review`.
+//! (`SelfSubjectReview`: who am I; `SelfSubjectAccessReview`: may I; `SubjectAccessReview`
+//! and `LocalSubjectAccessReview`: may they; `SelfSubjectRulesReview`: what may I). The
+//! answers come from `api::review`.
 
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::api::authorization::v1::{
+    LocalSubjectAccessReview, SelfSubjectAccessReview, SelfSubjectRulesReview, SubjectAccessReview,
+};
 
 use super::{Resource, Strategy};
 
@@ -15,7 +20,46 @@ pub fn resources() -> Vec<Resource> {
         Review,
     );
     self_subject.namespaced = false;
-    vec![self_subject]
+    let cluster = |mut r: Resource| {
+        r.namespaced = false;
+        r
+    };
+    const AUTHZ: &str = "authorization.k8s.io";
+    vec![
+        self_subject,
+        cluster(Resource::of::<SelfSubjectAccessReview>(
+            AUTHZ,
+            "v1",
+            "selfsubjectaccessreviews",
+            "selfsubjectaccessreview",
+            "SelfSubjectAccessReview",
+            Review,
+        )),
+        cluster(Resource::of::<SelfSubjectRulesReview>(
+            AUTHZ,
+            "v1",
+            "selfsubjectrulesreviews",
+            "selfsubjectrulesreview",
+            "SelfSubjectRulesReview",
+            Review,
+        )),
+        cluster(Resource::of::<SubjectAccessReview>(
+            AUTHZ,
+            "v1",
+            "subjectaccessreviews",
+            "subjectaccessreview",
+            "SubjectAccessReview",
+            Review,
+        )),
+        Resource::of::<LocalSubjectAccessReview>(
+            AUTHZ,
+            "v1",
+            "localsubjectaccessreviews",
+            "localsubjectaccessreview",
+            "LocalSubjectAccessReview",
+            Review,
+        ),
+    ]
 }
 
 struct Review;

@@ -141,7 +141,13 @@ async fn custom_resources(dir: &std::path::Path, args: &Args) -> Result<()> {
 async fn embedded_rate(path: &std::path::Path, dir: &std::path::Path, pods: usize, concurrency: usize) -> Result<f64> {
     let port = e2e::free_port();
     let data = tempfile::tempdir_in(dir)?;
-    let args = vec!["--port".to_owned(), port.to_string(), "--data-dir".to_owned(), data.path().display().to_string()];
+    let mut args =
+        vec!["--port".to_owned(), port.to_string(), "--data-dir".to_owned(), data.path().display().to_string()];
+    // Builds from before TLS served plain HTTP without being asked.
+    let help = std::process::Command::new(path).arg("--help").output()?;
+    if String::from_utf8_lossy(&help.stdout).contains("--insecure-serving") {
+        args.push("--insecure-serving".to_owned());
+    }
     let _process = Process::spawn_path(path, &args, &dir.join("apiserver-compare.log"))?;
     let url = format!("http://127.0.0.1:{port}");
     e2e::wait_healthy(&url, Duration::from_secs(30)).await?;

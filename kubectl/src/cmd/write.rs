@@ -72,6 +72,128 @@ pub enum CreateWhat {
         #[command(subcommand)]
         kind: SecretKind,
     },
+    /// Create a role with rules in the namespace.
+    Role(RoleArgs),
+    /// Create a cluster role.
+    Clusterrole(RoleArgs),
+    /// Create a role binding in the namespace for a role or cluster role.
+    Rolebinding(BindingArgs),
+    /// Create a cluster role binding for a cluster role.
+    Clusterrolebinding(BindingArgs),
+}
+
+/// `create role|clusterrole NAME --verb=... --resource=...`.
+#[derive(Debug, clap::Args)]
+pub struct RoleArgs {
+    /// Its name.
+    name: String,
+    /// Verbs the rule allows (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',', required = true)]
+    verb: Vec<String>,
+    /// Resources the rule applies to: `pods`, `deployments.apps`, `pods/log`.
+    #[arg(long, value_delimiter = ',')]
+    resource: Vec<String>,
+    /// Names the rule is limited to.
+    #[arg(long, value_delimiter = ',')]
+    resource_name: Vec<String>,
+    /// Paths the rule applies to (cluster roles only): `/healthz`, `/logs/*`.
+    #[arg(long, value_delimiter = ',')]
+    non_resource_url: Vec<String>,
+}
+
+/// `create rolebinding|clusterrolebinding NAME --clusterrole=R|--role=R --user=U ...`.
+#[derive(Debug, clap::Args)]
+pub struct BindingArgs {
+    /// Its name.
+    name: String,
+    /// The cluster role it grants.
+    #[arg(long)]
+    clusterrole: Option<String>,
+    /// The role (of the namespace) it grants.
+    #[arg(long)]
+    role: Option<String>,
+    /// Users it grants to.
+    #[arg(long, value_delimiter = ',')]
+    user: Vec<String>,
+    /// Groups it grants to.
+    #[arg(long, value_delimiter = ',')]
+    group: Vec<String>,
+    /// Service accounts it grants to, as `namespace:name`.
+    #[arg(long, value_delimiter = ',')]
+    serviceaccount: Vec<String>,
+}
+
+fn role_object(kind: &str, args: &RoleArgs, namespace: &str) -> Result<Value> {
+    let mut rules = Vec::new();
+    if !args.resource.is_empty() {
+        // One rule per API group, as stock kubectl writes them.
+        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+        for r in &args.resource {
+            let (resource, sub) = r.split_once('/').map_or((r.as_str(), None), |(a, b)| (a, Some(b)));
+            let (plural, group) = resource.split_once('.').unwrap_or((resource, ""));
+            let full = match sub {
+                Some(sub) => format!("{plural}/{sub}"),
+                None => plural.to_owned(),
+            };
+            match groups.iter_mut().find(|(g, _)| g == group) {
+                Some((_, list)) => list.push(full),
+                None => groups.push((group.to_owned(), vec![full])),
+            }
+        }
+        for (group, resources) in groups {
+            let mut rule = json!({"verbs": args.verb, "apiGroups": [group], "resources": resources});
+            if !args.resource_name.is_empty() {
+                rule["resourceNames"] = json!(args.resource_name);
+            }
+            rules.push(rule);
+        }
+    }
+    if !args.non_resource_url.is_empty() {
+        if kind == "Role" {
+            return Err(Error::Other(anyhow::anyhow!("--non-resource-url is only for cluster roles")));
+        }
+        rules.push(json!({"verbs": args.verb, "nonResourceURLs": args.non_resource_url}));
+    }
+    if rules.is_empty() {
+        return Err(Error::Other(anyhow::anyhow!("at least one resource or non-resource URL is required")));
+    }
+    let mut meta = json!({"name": args.name});
+    if kind == "Role" {
+        meta["namespace"] = json!(namespace);
+    }
+    Ok(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": meta, "rules": rules}))
+}
+
+fn binding_object(kind: &str, args: &BindingArgs, namespace: &str) -> Result<Value> {
+    let role_ref = match (&args.clusterrole, &args.role) {
+        (Some(r), None) => json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": r}),
+        (None, Some(r)) if kind == "RoleBinding" => {
+            json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": r})
+        }
+        _ if kind == "RoleBinding" => {
+            return Err(Error::Other(anyhow::anyhow!("exactly one of clusterrole or role must be specified")));
+        }
+        _ => return Err(Error::Other(anyhow::anyhow!("clusterrole must be specified"))),
+    };
+    let mut subjects = Vec::new();
+    for u in &args.user {
+        subjects.push(json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u}));
+    }
+    for g in &args.group {
+        subjects.push(json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g}));
+    }
+    for sa in &args.serviceaccount {
+        let (ns, name) = sa
+            .split_once(':')
+            .ok_or_else(|| Error::Other(anyhow::anyhow!("serviceaccount must be <namespace>:<name>")))?;
+        subjects.push(json!({"kind": "ServiceAccount", "namespace": ns, "name": name}));
+    }
+    let mut meta = json!({"name": args.name});
+    if kind == "RoleBinding" {
+        meta["namespace"] = json!(namespace);
+    }
+    Ok(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": meta,
+        "roleRef": role_ref, "subjects": subjects}))
 }
 
 /// Secret types.
@@ -151,6 +273,10 @@ pub fn generated(what: &CreateWhat, namespace: &str) -> Result<Value> {
             json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                    "metadata": {"name": name, "namespace": namespace}, "data": data})
         }
+        CreateWhat::Role(args) => role_object("Role", args, namespace)?,
+        CreateWhat::Clusterrole(args) => role_object("ClusterRole", args, namespace)?,
+        CreateWhat::Rolebinding(args) => binding_object("RoleBinding", args, namespace)?,
+        CreateWhat::Clusterrolebinding(args) => binding_object("ClusterRoleBinding", args, namespace)?,
     })
 }
 
