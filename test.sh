@@ -18,6 +18,8 @@ command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 file -L /bin/busybox 2>/dev/null | grep -q "statically linked" || need_apt+=(busybox-static)
 command -v file >/dev/null 2>&1 || need_apt+=(file)
+# The curl:local image (a pod's HTTPS client in the security tests) carries the host's curl.
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # kube-proxy's tests program nftables in network namespaces of their own.
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
@@ -64,7 +66,7 @@ if ! (echo > "/dev/tcp/127.0.0.1/$client_port") 2>/dev/null; then
 fi
 export ETCD_ENDPOINTS="http://127.0.0.1:$client_port"
 
-# The docker runtime's tests need a daemon and the busybox:local image.
+# The docker runtime's tests need a daemon and the busybox:local and curl:local images.
 if ! docker info >/dev/null 2>&1; then
   say "starting dockerd (not running)"
   # A daemon that died leaves its pid file behind; a new one refuses to start over it.
@@ -75,6 +77,7 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { echo "dockerd did not start:" >&2; tail -20 "$work/dockerd.log" >&2; exit 1; }
 fi
 deploy/images/busybox.sh busybox:local
+deploy/images/curl.sh curl:local
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

@@ -275,7 +275,8 @@ pki=$dir/pki
 args=(--port "$port" --data-dir "$dir/apiserver"
   --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" --client-ca-file "$pki/ca.crt"
   --kubelet-certificate-authority "$pki/ca.crt"
-  --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" --kubelet-client-key "$pki/apiserver-kubelet-client.key")
+  --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" --kubelet-client-key "$pki/apiserver-kubelet-client.key"
+  --service-account-signing-key-file "$pki/sa.key" --service-account-key-file "$pki/sa.pub")
 if [ "$store" = etcd ]; then
   say "starting etcd (logs: $dir/logs/etcd.log)"
   etcd --name local --data-dir "$dir/etcd" \
@@ -301,7 +302,8 @@ say "starting kube-scheduler (logs: $dir/logs/kube-scheduler.log)"
 pids+=($!)
 
 say "starting kube-controller-manager (logs: $dir/logs/kube-controller-manager.log)"
-./target/release/kube-controller-manager --kubeconfig "$dir/controller-manager.conf" --secure-port 0 >"$dir/logs/kube-controller-manager.log" 2>&1 9>&- &
+./target/release/kube-controller-manager --kubeconfig "$dir/controller-manager.conf" --secure-port 0 \
+  --root-ca-file "$pki/ca.crt" >"$dir/logs/kube-controller-manager.log" 2>&1 9>&- &
 pids+=($!)
 
 host=$(hostname | tr '[:upper:]' '[:lower:]')

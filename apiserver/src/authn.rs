@@ -1,6 +1,7 @@
 //! Authentication: who sent a request. Upstream's union of authenticators, in its order:
 //! an x509 client certificate the client CA signed (CN the user, O the groups), then a
-//! bearer token from `--token-auth-file`. A request with no credentials is anonymous,
+//! bearer token from `--token-auth-file`, then a ServiceAccount token (a JWT this
+//! cluster signed, see [`crate::serviceaccount`]). A request with no credentials is anonymous,
 //! which only the health and version endpoints accept; anything else gets upstream's 401,
 //! with the reason in the server's log and never in the answer.
 //!
@@ -66,18 +67,44 @@ impl UserInfo {
 }
 
 /// How requests are authenticated.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Authenticator {
     /// No authentication at all (plain HTTP): everyone is [`UserInfo::unsecured`].
     pub insecure: bool,
     /// `--token-auth-file`: token → user.
     pub tokens: HashMap<String, UserInfo>,
+    /// ServiceAccount tokens, when the server has their keys.
+    pub service_accounts: Option<Arc<crate::serviceaccount::Tokens>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("insecure", &self.insecure)
+            .field("tokens", &self.tokens.len())
+            .field("service_accounts", &self.service_accounts.is_some())
+            .finish()
+    }
 }
 
 impl Authenticator {
     /// The authenticator of a server that checks nothing.
     pub fn insecure() -> Authenticator {
-        Authenticator { insecure: true, tokens: HashMap::new() }
+        Authenticator { insecure: true, ..Default::default() }
+    }
+
+    /// The user of a bearer token meant for one of `audiences` (the API's when empty).
+    pub fn authenticate_token(&self, token: &str, audiences: &[String]) -> Result<UserInfo, String> {
+        if let Some(user) = self.tokens.get(token) {
+            return Ok(user.clone());
+        }
+        match &self.service_accounts {
+            Some(sa) if crate::serviceaccount::Tokens::looks_like_jwt(token) => {
+                let audiences = if audiences.is_empty() { sa.audiences() } else { audiences };
+                sa.authenticate(token, audiences)
+            }
+            _ => Err("invalid bearer token".into()),
+        }
     }
 
     /// Reads upstream's static token file: `token,user,uid[,"group1,group2"]` per line.
@@ -99,9 +126,9 @@ impl Authenticator {
         }
         if let Some(value) = authorization {
             match value.strip_prefix("Bearer ").map(str::trim) {
-                Some(token) if !token.is_empty() => match self.tokens.get(token) {
-                    Some(user) => return Ok(Some(user.clone())),
-                    None => refused.push("invalid bearer token".into()),
+                Some(token) if !token.is_empty() => match self.authenticate_token(token, &[]) {
+                    Ok(user) => return Ok(Some(user)),
+                    Err(why) => refused.push(why),
                 },
                 _ => refused.push("the Authorization header is not a bearer token".into()),
             }

@@ -399,6 +399,11 @@ impl WatchCache {
         }
     }
 
+    /// The key prefix of the objects it holds (`/registry/pods/`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The revision the cache has seen up to.
     pub fn revision(&self) -> i64 {
         self.state.read().revision

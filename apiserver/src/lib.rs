@@ -25,6 +25,7 @@ pub mod registry;
 pub mod selector;
 pub mod serve;
 pub mod server;
+pub mod serviceaccount;
 pub mod status;
 pub mod store;
 pub mod structural;

@@ -37,6 +37,20 @@ struct Args {
     /// Bearer tokens: one `token,user,uid[,"group1,group2"]` per line.
     #[arg(long, requires = "tls_cert_file")]
     token_auth_file: Option<PathBuf>,
+    /// The private key ServiceAccount tokens are signed with (EC P-256, PKCS#8 PEM:
+    /// kubeadm's sa.key); without it no token is issued.
+    #[arg(long, requires = "tls_cert_file")]
+    service_account_signing_key_file: Option<PathBuf>,
+    /// Public (or private) keys whose tokens are honored, besides the signing key's
+    /// (repeatable: the old key while tokens it signed live on).
+    #[arg(long, requires = "tls_cert_file")]
+    service_account_key_file: Vec<PathBuf>,
+    /// The `iss` of the tokens, and the base of OIDC discovery.
+    #[arg(long, default_value = apiserver::serviceaccount::DEFAULT_ISSUER)]
+    service_account_issuer: String,
+    /// The audiences a token must name to reach the API (default: the issuer).
+    #[arg(long, value_delimiter = ',')]
+    api_audiences: Vec<String>,
     /// How requests are authorized: `Node,RBAC` (the default with TLS: members of
     /// system:masters, then kubelets' rights, then RBAC) or `AlwaysAllow` (any
     /// authenticated user may do anything).
@@ -120,7 +134,7 @@ async fn main() -> anyhow::Result<()> {
                 Some(path) => apiserver::authn::Authenticator::read_token_file(path)?,
                 None => Default::default(),
             };
-            (Some(serving), apiserver::authn::Authenticator { insecure: false, tokens })
+            (Some(serving), apiserver::authn::Authenticator { insecure: false, tokens, service_accounts: None })
         }
         _ if args.insecure_serving => (None, apiserver::authn::Authenticator::insecure()),
         _ => anyhow::bail!(
@@ -140,7 +154,16 @@ async fn main() -> anyhow::Result<()> {
         ["Node", "RBAC"] => apiserver::AuthorizationMode::NodeRbac,
         other => anyhow::bail!("--authorization-mode {other:?}: the modes served are Node,RBAC and AlwaysAllow"),
     };
+    let service_account_tokens = (args.service_account_signing_key_file.is_some()
+        || !args.service_account_key_file.is_empty())
+    .then(|| apiserver::serviceaccount::TokenConfig {
+        issuer: args.service_account_issuer.clone(),
+        audiences: args.api_audiences.clone(),
+        signing_key_file: args.service_account_signing_key_file.clone(),
+        key_files: args.service_account_key_file.clone(),
+    });
     let config = apiserver::Config {
+        service_account_tokens,
         authorization,
         tls,
         authentication,

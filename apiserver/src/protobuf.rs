@@ -1,5 +1,5 @@
 //! Protobuf request bodies, as `kubectl create namespace|configmap|secret|service|deployment`
-//! and `kubectl auth whoami|can-i` send them (`application/vnd.kubernetes.protobuf`): the `k8s\0` envelope holding a
+//! and `kubectl auth whoami|can-i` and `kubectl create token` send them (`application/vnd.kubernetes.protobuf`): the `k8s\0` envelope holding a
 //! `runtime.Unknown`, and the object's own message decoded into JSON by a table of
 //! Kubernetes' field numbers. A field that is not in the table is an error that names it,
 //! never silently dropped; answers stay JSON (which the clients' Accept allows).
@@ -306,6 +306,28 @@ static SELF_SUBJECT_RULES_REVIEW: Schema = Schema {
         f(3, "status", Kind::Msg(&RULES_REVIEW_STATUS)),
     ],
 };
+static BOUND_OBJECT_REFERENCE: Schema = Schema {
+    name: "BoundObjectReference",
+    fields: &[f(1, "kind", Kind::Str), f(2, "apiVersion", Kind::Str), f(3, "name", Kind::Str), f(4, "uid", Kind::Str)],
+};
+static TOKEN_REQUEST_SPEC: Schema = Schema {
+    name: "TokenRequestSpec",
+    fields: &[
+        r(1, "audiences", Kind::Str),
+        f(3, "boundObjectRef", Kind::Msg(&BOUND_OBJECT_REFERENCE)),
+        p(4, "expirationSeconds", Kind::I64),
+    ],
+};
+static TOKEN_REQUEST_STATUS: Schema =
+    Schema { name: "TokenRequestStatus", fields: &[f(1, "token", Kind::Str), f(2, "expirationTimestamp", Kind::Time)] };
+static TOKEN_REQUEST: Schema = Schema {
+    name: "TokenRequest",
+    fields: &[
+        f(1, "metadata", Kind::Msg(&OBJECT_META)),
+        f(2, "spec", Kind::Msg(&TOKEN_REQUEST_SPEC)),
+        f(3, "status", Kind::Msg(&TOKEN_REQUEST_STATUS)),
+    ],
+};
 static TYPE_META: Schema =
     Schema { name: "TypeMeta", fields: &[f(1, "apiVersion", Kind::Str), f(2, "kind", Kind::Str)] };
 static UNKNOWN: Schema = Schema {
@@ -327,6 +349,7 @@ fn schema_of(api_version: &str, kind: &str) -> Option<&'static Schema> {
         ("v1", "Service") => Some(&SERVICE),
         ("apps/v1", "Deployment") => Some(&DEPLOYMENT),
         ("authentication.k8s.io/v1", "SelfSubjectReview") => Some(&SELF_SUBJECT_REVIEW),
+        ("authentication.k8s.io/v1", "TokenRequest") => Some(&TOKEN_REQUEST),
         ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => Some(&SELF_SUBJECT_ACCESS_REVIEW),
         ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => Some(&SELF_SUBJECT_RULES_REVIEW),
         _ => None,

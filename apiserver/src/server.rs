@@ -84,6 +84,8 @@ pub struct Config {
     pub kubelet_client: api::KubeletClient,
     /// How requests are authorized.
     pub authorization: AuthorizationMode,
+    /// ServiceAccount tokens' keys, issuer and audiences; `None`: none are issued or honored.
+    pub service_account_tokens: Option<crate::serviceaccount::TokenConfig>,
 }
 
 /// `--authorization-mode`.
@@ -113,6 +115,7 @@ impl Default for Config {
             authentication: crate::authn::Authenticator::insecure(),
             kubelet_client: api::KubeletClient::default(),
             authorization: AuthorizationMode::AlwaysAllow,
+            service_account_tokens: None,
         }
     }
 }
@@ -221,14 +224,27 @@ pub async fn start(config: Config) -> Result<Server, Error> {
     }
     let (health_tx, storage_health) = tokio::sync::watch::channel(Ok(()));
     let inflight = Arc::new(crate::serve::Inflight::new(&config.limits, metrics.clone()));
+    let cache_of = |group: &str, resource: &str| {
+        rows.iter()
+            .find(|r| r.group == group && r.resource == resource)
+            .and_then(|r| caches.get(r.storage.as_ref()).cloned())
+    };
+    let tokens = match &config.service_account_tokens {
+        None => None,
+        Some(c) => {
+            let tokens = crate::serviceaccount::Tokens::load(c).map_err(|e| Error::Authorization(format!("{e:#}")))?;
+            let (Some(accounts), Some(pods)) = (cache_of("", "serviceaccounts"), cache_of("", "pods")) else {
+                return Err(Error::Authorization("the service account and pod caches are missing".into()));
+            };
+            Some(Arc::new(tokens.with_caches(accounts, pods)))
+        }
+    };
+    let mut authenticator = config.authentication.clone();
+    authenticator.service_accounts = tokens.clone();
+    let authenticator = Arc::new(authenticator);
     let authorizer = match config.authorization {
         AuthorizationMode::AlwaysAllow => Arc::new(Authorizer::AlwaysAllow),
         AuthorizationMode::NodeRbac => {
-            let cache_of = |group: &str, resource: &str| {
-                rows.iter()
-                    .find(|r| r.group == group && r.resource == resource)
-                    .and_then(|r| caches.get(r.storage.as_ref()).cloned())
-            };
             let rbac_caches = ["roles", "rolebindings", "clusterroles", "clusterrolebindings"]
                 .map(|r| cache_of(crate::registry::rbac::GROUP, r));
             let (Some(pods), [Some(r), Some(rb), Some(cr), Some(crb)]) = (cache_of("", "pods"), rbac_caches) else {
@@ -256,6 +272,8 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         inflight,
         kubelet: config.kubelet_client.clone(),
         authorizer,
+        authenticator: authenticator.clone(),
+        tokens,
         storage_health,
     });
     tasks.push(tokio::spawn(check_storage(store.clone(), health_tx)));
@@ -281,7 +299,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         .await
         .map_err(|source| Error::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| Error::Listen { addr: config.listen, source })?;
-    let router = router(app, Arc::new(config.authentication.clone()));
+    let router = router(app, authenticator);
     let limits = config.limits.clone();
     let tls = config.tls.clone();
     if tls.is_none() {
@@ -300,6 +318,8 @@ pub fn router(app: Arc<App>, authentication: Arc<crate::authn::Authenticator>) -
         .route("/readyz", get(readyz))
         .route("/version", get(|| async { discovery::version() }))
         .route("/metrics", get(metrics))
+        .route("/.well-known/openid-configuration", get(openid_configuration))
+        .route("/openid/v1/jwks", get(jwks))
         .route("/openapi/v3", get(|State(app): State<Arc<App>>| async move { discovery::openapi_root(&app.registry) }))
         .route(
             "/openapi/v3/{*path}",
@@ -375,6 +395,22 @@ async fn check_storage(store: Arc<dyn Store>, health: tokio::sync::watch::Sender
             changed
         });
         tokio::time::sleep(CHECK_EVERY).await;
+    }
+}
+
+async fn openid_configuration(State(app): State<Arc<App>>) -> Response {
+    match &app.tokens {
+        Some(t) => axum::Json(t.openid_configuration()).into_response(),
+        None => ApiError::no_route("/.well-known/openid-configuration").into_response(),
+    }
+}
+
+async fn jwks(State(app): State<Arc<App>>) -> Response {
+    match &app.tokens {
+        Some(t) => {
+            ([(axum::http::header::CONTENT_TYPE, "application/jwk-set+json")], t.jwks().to_string()).into_response()
+        }
+        None => ApiError::no_route("/openid/v1/jwks").into_response(),
     }
 }
 

@@ -172,6 +172,13 @@ impl Ca {
     }
 }
 
+/// A new service account signing key: the private key (PKCS#8 PEM) and its public key
+/// (SPKI PEM), EC P-256 for ES256 tokens.
+pub fn signing_key() -> Result<(String, String)> {
+    let key = KeyPair::generate().context("generating the service account key")?;
+    Ok((key.serialize_pem(), key.public_key_pem()))
+}
+
 /// A kubeconfig for `user` reaching `server`, trusting `ca_pem`, with a client
 /// certificate or a bearer token.
 pub fn kubeconfig(cluster: &str, server: &str, ca_pem: &str, user: &str, credential: &Credential) -> String {

@@ -70,6 +70,8 @@ pub struct Config {
     /// Where nodes' pod CIDRs come from (`--cluster-cidr`, with `--allocate-node-cidrs`),
     /// and their prefix length (`--node-cidr-mask-size`); `None`: nodes get none.
     pub cluster_cidr: Option<(String, u8)>,
+    /// The cluster's CA (PEM), published in every namespace as `kube-root-ca.crt`.
+    pub root_ca: Option<String>,
 }
 
 impl Default for Config {
@@ -79,6 +81,7 @@ impl Default for Config {
             pod_eviction_timeout: Duration::from_secs(300),
             burst: 500,
             cluster_cidr: None,
+            root_ca: None,
         }
     }
 }

@@ -36,6 +36,10 @@ struct Args {
     /// The prefix length of each node's range.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
+    /// The cluster's CA certificate, published in every namespace as the ConfigMap
+    /// kube-root-ca.crt (pods find it beside their service account token).
+    #[arg(long)]
+    root_ca_file: Option<std::path::PathBuf>,
     /// Address of the metrics and health endpoints.
     #[arg(long, default_value = "127.0.0.1")]
     bind_address: IpAddr,
@@ -61,6 +65,12 @@ async fn main() -> anyhow::Result<()> {
         pod_eviction_timeout: args.pod_eviction_timeout,
         burst: args.replicaset_burst,
         cluster_cidr: args.allocate_node_cidrs.then(|| (args.cluster_cidr.clone(), args.node_cidr_mask_size)),
+        root_ca: match &args.root_ca_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("--root-ca-file {}: {e}", path.display()))?,
+            ),
+            None => None,
+        },
     };
     if let Some((cidr, bits)) = &config.cluster_cidr {
         controller_manager::nodeipam::CidrSet::parse(cidr, *bits)

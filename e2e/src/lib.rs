@@ -569,7 +569,9 @@ impl Cluster {
 
     /// (Re)starts the controller-manager.
     pub fn start_controllers(&mut self) {
-        let mut a = args(&["--kubeconfig", &self.pki.kubeconfig("controller-manager.conf"), "--secure-port", "0"]);
+        let ca = self.pki.cert_dir.join("ca.crt").display().to_string();
+        let conf = self.pki.kubeconfig("controller-manager.conf");
+        let mut a = args(&["--kubeconfig", &conf, "--secure-port", "0", "--root-ca-file", &ca]);
         a.extend(self.spec.controller_args.iter().cloned());
         let log = self.log("controller-manager");
         self.controllers = Some(Process::spawn("kube-controller-manager", &a, &log).expect("controller-manager"));

@@ -58,6 +58,8 @@ impl Pki {
             ("--kubelet-certificate-authority", p("ca.crt")),
             ("--kubelet-client-certificate", p("apiserver-kubelet-client.crt")),
             ("--kubelet-client-key", p("apiserver-kubelet-client.key")),
+            ("--service-account-signing-key-file", p("sa.key")),
+            ("--service-account-key-file", p("sa.pub")),
         ]
         .into_iter()
         .flat_map(|(k, v)| [k.to_owned(), v])

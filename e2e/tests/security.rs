@@ -281,3 +281,142 @@ fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
 }
+
+/// A pod's ServiceAccount token, mounted by the kubelet in a real container, lets the
+/// process in it do what its Role allows and nothing else; the token is bound to the
+/// account and dies with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pods_service_account_token_reaches_what_its_role_allows() {
+    if !e2e::docker_available("a_pods_service_account_token_reaches_what_its_role_allows") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::with(Spec { nodes: e2e::Nodes::Docker(1), ..Spec::sim(0) }).await;
+    c.wait_nodes_ready(1, Duration::from_secs(60)).await.unwrap();
+    let admin = Kubectl::ours(&c.kubeconfig());
+    let api = format!("https://127.0.0.1:{}", c.port);
+    let images = std::process::Command::new("docker").args(["image", "inspect", "curl:local"]).output();
+    if !images.is_ok_and(|o| o.status.success()) {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "CI=true but curl:local is missing; ./test.sh builds it"
+        );
+        eprintln!("skipping: no curl:local image (deploy/images/curl.sh builds it)");
+        return;
+    }
+    // The container is on the host's network, so the API is on its loopback; curl checks
+    // the server against the mounted ca.crt.
+    let get = |path: &str, tag: &str| {
+        format!(
+            "echo {tag}=$(curl -s -o /dev/null -w '%{{http_code}}' --cacert $D/ca.crt -H \"Authorization: Bearer $T\" {api}{path}); "
+        )
+    };
+    let script = format!(
+        "D=/var/run/secrets/kubernetes.io/serviceaccount; T=$(cat $D/token); echo NS=$(cat $D/namespace); \
+         grep -q 'BEGIN CERTIFICATE' $D/ca.crt && echo CA=ok; echo TOKEN=$T; {}{}{}sleep 3600",
+        get("/api/v1/namespaces/apps/pods", "LIST"),
+        get("/api/v1/namespaces/default/pods", "OTHER"),
+        get("/api/v1/namespaces/apps/secrets", "SECRETS"),
+    );
+    let manifest = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader", "namespace": "apps"}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "pod-reader", "namespace": "apps"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "reader", "namespace": "apps"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
+            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": "apps"}]},
+    ]});
+    admin.ok(&["apply", "-f", &write(dir.path(), "rbac.json", &manifest.to_string())]);
+    let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "namespace": "apps"},
+        "spec": {"serviceAccountName": "reader", "hostNetwork": true, "containers": [{"name": "c", "image": "curl:local",
+            "imagePullPolicy": "Never", "command": ["sh", "-c", script]}]}});
+    admin.ok(&["create", "-f", &write(dir.path(), "pod.json", &pod.to_string())]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let logs = loop {
+        let out = admin.run(&["logs", "client", "-n", "apps"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("SECRETS=") {
+            break text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client never finished: {text}\n{}",
+            admin.ok(&["describe", "pod", "client", "-n", "apps"])
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    for want in ["NS=apps", "CA=ok", "LIST=200", "OTHER=403", "SECRETS=403"] {
+        assert!(logs.lines().any(|l| l == want), "{want} in:\n{logs}");
+    }
+    let token = logs.lines().find_map(|l| l.strip_prefix("TOKEN=")).unwrap().to_owned();
+
+    // TokenReview says whose it is, and that it is bound to the pod.
+    let http = e2e::pki::http_client(&c.url).unwrap();
+    let review = |token: String| {
+        let http = http.clone();
+        let url = format!("{}/apis/authentication.k8s.io/v1/tokenreviews", c.url);
+        async move {
+            let body = serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}});
+            let r = http.post(url).json(&body).send().await.unwrap();
+            assert_eq!(r.status(), 201);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let answer = review(token.clone()).await;
+    assert_eq!(answer["status"]["authenticated"], true, "{answer}");
+    assert_eq!(answer["status"]["user"]["username"], "system:serviceaccount:apps:reader");
+    assert_eq!(
+        answer["status"]["user"]["extra"]["authentication.kubernetes.io/pod-name"],
+        serde_json::json!(["client"])
+    );
+
+    // Stock kubectl create token: a token the API takes; too short a life is refused.
+    if let Some(stock) = Kubectl::stock(&c.kubeconfig(), &dir.path().join("cache")) {
+        let minted = stock.ok(&["create", "token", "reader", "-n", "apps"]).trim().to_owned();
+        let r = https(&c.pki.ca_pem, None)
+            .get(format!("{}/api/v1/namespaces/apps/pods", c.url))
+            .bearer_auth(&minted)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let short =
+            String::from_utf8_lossy(&stock.run(&["create", "token", "reader", "-n", "apps", "--duration=1m"]).stderr)
+                .into_owned();
+        assert!(short.contains("may not specify a duration less than 10 minutes"), "{short}");
+    }
+    let ours = admin.ok(&["create", "token", "reader", "-n", "apps", "--duration=15m"]).trim().to_owned();
+    let r = https(&c.pki.ca_pem, None)
+        .get(format!("{}/api/v1/namespaces/apps/pods", c.url))
+        .bearer_auth(&ours)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "our kubectl's token");
+    // OIDC discovery, for service accounts.
+    let anon = https(&c.pki.ca_pem, None);
+    let discovery =
+        anon.get(format!("{}/.well-known/openid-configuration", c.url)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(discovery.status(), 200);
+    let discovery: Value = discovery.json().await.unwrap();
+    assert_eq!(discovery["jwks_uri"], "https://kubernetes.default.svc.cluster.local/openid/v1/jwks");
+    let jwks: Value =
+        anon.get(format!("{}/openid/v1/jwks", c.url)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(jwks["keys"][0]["alg"], "ES256", "{jwks}");
+
+    // A token of an account that was deleted is refused, with nothing changed.
+    admin.ok(&["delete", "serviceaccount", "reader", "-n", "apps"]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = review(token.clone()).await;
+        if answer["status"]["authenticated"] == false {
+            assert!(answer["status"]["error"].as_str().unwrap_or_default().contains("not found"), "{answer}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the token outlived its account");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = anon.get(format!("{}/api/v1/namespaces/apps/pods", c.url)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+}

@@ -132,6 +132,15 @@ pub fn certs(options: &CertsOptions) -> Result<Report> {
         &Request::client("kube-apiserver-kubelet-client", &["system:masters"]),
         &mut report,
     )?;
+    let (sa_key, sa_pub) = (dir.join("sa.key"), dir.join("sa.pub"));
+    if sa_key.exists() && sa_pub.exists() {
+        report.push("[certs] Using the existing \"sa\" key".into());
+    } else {
+        let (private, public) = pki::signing_key()?;
+        write_private(&sa_key, &private)?;
+        write_public(&sa_pub, &public)?;
+        report.push("[certs] Generating \"sa\" key and public key".into());
+    }
     Ok(report)
 }
 

@@ -9,6 +9,7 @@ pub mod network;
 pub mod node;
 pub mod pod;
 pub mod probe;
+pub mod projected;
 pub mod runtime;
 pub mod server;
 pub mod status;

@@ -330,6 +330,10 @@ impl Worker {
     /// Prepares the pod's volumes on the host and the mounts of one container.
     async fn mounts_of(&self, pod: &Pod, spec: &Spec) -> Result<Vec<Mount>, Waiting> {
         let fail = |message: String| Waiting { reason: "CreateContainerConfigError".into(), message };
+        // Simulated containers have no filesystem to mount into.
+        if self.node.runtime.name() == "sim" {
+            return Ok(Vec::new());
+        }
         let ns = pod.namespace().unwrap_or_default();
         let volumes = pod.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
         let base = self.node.root.join("volumes").join(&self.uid);
@@ -360,9 +364,17 @@ impl Worker {
                     }
                 } else if v.empty_dir.is_some() {
                     BTreeMap::new()
+                } else if let Some(projected) = &v.projected {
+                    // Made once per pod (a container's restart finds it there); the
+                    // tokens in it are kept fresh from then on.
+                    if !dir.join(".projected").exists() {
+                        crate::projected::project(&self.node.client, pod, projected, &dir).await.map_err(fail)?;
+                        let _ = std::fs::write(dir.join(".projected"), b"");
+                    }
+                    BTreeMap::new()
                 } else {
                     return Err(fail(format!(
-                        "volume {:?}: only emptyDir, hostPath, configMap and secret volumes are supported",
+                        "volume {:?}: only emptyDir, hostPath, configMap, secret and projected volumes are supported",
                         v.name
                     )));
                 };

@@ -58,6 +58,7 @@ fn discovery_resource(r: &Resource) -> Value {
                 Sub::Scale => (kind("autoscaling", "v1", "Scale"), json!(["get", "patch", "update"])),
                 Sub::Binding => (kind("", "v1", "Binding"), json!(["create"])),
                 Sub::Log => (kind("", "v1", "Pod"), json!(["get"])),
+                Sub::Token => (kind("authentication.k8s.io", "v1", "TokenRequest"), json!(["create"])),
                 Sub::Status => (kind(&r.group, &r.version, &r.kind), json!(["get", "patch", "update"])),
             };
             json!({"subresource": sub.name(), "responseKind": response, "verbs": verbs})
@@ -201,6 +202,12 @@ fn resource_entries(r: &Resource) -> Vec<Value> {
             }
             Sub::Log => {
                 e["verbs"] = json!(["get"]);
+            }
+            Sub::Token => {
+                e["group"] = json!("authentication.k8s.io");
+                e["version"] = json!("v1");
+                e["kind"] = json!("TokenRequest");
+                e["verbs"] = json!(["create"]);
             }
             Sub::Status => {}
         }
@@ -378,6 +385,7 @@ fn build_openapi_document(registry: &Registry, group: &str, version: &str) -> Va
         for sub in r.subresources.iter() {
             let mut ops = match sub {
                 Sub::Binding => json!({ "post": operation(r, "createBinding", "post", &["dryRun", "fieldManager"]) }),
+                Sub::Token => json!({ "post": operation(r, "createToken", "post", &["dryRun", "fieldManager"]) }),
                 Sub::Log => {
                     json!({ "get": operation(r, "readLog", "get", &["container", "follow", "previous", "tailLines", "timestamps"]) })
                 }

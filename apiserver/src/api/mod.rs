@@ -32,6 +32,7 @@ mod route;
 mod storage;
 mod subresource;
 mod table;
+mod token;
 mod watch;
 pub mod write;
 
@@ -66,6 +67,10 @@ pub struct App {
     pub kubelet: KubeletClient,
     /// Who may do what.
     pub authorizer: Arc<crate::authz::Authorizer>,
+    /// Who a request is from.
+    pub authenticator: Arc<crate::authn::Authenticator>,
+    /// ServiceAccount tokens, when this server issues or honors them.
+    pub tokens: Option<Arc<crate::serviceaccount::Tokens>>,
     /// The in-flight request pools.
     pub inflight: Arc<crate::serve::Inflight>,
     /// Whether storage answered its last check, and if not why (kept current by a

@@ -43,6 +43,24 @@ pub fn create(app: &App, target: &Target, user: &UserInfo, content_type: &str, b
             access(app, &subject, &spec, &kind)?
         }
         "SelfSubjectRulesReview" => rules(app, user, &spec),
+        "TokenReview" => {
+            let audiences: Vec<String> = spec
+                .get("audiences")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default();
+            match app.authenticator.authenticate_token(text(&spec, "/token"), &audiences) {
+                Ok(found) => {
+                    let audiences = if audiences.is_empty() {
+                        app.tokens.as_ref().map(|t| t.audiences().to_vec()).unwrap_or_default()
+                    } else {
+                        audiences
+                    };
+                    json!({"authenticated": true, "user": found, "audiences": audiences})
+                }
+                Err(why) => json!({"authenticated": false, "user": {}, "error": why}),
+            }
+        }
         other => return Err(ApiError::internal(format!("no answer for the review kind {other}"))),
     };
     obj["status"] = status;

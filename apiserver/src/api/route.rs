@@ -205,7 +205,16 @@ pub async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Re
                 name: attributes.name.clone(),
             },
         );
-        let call = Call { method: &parts.method, headers: &parts.headers, verb, admit };
+        let mutate = (verb == "CREATE"
+            && target.sub.is_none()
+            && target.resource.group.is_empty()
+            && &*target.resource.resource == "pods")
+            .then(|| app.tokens.clone().filter(|t| t.issues()))
+            .flatten()
+            .map(|tokens| -> write::Mutate {
+                Arc::new(move |pod: &mut serde_json::Value| tokens.mount_credentials(pod))
+            });
+        let call = Call { method: &parts.method, headers: &parts.headers, verb, admit, mutate };
         handle(&app, call, target.clone(), params, body).await.unwrap_or_else(|e| e.into_response())
     };
     let info = request_info(&parts.method, &parts.headers, &target, verb, dry_run);
@@ -298,10 +307,11 @@ struct Call<'a> {
     headers: &'a HeaderMap,
     verb: &'static str,
     admit: Option<write::Admit>,
+    mutate: Option<write::Mutate>,
 }
 
 async fn handle(app: &Arc<App>, call: Call<'_>, target: Target, params: Params, body: Body) -> ApiResult<Response> {
-    let Call { method, headers, verb, admit } = call;
+    let Call { method, headers, verb, admit, mutate } = call;
     let ct = content_type(headers);
     // `kubectl get` asks for a Table; `includeObject` says what each row carries.
     let table =
@@ -314,16 +324,17 @@ async fn handle(app: &Arc<App>, call: Call<'_>, target: Target, params: Params, 
         ("GET", Some(Sub::Scale)) => subresource::get_scale(app, &target).await,
         ("GET", Some(Sub::Log)) => subresource::logs(app, &target, &params).await,
         ("CREATE", None) if target.name.is_none() => {
-            let writer = write::Writer::of(&params, headers)?.with_admission(admit);
+            let writer = write::Writer::of(&params, headers)?.with_admission(admit, mutate.clone());
             write::create(app, &target, &params, &writer, &ct, &read_body(body).await?).await
         }
         ("CREATE", Some(Sub::Binding)) => subresource::bind(app, &target, &ct, &read_body(body).await?).await,
+        ("CREATE", Some(Sub::Token)) => super::token::create(app, &target, &ct, &read_body(body).await?).await,
         ("UPDATE", None | Some(Sub::Status)) => {
-            let writer = write::Writer::of(&params, headers)?.with_admission(admit);
+            let writer = write::Writer::of(&params, headers)?.with_admission(admit, mutate.clone());
             write::update(app, &target, &params, &writer, &ct, &read_body(body).await?).await
         }
         ("PATCH", None | Some(Sub::Status)) => {
-            let writer = write::Writer::of(&params, headers)?.with_admission(admit);
+            let writer = write::Writer::of(&params, headers)?.with_admission(admit, mutate.clone());
             write::patch(app, &target, &params, &writer, &ct, &read_body(body).await?).await
         }
         ("UPDATE", Some(Sub::Scale)) => subresource::update_scale(app, &target, &ct, &read_body(body).await?).await,

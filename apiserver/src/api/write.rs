@@ -21,6 +21,10 @@ use crate::status::{ApiError, ApiResult, Cause};
 /// (NodeRestriction).
 pub type Admit = std::sync::Arc<dyn Fn(Option<&Value>, &Value) -> ApiResult<()> + Send + Sync>;
 
+/// Changes a new object before it is checked and stored (a pod's service account
+/// credentials, say).
+pub type Mutate = std::sync::Arc<dyn Fn(&mut Value) + Send + Sync>;
+
 /// Who is writing, for `managedFields` and admission.
 pub struct Writer {
     /// `fieldManager`, else the product of the user agent (`kubectl` of `kubectl/v1.32.0 ...`).
@@ -31,6 +35,8 @@ pub struct Writer {
     pub named: bool,
     /// Admission of the write's result, when the server checks it.
     pub admit: Option<Admit>,
+    /// Mutating admission of a create.
+    pub mutate: Option<Mutate>,
 }
 
 impl Writer {
@@ -43,19 +49,19 @@ impl Writer {
             Some(m) if m.chars().any(char::is_control) => {
                 Err(ApiError::bad_request("fieldManager: Invalid value: must be printable characters"))
             }
-            Some(m) if !m.is_empty() => Ok(Writer { manager: m.to_owned(), named: true, admit: None }),
+            Some(m) if !m.is_empty() => Ok(Writer { manager: m.to_owned(), named: true, admit: None, mutate: None }),
             _ => {
                 let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
                 let product = agent.split('/').next().unwrap_or_default().trim();
                 let manager = if product.is_empty() { "unknown" } else { product };
-                Ok(Writer { manager: manager.chars().take(128).collect(), named: false, admit: None })
+                Ok(Writer { manager: manager.chars().take(128).collect(), named: false, admit: None, mutate: None })
             }
         }
     }
 
-    /// The same writer, its writes checked by `admit`.
-    pub fn with_admission(self, admit: Option<Admit>) -> Writer {
-        Writer { admit, ..self }
+    /// The same writer, its writes checked by `admit` and its creates changed by `mutate`.
+    pub fn with_admission(self, admit: Option<Admit>, mutate: Option<Mutate>) -> Writer {
+        Writer { admit, mutate, ..self }
     }
 
     /// Runs admission on a write's result.
@@ -221,6 +227,9 @@ pub(super) async fn create_object(
     writer: Option<&Writer>,
 ) -> ApiResult<Value> {
     let resource = &target.resource;
+    if let Some(mutate) = writer.and_then(|w| w.mutate.as_ref()) {
+        mutate(&mut obj);
+    }
     prepare_create(resource, &mut obj)?;
     if let Some(writer) = writer {
         writer.admit(None, &obj)?;

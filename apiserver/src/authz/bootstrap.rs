@@ -99,6 +99,17 @@ pub fn cluster_roles() -> Vec<Value> {
             ],
         ),
         cluster_role(
+            "system:service-account-issuer-discovery",
+            vec![urls(&["/.well-known/openid-configuration", "/openid/v1/jwks"], &["get"])],
+        ),
+        cluster_role(
+            "system:auth-delegator",
+            vec![
+                rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+                rule(&["authorization.k8s.io"], &["subjectaccessreviews"], &["create"]),
+            ],
+        ),
+        cluster_role(
             "system:monitoring",
             vec![urls(
                 &["/healthz", "/healthz/*", "/livez", "/livez/*", "/metrics", "/metrics/slis", "/readyz", "/readyz/*"],
@@ -325,6 +336,11 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         ),
         binding("system:basic-user", "system:basic-user", vec![group("system:authenticated")]),
         binding("system:monitoring", "system:monitoring", vec![group("system:monitoring")]),
+        binding(
+            "system:service-account-issuer-discovery",
+            "system:service-account-issuer-discovery",
+            vec![group("system:serviceaccounts")],
+        ),
         binding("system:kube-scheduler", "system:kube-scheduler", vec![user("system:kube-scheduler")]),
         binding(
             "system:kube-controller-manager",

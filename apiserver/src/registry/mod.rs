@@ -51,6 +51,8 @@ pub enum Sub {
     Binding,
     /// `/log`: a container's log, proxied from the node's kubelet.
     Log,
+    /// `/token`: a ServiceAccount token (a `TokenRequest`).
+    Token,
 }
 
 impl Sub {
@@ -61,6 +63,7 @@ impl Sub {
             Sub::Scale => "scale",
             Sub::Binding => "binding",
             Sub::Log => "log",
+            Sub::Token => "token",
         }
     }
 }

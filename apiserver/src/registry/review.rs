@@ -3,7 +3,7 @@
 //! and `LocalSubjectAccessReview`: may they; `SelfSubjectRulesReview`: what may I). The
 //! answers come from `api::review`.
 
-use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::api::authentication::v1::{SelfSubjectReview, TokenReview};
 use k8s_openapi::api::authorization::v1::{
     LocalSubjectAccessReview, SelfSubjectAccessReview, SelfSubjectRulesReview, SubjectAccessReview,
 };
@@ -27,6 +27,14 @@ pub fn resources() -> Vec<Resource> {
     const AUTHZ: &str = "authorization.k8s.io";
     vec![
         self_subject,
+        cluster(Resource::of::<TokenReview>(
+            "authentication.k8s.io",
+            "v1",
+            "tokenreviews",
+            "tokenreview",
+            "TokenReview",
+            Review,
+        )),
         cluster(Resource::of::<SelfSubjectAccessReview>(
             AUTHZ,
             "v1",

@@ -10,6 +10,7 @@ use super::{Columns, Resource, Strategy, names};
 pub fn resource() -> Resource {
     Resource {
         short_names: names(&["sa"]),
+        subresources: std::borrow::Cow::Borrowed(&[super::Sub::Token]),
         ..Resource::of::<ServiceAccount>("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", Accounts)
     }
 }

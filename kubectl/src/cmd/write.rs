@@ -80,6 +80,63 @@ pub enum CreateWhat {
     Rolebinding(BindingArgs),
     /// Create a cluster role binding for a cluster role.
     Clusterrolebinding(BindingArgs),
+    /// Request a service account token.
+    Token(TokenArgs),
+}
+
+/// `create token SERVICEACCOUNT [--duration=1h] [--audience=A] [--bound-object-kind=Pod
+/// --bound-object-name=NAME]`.
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// The service account.
+    name: String,
+    /// How long the token lives (10m at least): 600s, 10m, 1h.
+    #[arg(long)]
+    duration: Option<String>,
+    /// Audiences of the token (default: the API's).
+    #[arg(long)]
+    audience: Vec<String>,
+    /// The kind the token is bound to: Pod, Secret or Node.
+    #[arg(long, requires = "bound_object_name")]
+    bound_object_kind: Option<String>,
+    /// The name of the object the token is bound to.
+    #[arg(long, requires = "bound_object_kind")]
+    bound_object_name: Option<String>,
+}
+
+fn seconds_of(text: &str) -> Result<i64> {
+    let bad = || {
+        Error::Other(anyhow::anyhow!(
+            "invalid argument {text:?} for \"--duration\" flag: a duration like 10m, 1h or 3600s"
+        ))
+    };
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: i64 = number.parse().map_err(|_| bad())?;
+    Ok(match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(bad()),
+    })
+}
+
+/// Runs `create token`: prints the token.
+pub async fn create_token(ctx: &Ctx, args: &TokenArgs) -> Result<()> {
+    let mut spec = json!({});
+    if let Some(d) = &args.duration {
+        spec["expirationSeconds"] = json!(seconds_of(d)?);
+    }
+    if !args.audience.is_empty() {
+        spec["audiences"] = json!(args.audience);
+    }
+    if let (Some(kind), Some(name)) = (&args.bound_object_kind, &args.bound_object_name) {
+        spec["boundObjectRef"] = json!({"kind": kind, "apiVersion": "v1", "name": name});
+    }
+    let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec});
+    let url = format!("/api/v1/namespaces/{}/serviceaccounts/{}/token", ctx.namespace, args.name);
+    let answer = ctx.post(&url, &body).await?;
+    println!("{}", answer.pointer("/status/token").and_then(Value::as_str).unwrap_or_default());
+    Ok(())
 }
 
 /// `create role|clusterrole NAME --verb=... --resource=...`.
@@ -277,11 +334,15 @@ pub fn generated(what: &CreateWhat, namespace: &str) -> Result<Value> {
         CreateWhat::Clusterrole(args) => role_object("ClusterRole", args, namespace)?,
         CreateWhat::Rolebinding(args) => binding_object("RoleBinding", args, namespace)?,
         CreateWhat::Clusterrolebinding(args) => binding_object("ClusterRoleBinding", args, namespace)?,
+        CreateWhat::Token(_) => return Err(Error::Other(anyhow::anyhow!("a token is requested, not created"))),
     })
 }
 
 /// Runs `create`.
 pub async fn create(ctx: &Ctx, args: CreateArgs) -> Result<()> {
+    if let Some(CreateWhat::Token(token)) = &args.what {
+        return create_token(ctx, token).await;
+    }
     let discovery = Discovery::fetch(ctx).await?;
     let objects: Vec<Value> = match &args.what {
         Some(what) => vec![generated(what, &ctx.namespace)?],

@@ -162,21 +162,56 @@ impl Runtime for Process {
 
     async fn create_container(&self, sandbox: &Sandbox, config: &ContainerConfig) -> Result<String> {
         let mut argv = host_argv(config)?;
-        // A pod of its own network sees its own resolv.conf: the command runs in a mount
-        // namespace of its own where the kubelet's file is bound over the host's.
-        if let (Some(resolv), Some(_)) = (&config.resolv_conf, &sandbox.netns) {
-            let wrap = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c"];
-            let mut wrapped: Vec<String> = wrap.iter().map(|s| (*s).to_owned()).collect();
-            wrapped.push(r#"mount --bind "$0" /etc/resolv.conf && exec "$@""#.into());
-            wrapped.push(resolv.display().to_string());
+        // Processes share the host's filesystem: the only mounts they get are under
+        // /var/run/secrets (a pod's service account credentials), on a /run of their own.
+        if let Some(m) = config.mounts.iter().find(|m| !m.container_path.starts_with("/var/run/secrets/")) {
+            return Err(Error::Unsupported(format!(
+                "container {:?}: the process runtime cannot mount {:?}; use the docker runtime",
+                config.name, m.container_path
+            )));
+        }
+        // A pod of its own network sees its own resolv.conf and credentials: the command
+        // runs in a mount namespace of its own where the kubelet's files are bound in. A
+        // pod on the host's network (the kubelet is not root) runs without them.
+        if sandbox.netns.is_some() && (config.resolv_conf.is_some() || !config.mounts.is_empty()) {
+            // The paths are the script's positional parameters ($1, $2, ...), then the
+            // command's own arguments once they are shifted away.
+            let mut values: Vec<String> = Vec::new();
+            let mut script = String::from("set -e; ");
+            let param = |values: &mut Vec<String>, value: String| {
+                values.push(value);
+                format!("\"${{{}}}\"", values.len())
+            };
+            if let Some(resolv) = &config.resolv_conf {
+                let p = param(&mut values, resolv.display().to_string());
+                script.push_str(&format!("mount --bind {p} /etc/resolv.conf; "));
+            }
+            if !config.mounts.is_empty() {
+                script.push_str("mount -t tmpfs -o mode=755 tmpfs /run; ");
+            }
+            for m in &config.mounts {
+                let host = param(&mut values, m.host_path.display().to_string());
+                let target = param(&mut values, m.container_path.replacen("/var/run/", "/run/", 1));
+                script.push_str(&format!("mkdir -p {target}; mount --bind {host} {target}; "));
+                if m.read_only {
+                    script.push_str(&format!("mount -o remount,bind,ro {target}; "));
+                }
+            }
+            script.push_str(&format!("shift {}; exec \"$@\"", values.len()));
+            let mut wrapped: Vec<String> = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect();
+            wrapped.push(script);
+            wrapped.push("pod".into());
+            wrapped.extend(values);
             wrapped.append(&mut argv);
             argv = wrapped;
-        }
-        if !config.mounts.is_empty() {
-            return Err(Error::Unsupported(format!(
-                "container {:?}: the process runtime cannot mount volumes; use the docker runtime",
-                config.name
-            )));
+        } else if !config.mounts.is_empty() {
+            tracing::warn!(
+                container = config.name,
+                "the pod is on the host's network: its service account credentials are not mounted"
+            );
         }
         let id = format!("{}/{}-{}", sandbox.id, config.name, config.attempt);
         let dir = self.dir(&id)?;
