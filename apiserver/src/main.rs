@@ -24,16 +24,8 @@ struct Args {
     /// Port to listen on.
     #[arg(long, visible_alias = "secure-port", default_value_t = 6443)]
     port: u16,
-    /// The serving certificate (PEM, with its intermediates). `kubeadm init phase certs`
-    /// makes one.
-    #[arg(long, requires = "tls_private_key_file")]
-    tls_cert_file: Option<PathBuf>,
-    /// The serving certificate's private key.
-    #[arg(long, requires = "tls_cert_file")]
-    tls_private_key_file: Option<PathBuf>,
-    /// Client certificates signed by this CA authenticate as their CN (user) and O (groups).
-    #[arg(long, requires = "tls_cert_file")]
-    client_ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    serving: component_base::flags::ServingFlags,
     /// Bearer tokens: one `token,user,uid[,"group1,group2"]` per line.
     #[arg(long, requires = "tls_cert_file")]
     token_auth_file: Option<PathBuf>,
@@ -127,9 +119,8 @@ async fn main() -> anyhow::Result<()> {
     // recover from, as a full disk is, not a signal that kills the server.
     let _file_size_limit =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(25)).context("handling SIGXFSZ")?;
-    let (tls, authentication) = match (&args.tls_cert_file, &args.tls_private_key_file) {
-        (Some(cert), Some(key)) => {
-            let serving = component_base::tls::Serving::from_files(cert, key, args.client_ca_file.as_deref())?;
+    let (tls, authentication) = match args.serving.serving()? {
+        Some(serving) => {
             let tokens = match &args.token_auth_file {
                 Some(path) => apiserver::authn::Authenticator::read_token_file(path)?,
                 None => Default::default(),

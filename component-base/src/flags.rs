@@ -31,6 +31,34 @@ impl ClientFlags {
     }
 }
 
+/// `--tls-cert-file`, `--tls-private-key-file` and `--client-ca-file`: how a component
+/// serves TLS, and whose client certificates it accepts.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ServingFlags {
+    /// The serving certificate (PEM, with its intermediates); `kubeadm init phase certs`
+    /// and `kubeadm init phase node` make them.
+    #[arg(long, requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The serving certificate's private key.
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// Client certificates signed by this CA authenticate as their CN (user) and O (groups).
+    #[arg(long, requires = "tls_cert_file")]
+    pub client_ca_file: Option<PathBuf>,
+}
+
+impl ServingFlags {
+    /// The serving identity, or `None` when no certificate was given.
+    pub fn serving(&self) -> anyhow::Result<Option<crate::tls::Serving>> {
+        match (&self.tls_cert_file, &self.tls_private_key_file) {
+            (Some(cert), Some(key)) => {
+                Ok(Some(crate::tls::Serving::from_files(cert, key, self.client_ca_file.as_deref())?))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
 /// `--leader-elect*`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct LeaderElectionFlags {

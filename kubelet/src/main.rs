@@ -57,17 +57,11 @@ struct Args {
     /// Port of the log, health and metrics endpoint.
     #[arg(long, default_value_t = 10250)]
     port: u16,
-    /// The endpoint's serving certificate (`kubeadm init phase node` makes one); without
-    /// it the endpoint serves plain HTTP to anyone, and a warning is logged.
-    #[arg(long, requires = "tls_private_key_file")]
-    tls_cert_file: Option<PathBuf>,
-    /// Its private key.
-    #[arg(long, requires = "tls_cert_file")]
-    tls_private_key_file: Option<PathBuf>,
-    /// Only clients with a certificate this CA signed (the apiserver's) are answered;
-    /// others get 401.
-    #[arg(long, requires = "tls_cert_file")]
-    client_ca_file: Option<PathBuf>,
+    /// The endpoint's TLS (without a certificate it serves plain HTTP to anyone, and a
+    /// warning is logged); with a client CA only its certificates (the apiserver's) are
+    /// answered, others get 401.
+    #[command(flatten)]
+    serving: component_base::flags::ServingFlags,
     /// Labels to add to the node (k=v,k2=v2).
     #[arg(long, default_value = "")]
     node_labels: String,
@@ -228,15 +222,10 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(runtime = ?kind, nodes = nodes.len(), "kubelet starting");
     let _tasks = kubelet::start_all(nodes.clone());
     let addr = SocketAddr::new(args.address, args.port);
-    let tls = match (&args.tls_cert_file, &args.tls_private_key_file) {
-        (Some(cert), Some(key)) => {
-            Some(component_base::tls::Serving::from_files(cert, key, args.client_ca_file.as_deref())?)
-        }
-        _ => {
-            tracing::warn!(%addr, "no --tls-cert-file: the log and metrics endpoint serves plain HTTP to anyone");
-            None
-        }
-    };
+    let tls = args.serving.serving()?;
+    if tls.is_none() {
+        tracing::warn!(%addr, "no --tls-cert-file: the log and metrics endpoint serves plain HTTP to anyone");
+    }
     tokio::select! {
         r = kubelet::server::serve(addr, nodes, metrics, tls) => r.with_context(|| format!("serving on {addr}")),
         _ = component_base::shutdown_signal() => Ok(()),
