@@ -245,6 +245,9 @@ pub struct WatchCache {
     /// The last snapshot handed to watches, while any of them still sends it.
     snapshot: Mutex<Option<(i64, Weak<Snapshot>)>>,
     ready: tokio::sync::watch::Sender<bool>,
+    /// Why the last fill failed, when a stored value cannot be read (an encryption key
+    /// that is not configured): a server that starts waits for this or for `ready`.
+    unreadable: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl WatchCache {
@@ -267,6 +270,7 @@ impl WatchCache {
             }),
             snapshot: Mutex::new(None),
             ready: tokio::sync::watch::channel(false).0,
+            unreadable: tokio::sync::watch::channel(None).0,
         })
     }
 
@@ -275,6 +279,9 @@ impl WatchCache {
     pub async fn run(self: Arc<Self>, store: Arc<dyn Store>) {
         loop {
             if let Err(e) = self.sync(store.as_ref()).await {
+                if let store::Error::Unreadable(why) = &e {
+                    self.unreadable.send_replace(Some(why.clone()));
+                }
                 tracing::warn!(prefix = %self.prefix, error = %e, "watch cache lost its storage watch; listing again");
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -383,6 +390,18 @@ impl WatchCache {
     pub async fn wait_ready(&self) {
         let mut rx = self.ready.subscribe();
         let _ = rx.wait_for(|ready| *ready).await;
+    }
+
+    /// Waits for the first fill; an error says which stored value could not be read.
+    pub async fn first_fill(&self) -> Result<(), String> {
+        let mut ready = self.ready.subscribe();
+        let mut unreadable = self.unreadable.subscribe();
+        tokio::select! {
+            _ = ready.wait_for(|ready| *ready) => Ok(()),
+            why = unreadable.wait_for(Option::is_some) => {
+                Err(why.ok().and_then(|w| w.clone()).unwrap_or_default())
+            }
+        }
     }
 
     /// The object under `key`, if the cache holds it.

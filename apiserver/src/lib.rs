@@ -13,6 +13,7 @@ pub mod cache;
 pub mod convert;
 pub mod decode;
 pub mod defaults;
+pub mod encryption;
 pub mod limits;
 pub mod managed;
 pub mod meta;

@@ -52,6 +52,10 @@ struct Args {
     /// anything. For tests on loopback only; a warning is logged.
     #[arg(long, conflicts_with = "tls_cert_file")]
     insecure_serving: bool,
+    /// Which resources are encrypted in storage, and with which keys: upstream's
+    /// `EncryptionConfiguration` (aescbc, aesgcm, secretbox, identity).
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
     /// The client certificate the apiserver presents to kubelets (logs, exec).
     #[arg(long, requires = "kubelet_client_key")]
     kubelet_client_certificate: Option<PathBuf>,
@@ -153,7 +157,15 @@ async fn main() -> anyhow::Result<()> {
         signing_key_file: args.service_account_signing_key_file.clone(),
         key_files: args.service_account_key_file.clone(),
     });
+    let encryption = match &args.encryption_provider_config {
+        Some(path) => Some(std::sync::Arc::new(
+            apiserver::encryption::Encryption::load(path)
+                .map_err(|e| anyhow::anyhow!("--encryption-provider-config {e}"))?,
+        )),
+        None => None,
+    };
     let config = apiserver::Config {
+        encryption,
         service_account_tokens,
         authorization,
         tls,

@@ -25,6 +25,7 @@ use crate::metrics::{Metrics, ResourceLabel};
 use crate::registry::{self, Registry, Resource, SelectableField};
 use crate::status::ApiError;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::encrypted::Encrypted;
 use crate::store::etcd::EtcdStore;
 use crate::store::metered::Metered;
 use crate::store::prefixed::Prefixed;
@@ -39,6 +40,9 @@ pub enum Error {
     /// Storage could not be opened or reached.
     #[error("opening storage: {0}")]
     Storage(#[from] store::Error),
+    /// A stored object cannot be decrypted with the encryption configuration given.
+    #[error("{0}; give --encryption-provider-config a provider with the key it was written with")]
+    Unreadable(String),
     /// The listen address could not be bound.
     #[error("listening on {addr}: {source}")]
     Listen {
@@ -86,6 +90,8 @@ pub struct Config {
     pub authorization: AuthorizationMode,
     /// ServiceAccount tokens' keys, issuer and audiences; `None`: none are issued or honored.
     pub service_account_tokens: Option<crate::serviceaccount::TokenConfig>,
+    /// What is encrypted in storage (`--encryption-provider-config`); `None`: nothing.
+    pub encryption: Option<Arc<crate::encryption::Encryption>>,
 }
 
 /// `--authorization-mode`.
@@ -116,6 +122,7 @@ impl Default for Config {
             kubelet_client: api::KubeletClient::default(),
             authorization: AuthorizationMode::AlwaysAllow,
             service_account_tokens: None,
+            encryption: None,
         }
     }
 }
@@ -149,18 +156,22 @@ impl Drop for Server {
     }
 }
 
-/// Opens the storage the config names.
+/// Opens the storage the config names, encrypting what it says to.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, Error> {
-    if config.etcd_servers.is_empty() {
-        Ok(Arc::new(EmbeddedStore::open(&config.data_dir)?))
+    let store: Arc<dyn Store> = if config.etcd_servers.is_empty() {
+        Arc::new(EmbeddedStore::open(&config.data_dir)?)
     } else {
         let etcd: Arc<dyn Store> = Arc::new(EtcdStore::connect(&config.etcd_servers).await?);
         if config.etcd_prefix.trim_end_matches('/').is_empty() {
-            Ok(etcd)
+            etcd
         } else {
-            Ok(Arc::new(Prefixed::new(etcd, &config.etcd_prefix)))
+            Arc::new(Prefixed::new(etcd, &config.etcd_prefix))
         }
-    }
+    };
+    Ok(match &config.encryption {
+        Some(encryption) => Arc::new(Encrypted::new(store, encryption.clone())),
+        None => store,
+    })
 }
 
 /// The selectable fields of every resource stored under `storage`.
@@ -220,7 +231,12 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         caches.insert(r.storage.to_string(), cache);
     }
     for cache in caches.values() {
-        cache.wait_ready().await;
+        if let Err(why) = cache.first_fill().await {
+            for t in &tasks {
+                t.abort();
+            }
+            return Err(Error::Unreadable(why));
+        }
     }
     let (health_tx, storage_health) = tokio::sync::watch::channel(Ok(()));
     let inflight = Arc::new(crate::serve::Inflight::new(&config.limits, metrics.clone()));
@@ -275,6 +291,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         authenticator: authenticator.clone(),
         tokens,
         storage_health,
+        encryption: config.encryption.clone(),
     });
     tasks.push(tokio::spawn(check_storage(store.clone(), health_tx)));
     for ns in registry::SYSTEM_NAMESPACES {
@@ -320,6 +337,12 @@ pub fn router(app: Arc<App>, authentication: Arc<crate::authn::Authenticator>) -
         .route("/metrics", get(metrics))
         .route("/.well-known/openid-configuration", get(openid_configuration))
         .route("/openid/v1/jwks", get(jwks))
+        .route(
+            "/openapi/v2",
+            get(|State(app): State<Arc<App>>, headers: axum::http::HeaderMap| async move {
+                api::openapi_v2::serve(&app.registry, &headers)
+            }),
+        )
         .route("/openapi/v3", get(|State(app): State<Arc<App>>| async move { discovery::openapi_root(&app.registry) }))
         .route(
             "/openapi/v3/{*path}",

@@ -583,6 +583,15 @@ impl Cluster {
         if let Some(mut a) = self.apiserver.take() {
             a.kill();
         }
+        let a = self.apiserver_args();
+        let log = self.log("apiserver");
+        let p = Process::spawn("kube-apiserver", &a, &log).expect("apiserver");
+        wait_healthy(&self.url, Duration::from_secs(30)).await.expect("apiserver healthy");
+        self.apiserver = Some(p);
+    }
+
+    /// The apiserver's flags: its port, certificates, storage and the spec's extras.
+    pub fn apiserver_args(&self) -> Vec<String> {
         let mut a = args(&["--port", &self.port.to_string()]);
         a.extend(self.pki.apiserver_args());
         a.extend(self.spec.apiserver_args.iter().cloned());
@@ -592,10 +601,7 @@ impl Cluster {
             }
             None => a.extend(args(&["--data-dir", &self.dir.path().join("data").display().to_string()])),
         }
-        let log = self.log("apiserver");
-        let p = Process::spawn("kube-apiserver", &a, &log).expect("apiserver");
-        wait_healthy(&self.url, Duration::from_secs(30)).await.expect("apiserver healthy");
-        self.apiserver = Some(p);
+        a
     }
 
     /// `kill -9` of the private etcd, and a new one on the same ports and data after

@@ -420,3 +420,79 @@ async fn a_pods_service_account_token_reaches_what_its_role_allows() {
     let r = anon.get(format!("{}/api/v1/namespaces/apps/pods", c.url)).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// Every value in the cluster's etcd, as `etcdctl get --prefix ''` shows them.
+async fn etcd_dump(c: &Cluster) -> Vec<(String, Vec<u8>)> {
+    let (_, port, _) = c.etcd.as_ref().expect("the cluster has an etcd");
+    let mut etcd = etcd_client::Client::connect([format!("http://127.0.0.1:{port}")], None).await.unwrap();
+    let all = etcd.get(vec![0u8], Some(etcd_client::GetOptions::new().with_from_key())).await.unwrap();
+    all.kvs().iter().map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.value().to_vec())).collect()
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// With `--encryption-provider-config`, etcd holds Secrets only as ciphertext under
+/// upstream's prefix while kubectl reads them as ever; a new key listed first and the
+/// objects re-saved (`get -o json | replace`) moves every Secret to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_encrypted_at_rest() {
+    if !e2e::etcd_installed("secrets_are_encrypted_at_rest") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = |keys: &str| {
+        format!(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - aescbc:\n      keys:\n{keys}  - identity: {{}}\n"
+        )
+    };
+    let old = "      - {name: key1, secret: c2VjcmV0IGlzIHNlY3VyZSwgaSB0aGluayBzby4uLi4=}\n";
+    let new = "      - {name: key2, secret: YW5vdGhlciBzZWNyZXQga2V5IG9mIDMyIGJ5dGVzLi4=}\n";
+    let path = write(dir.path(), "encryption.yaml", &config(old));
+    let spec =
+        Spec { etcd: true, apiserver_args: vec!["--encryption-provider-config".into(), path.clone()], ..Spec::sim(0) };
+    let mut c = Cluster::with(spec).await;
+    let k = Kubectl::stock(&c.kubeconfig(), dir.path()).unwrap_or_else(|| Kubectl::ours(&c.kubeconfig()));
+    k.ok(&["create", "secret", "generic", "db", "--from-literal=password=hunter2"]);
+    k.ok(&["create", "configmap", "settings", "--from-literal=colour=plaintext-blue"]);
+
+    let dump = etcd_dump(&c).await;
+    let secret = dump.iter().find(|(key, _)| key.ends_with("/secrets/default/db")).expect("the secret is in etcd");
+    assert!(secret.1.starts_with(b"k8s:enc:aescbc:v1:key1:"), "{:?}", String::from_utf8_lossy(&secret.1));
+    for (key, value) in &dump {
+        assert!(!contains(value, "hunter2") && !contains(value, "aHVudGVyMg=="), "{key} holds the secret in plaintext");
+    }
+    let cm = dump.iter().find(|(key, _)| key.ends_with("/configmaps/default/settings")).expect("the configmap");
+    assert!(contains(&cm.1, "plaintext-blue"), "configmaps are not named in the configuration: stored as they are");
+    assert_eq!(k.ok(&["get", "secret", "db", "-o", "jsonpath={.data.password}"]), "aHVudGVyMg==");
+
+    // Rotation: the new key first, the old one still read; re-saving moves everything.
+    std::fs::write(&path, config(&format!("{new}{old}"))).unwrap();
+    c.restart_apiserver().await;
+    assert_eq!(k.ok(&["get", "secret", "db", "-o", "jsonpath={.data.password}"]), "aHVudGVyMg==");
+    let all = k.ok(&["get", "secrets", "-A", "-o", "json"]);
+    let all_path = write(dir.path(), "all.json", &all);
+    k.ok(&["replace", "-f", &all_path]);
+    let dump = etcd_dump(&c).await;
+    let secret = dump.iter().find(|(key, _)| key.ends_with("/secrets/default/db")).expect("the secret is in etcd");
+    assert!(secret.1.starts_with(b"k8s:enc:aescbc:v1:key2:"), "{:?}", String::from_utf8_lossy(&secret.1));
+
+    // Without the key, the server refuses to start and names what it cannot read;
+    // nothing stored is touched, and with the key back it serves again.
+    std::fs::write(&path, config(new).replace("key2", "key3").replace("YW5v", "QW5v")).unwrap();
+    if let Some(mut a) = c.apiserver.take() {
+        a.kill();
+    }
+    let out = std::process::Command::new(e2e::binary("kube-apiserver")).args(c.apiserver_args()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("no provider of the encryption configuration reads /registry/secrets/default/db: it is encrypted as \"k8s:enc:aescbc:v1:key2\""),
+        "{err}"
+    );
+    assert!(etcd_dump(&c).await.iter().any(|(key, v)| key.ends_with("/secrets/default/db") && v == &secret.1));
+    std::fs::write(&path, config(new)).unwrap();
+    c.restart_apiserver().await;
+    assert_eq!(k.ok(&["get", "secret", "db", "-o", "jsonpath={.data.password}"]), "aHVudGVyMg==");
+}

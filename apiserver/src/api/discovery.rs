@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::value_response;
-use crate::registry::{OpenApiDocuments, Registry, Resource, Schema, Sub};
+use crate::registry::{Registry, Resource, Schema, Sub};
 use crate::status::{ApiError, ApiResult};
 
 /// The Kubernetes version this apiserver speaks.
@@ -262,7 +262,7 @@ pub fn openapi_root(registry: &Registry) -> Response {
     let docs = documents(registry);
     for (g, v) in registry.group_versions() {
         let path = gv_path(&g, &v);
-        let hash = docs.get(&(g, v)).map(|(_, h)| h.clone()).unwrap_or_default();
+        let hash = docs.v3.get(&(g, v)).map(|(_, h)| h.clone()).unwrap_or_default();
         paths.insert(path.clone(), json!({ "serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}") }));
     }
     value_response(StatusCode::OK, &json!({ "paths": paths }), &[])
@@ -287,7 +287,7 @@ fn operation(r: &Resource, verb: &str, action: &str, params: &[&str]) -> Value {
 
 /// The documents, built once per state of the registry (they take a while: every type's
 /// schema).
-fn documents(registry: &Registry) -> Arc<OpenApiDocuments> {
+pub(super) fn documents(registry: &Registry) -> Arc<crate::registry::OpenApi> {
     registry.cached_openapi(|| {
         registry
             .group_versions()
@@ -417,7 +417,7 @@ pub fn openapi_group_version(registry: &Registry, path: &str) -> Response {
         _ => None,
     };
     let docs = documents(registry);
-    match gv.and_then(|(g, v)| docs.get(&(g.to_owned(), v.to_owned()))) {
+    match gv.and_then(|(g, v)| docs.v3.get(&(g.to_owned(), v.to_owned()))) {
         Some((doc, _)) => value_response(StatusCode::OK, doc, &[]),
         None => ApiError::no_route(&format!("/openapi/v3/{path}")).into_response(),
     }

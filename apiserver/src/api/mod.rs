@@ -24,6 +24,7 @@ mod delete;
 pub mod discovery;
 mod kubelet;
 mod namespaces;
+pub mod openapi_v2;
 pub mod origin;
 mod policy;
 mod read;
@@ -76,6 +77,9 @@ pub struct App {
     /// Whether storage answered its last check, and if not why (kept current by a
     /// background check, so that `/readyz` answers at once however loaded the server is).
     pub storage_health: tokio::sync::watch::Receiver<Result<(), String>>,
+    /// What is encrypted in storage: an update of an object stored under an older key is
+    /// written even when nothing changed, so re-saving everything rotates the key.
+    pub encryption: Option<Arc<crate::encryption::Encryption>>,
 }
 
 impl App {
@@ -156,7 +160,7 @@ impl Target {
                 err
             }
             e @ store::Error::TooLarge(_) => ApiError::too_large(e.to_string()),
-            store::Error::Backend(msg) => ApiError::internal(msg),
+            store::Error::Backend(msg) | store::Error::Unreadable(msg) => ApiError::internal(msg),
         }
     }
 }

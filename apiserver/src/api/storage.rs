@@ -96,13 +96,16 @@ pub async fn guaranteed_update(
         let old = if allocates { Some(current.clone()) } else { None };
         let pools = StoreAllocator::new(app, dry_run);
         match change(current)? {
-            Change::Unchanged(v) => return Ok(v),
+            // Unchanged but stored under an older encryption key: written, under the new one.
+            Change::Unchanged(v) if dry_run || !app.encryption.as_ref().is_some_and(|e| e.is_stale(&key)) => {
+                return Ok(v);
+            }
             Change::Write(mut v) if dry_run => {
                 crate::meta::set_resource_version(&mut v, revision);
                 return Ok(v);
             }
             Change::Remove(v) if dry_run => return Ok(v),
-            Change::Write(mut v) => {
+            Change::Unchanged(mut v) | Change::Write(mut v) => {
                 if allocates {
                     strategy.allocate(&pools, &mut v, old.as_ref()).await?;
                 }

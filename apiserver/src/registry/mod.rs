@@ -310,13 +310,22 @@ pub fn builtins() -> Vec<Resource> {
 /// Each group-version's OpenAPI v3 document and its hash.
 pub type OpenApiDocuments = std::collections::HashMap<(String, String), (Value, String)>;
 
+/// The OpenAPI documents of one state of the rows: v3 per group-version, and the v2
+/// document made from them when first asked for.
+pub struct OpenApi {
+    /// `/openapi/v3/...`.
+    pub v3: OpenApiDocuments,
+    /// `/openapi/v2`.
+    pub v2: std::sync::OnceLock<Arc<Value>>,
+}
+
 /// The rows a server serves. Reads take a snapshot (an `Arc` of the list), so a kind that
 /// joins or leaves never blocks or tears a request that is under way.
 pub struct Registry {
     rows: RwLock<Arc<Vec<Arc<Resource>>>>,
     /// The OpenAPI documents of the rows as they are, built on first use, and the state of
     /// the rows they were built from (bumped by every change to the rows).
-    openapi: RwLock<(u64, Option<Arc<OpenApiDocuments>>)>,
+    openapi: RwLock<(u64, Option<Arc<OpenApi>>)>,
 }
 
 impl Default for Registry {
@@ -362,7 +371,7 @@ impl Registry {
     }
 
     /// The OpenAPI documents, built by `build` when the rows changed since the last call.
-    pub fn cached_openapi(&self, build: impl FnOnce() -> OpenApiDocuments) -> Arc<OpenApiDocuments> {
+    pub fn cached_openapi(&self, build: impl FnOnce() -> OpenApiDocuments) -> Arc<OpenApi> {
         let generation = {
             let cached = self.openapi.read();
             if let Some(docs) = &cached.1 {
@@ -370,7 +379,7 @@ impl Registry {
             }
             cached.0
         };
-        let docs = Arc::new(build());
+        let docs = Arc::new(OpenApi { v3: build(), v2: Default::default() });
         let mut cached = self.openapi.write();
         // Rows that changed while this build ran make it stale: answer with it, keep none.
         if cached.0 == generation {

@@ -24,29 +24,9 @@ impl Metered {
     async fn timed<T>(&self, op: &str, key: &str, fut: impl std::future::Future<Output = T>) -> T {
         let start = Instant::now();
         let out = fut.await;
-        self.metrics.observe_storage(op, &kind_of(key), start.elapsed());
+        self.metrics.observe_storage(op, &super::resource_of(key), start.elapsed());
         out
     }
-}
-
-/// The resource a storage key belongs to, as upstream's `type` label names it (`pods`,
-/// `deployments.apps`); empty for calls that name no key.
-fn kind_of(key: &str) -> String {
-    let Some(rest) = key.strip_prefix("/registry/") else {
-        return String::new();
-    };
-    let mut segments = rest.split('/');
-    let first = segments.next().unwrap_or_default();
-    // A group's resources are stored under `{group}/{plural}` (custom resources, CRDs).
-    if first.contains('.') {
-        let plural = segments.next().unwrap_or_default();
-        return format!("{plural}.{first}");
-    }
-    let storage = first;
-    static BUILT_IN: std::sync::OnceLock<std::collections::HashMap<String, String>> = std::sync::OnceLock::new();
-    let labels = BUILT_IN
-        .get_or_init(|| crate::registry::builtins().iter().map(|r| (r.storage.to_string(), r.qualified())).collect());
-    labels.get(storage).cloned().unwrap_or_else(|| storage.to_owned())
 }
 
 #[async_trait]

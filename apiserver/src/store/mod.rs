@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub mod embedded;
+pub mod encrypted;
 pub mod etcd;
 pub mod metered;
 pub mod prefixed;
@@ -72,6 +73,10 @@ pub enum Error {
     /// The backend refuses a value this large (etcd's `--max-request-bytes`).
     #[error("the storage refuses a value this large: {0}")]
     TooLarge(String),
+    /// A stored value cannot be decrypted: no provider of the encryption configuration
+    /// reads it, or it was altered.
+    #[error("{0}")]
+    Unreadable(String),
     /// The backend failed (I/O, connection, corruption).
     #[error("storage backend: {0}")]
     Backend(String),
@@ -196,4 +201,24 @@ pub fn prefix_end(prefix: &str) -> Vec<u8> {
     }
     // An empty prefix (or all 0xff) means "to the end of the keyspace": etcd spells it "\0".
     vec![0]
+}
+
+/// The resource a storage key belongs to, as upstream names it (`pods`, `deployments.apps`)
+/// in the metrics' `type` label and in an encryption configuration; empty for no key.
+pub fn resource_of(key: &str) -> String {
+    let Some(rest) = key.strip_prefix("/registry/") else {
+        return String::new();
+    };
+    let mut segments = rest.split('/');
+    let first = segments.next().unwrap_or_default();
+    // A group's resources are stored under `{group}/{plural}` (custom resources, CRDs).
+    if first.contains('.') {
+        let plural = segments.next().unwrap_or_default();
+        return format!("{plural}.{first}");
+    }
+    let storage = first;
+    static BUILT_IN: std::sync::OnceLock<std::collections::HashMap<String, String>> = std::sync::OnceLock::new();
+    let labels = BUILT_IN
+        .get_or_init(|| crate::registry::builtins().iter().map(|r| (r.storage.to_string(), r.qualified())).collect());
+    labels.get(storage).cloned().unwrap_or_else(|| storage.to_owned())
 }
