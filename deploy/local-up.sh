@@ -276,7 +276,8 @@ args=(--port "$port" --data-dir "$dir/apiserver"
   --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" --client-ca-file "$pki/ca.crt"
   --kubelet-certificate-authority "$pki/ca.crt"
   --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" --kubelet-client-key "$pki/apiserver-kubelet-client.key"
-  --service-account-signing-key-file "$pki/sa.key" --service-account-key-file "$pki/sa.pub")
+  --service-account-signing-key-file "$pki/sa.key" --service-account-key-file "$pki/sa.pub"
+  --enable-bootstrap-token-auth)
 if [ "$store" = etcd ]; then
   say "starting etcd (logs: $dir/logs/etcd.log)"
   etcd --name local --data-dir "$dir/etcd" \
@@ -297,13 +298,16 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 
+say "letting nodes join with bootstrap tokens"
+./target/release/kubeadm init phase bootstrap-token --kubeconfig "$dir/admin.conf" | sed 's/^/  /'
+
 say "starting kube-scheduler (logs: $dir/logs/kube-scheduler.log)"
 ./target/release/kube-scheduler --kubeconfig "$dir/scheduler.conf" --secure-port 0 >"$dir/logs/kube-scheduler.log" 2>&1 9>&- &
 pids+=($!)
 
 say "starting kube-controller-manager (logs: $dir/logs/kube-controller-manager.log)"
 ./target/release/kube-controller-manager --kubeconfig "$dir/controller-manager.conf" --secure-port 0 \
-  --root-ca-file "$pki/ca.crt" >"$dir/logs/kube-controller-manager.log" 2>&1 9>&- &
+  --root-ca-file "$pki/ca.crt" --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" >"$dir/logs/kube-controller-manager.log" 2>&1 9>&- &
 pids+=($!)
 
 host=$(hostname | tr '[:upper:]' '[:lower:]')
@@ -386,6 +390,8 @@ echo "cluster ready ($runtime runtime, $store store, $nodes node(s))"
 echo "  export KUBECONFIG=$dir/kubeconfig PATH=$PWD/target/release:\$PATH   # our kubectl; the stock one works too"
 echo "  kubectl get nodes"
 echo "  kubectl run web --image=busybox:local --replicas=3 --wait -- sh -c 'echo hello from \$(hostname); sleep 3600'"
+echo "Another node joins with (a token valid 24 h; from another host, this API server must be reachable there):"
+echo "  $(./target/release/kubeadm token create --print-join-command --description 'printed by local-up' --kubeconfig "$dir/admin.conf")"
 echo "Ctrl-C stops it."
 wait -n "${pids[@]}" || true
 echo "local-up: a component exited; see $dir/logs" >&2

@@ -44,7 +44,8 @@ pub const AUTHENTICATED: &str = "system:authenticated";
 pub const MASTERS: &str = "system:masters";
 
 impl UserInfo {
-    fn authenticated(username: String, uid: String, mut groups: Vec<String>) -> UserInfo {
+    /// A user an authenticator vouched for: in `system:authenticated` too.
+    pub fn authenticated(username: String, uid: String, mut groups: Vec<String>) -> UserInfo {
         if !groups.iter().any(|g| g == AUTHENTICATED) {
             groups.push(AUTHENTICATED.to_owned());
         }
@@ -75,6 +76,11 @@ pub struct Authenticator {
     pub tokens: HashMap<String, UserInfo>,
     /// ServiceAccount tokens, when the server has their keys.
     pub service_accounts: Option<Arc<crate::serviceaccount::Tokens>>,
+    /// Bootstrap tokens (`--enable-bootstrap-token-auth`): set once the secrets' cache is
+    /// filled, when enabled.
+    pub bootstrap_tokens: Option<Arc<crate::bootstrap_token::BootstrapTokens>>,
+    /// Whether bootstrap tokens are honored.
+    pub enable_bootstrap_tokens: bool,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -83,6 +89,7 @@ impl std::fmt::Debug for Authenticator {
             .field("insecure", &self.insecure)
             .field("tokens", &self.tokens.len())
             .field("service_accounts", &self.service_accounts.is_some())
+            .field("bootstrap_tokens", &self.enable_bootstrap_tokens)
             .finish()
     }
 }
@@ -97,6 +104,11 @@ impl Authenticator {
     pub fn authenticate_token(&self, token: &str, audiences: &[String]) -> Result<UserInfo, String> {
         if let Some(user) = self.tokens.get(token) {
             return Ok(user.clone());
+        }
+        if let Some(bootstrap) = &self.bootstrap_tokens
+            && crate::bootstrap_token::BootstrapTokens::looks_like(token)
+        {
+            return bootstrap.authenticate(token);
         }
         match &self.service_accounts {
             Some(sa) if crate::serviceaccount::Tokens::looks_like_jwt(token) => {
@@ -188,10 +200,13 @@ fn split_csv(line: &str) -> Vec<String> {
     fields.into_iter().map(|f| f.trim().to_owned()).collect()
 }
 
-/// The paths an anonymous request may read, as upstream's `system:public-info-viewer`.
+/// The paths an anonymous request may read: upstream's `system:public-info-viewer` ones,
+/// and the `cluster-info` a joining node starts from (what it may do there RBAC decides,
+/// as for everyone).
 fn public(path: &str) -> bool {
     let base = path.split('/').nth(1).unwrap_or_default();
     matches!(base, "healthz" | "livez" | "readyz" | "version")
+        || path == "/api/v1/namespaces/kube-public/configmaps/cluster-info"
 }
 
 /// The middleware: the request's user in its extensions, or 401.

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod authn;
 pub mod authz;
+pub mod bootstrap_token;
 pub mod cache;
 pub mod convert;
 pub mod decode;

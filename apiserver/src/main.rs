@@ -52,6 +52,10 @@ struct Args {
     /// anything. For tests on loopback only; a warning is logged.
     #[arg(long, conflicts_with = "tls_cert_file")]
     insecure_serving: bool,
+    /// Let in bootstrap tokens (`kube-system` Secrets of type `bootstrap.kubernetes.io/token`):
+    /// how a new node joins (`kubeadm token create --print-join-command`).
+    #[arg(long, requires = "tls_cert_file", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false)]
+    enable_bootstrap_token_auth: bool,
     /// Which resources are encrypted in storage, and with which keys: upstream's
     /// `EncryptionConfiguration` (aescbc, aesgcm, secretbox, identity).
     #[arg(long)]
@@ -129,7 +133,12 @@ async fn main() -> anyhow::Result<()> {
                 Some(path) => apiserver::authn::Authenticator::read_token_file(path)?,
                 None => Default::default(),
             };
-            (Some(serving), apiserver::authn::Authenticator { insecure: false, tokens, service_accounts: None })
+            let authenticator = apiserver::authn::Authenticator {
+                tokens,
+                enable_bootstrap_tokens: args.enable_bootstrap_token_auth,
+                ..Default::default()
+            };
+            (Some(serving), authenticator)
         }
         _ if args.insecure_serving => (None, apiserver::authn::Authenticator::insecure()),
         _ => anyhow::bail!(

@@ -24,6 +24,8 @@ enum Kind {
     MapQuantity,
     Time,
     IntOrString,
+    /// `FieldsV1`: a message whose one field holds JSON, rendered as that JSON.
+    FieldsV1,
 }
 
 struct Field {
@@ -66,6 +68,18 @@ static OWNER_REFERENCE: Schema = Schema {
         p(7, "blockOwnerDeletion", Kind::Bool),
     ],
 };
+static MANAGED_FIELDS_ENTRY: Schema = Schema {
+    name: "ManagedFieldsEntry",
+    fields: &[
+        f(1, "manager", Kind::Str),
+        f(2, "operation", Kind::Str),
+        f(3, "apiVersion", Kind::Str),
+        f(4, "time", Kind::Time),
+        f(6, "fieldsType", Kind::Str),
+        f(7, "fieldsV1", Kind::FieldsV1),
+        f(8, "subresource", Kind::Str),
+    ],
+};
 static OBJECT_META: Schema = Schema {
     name: "ObjectMeta",
     fields: &[
@@ -83,6 +97,7 @@ static OBJECT_META: Schema = Schema {
         f(12, "annotations", Kind::MapStr),
         r(13, "ownerReferences", Kind::Msg(&OWNER_REFERENCE)),
         r(14, "finalizers", Kind::Str),
+        r(17, "managedFields", Kind::Msg(&MANAGED_FIELDS_ENTRY)),
     ],
 };
 static LABEL_SELECTOR_REQUIREMENT: Schema = Schema {
@@ -328,6 +343,41 @@ static TOKEN_REQUEST: Schema = Schema {
         f(3, "status", Kind::Msg(&TOKEN_REQUEST_STATUS)),
     ],
 };
+static CSR_SPEC: Schema = Schema {
+    name: "CertificateSigningRequestSpec",
+    fields: &[
+        f(1, "request", Kind::Bytes),
+        f(2, "username", Kind::Str),
+        f(3, "uid", Kind::Str),
+        r(4, "groups", Kind::Str),
+        r(5, "usages", Kind::Str),
+        f(7, "signerName", Kind::Str),
+        p(8, "expirationSeconds", Kind::I32),
+    ],
+};
+static CSR_CONDITION: Schema = Schema {
+    name: "CertificateSigningRequestCondition",
+    fields: &[
+        f(1, "type", Kind::Str),
+        f(2, "reason", Kind::Str),
+        f(3, "message", Kind::Str),
+        f(4, "lastUpdateTime", Kind::Time),
+        f(5, "lastTransitionTime", Kind::Time),
+        f(6, "status", Kind::Str),
+    ],
+};
+static CSR_STATUS: Schema = Schema {
+    name: "CertificateSigningRequestStatus",
+    fields: &[r(1, "conditions", Kind::Msg(&CSR_CONDITION)), f(2, "certificate", Kind::Bytes)],
+};
+static CSR: Schema = Schema {
+    name: "CertificateSigningRequest",
+    fields: &[
+        f(1, "metadata", Kind::Msg(&OBJECT_META)),
+        f(2, "spec", Kind::Msg(&CSR_SPEC)),
+        f(3, "status", Kind::Msg(&CSR_STATUS)),
+    ],
+};
 static TYPE_META: Schema =
     Schema { name: "TypeMeta", fields: &[f(1, "apiVersion", Kind::Str), f(2, "kind", Kind::Str)] };
 static UNKNOWN: Schema = Schema {
@@ -348,6 +398,7 @@ fn schema_of(api_version: &str, kind: &str) -> Option<&'static Schema> {
         ("v1", "Secret") => Some(&SECRET),
         ("v1", "Service") => Some(&SERVICE),
         ("apps/v1", "Deployment") => Some(&DEPLOYMENT),
+        ("certificates.k8s.io/v1", "CertificateSigningRequest") => Some(&CSR),
         ("authentication.k8s.io/v1", "SelfSubjectReview") => Some(&SELF_SUBJECT_REVIEW),
         ("authentication.k8s.io/v1", "TokenRequest") => Some(&TOKEN_REQUEST),
         ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => Some(&SELF_SUBJECT_ACCESS_REVIEW),
@@ -485,6 +536,7 @@ fn decode_message(bytes: &[u8], schema: &Schema, path: &str) -> Result<Value, St
             }
             (Kind::Time, 2) => time(r.bytes()?, &at)?,
             (Kind::IntOrString, 2) => int_or_string(r.bytes()?, &at)?,
+            (Kind::FieldsV1, 2) => fields_v1(r.bytes()?, &at)?,
             (_, w) => return Err(format!("{at}: unexpected wire type {w}")),
         };
         let is_zero = value.is_null()
@@ -504,6 +556,18 @@ fn decode_message(bytes: &[u8], schema: &Schema, path: &str) -> Result<Value, St
         }
     }
     Ok(Value::Object(out))
+}
+
+fn fields_v1(bytes: &[u8], at: &str) -> Result<Value, String> {
+    let mut raw = Value::Null;
+    each_field(bytes, |tag, wire, r| {
+        if (tag, wire) != (1, 2) {
+            return Ok(false);
+        }
+        raw = serde_json::from_slice(r.bytes()?).map_err(|e| format!("{at}: not JSON: {e}"))?;
+        Ok(true)
+    })?;
+    Ok(raw)
 }
 
 fn time(bytes: &[u8], at: &str) -> Result<Value, String> {
@@ -567,8 +631,10 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
     if let Some(o) = obj.as_object_mut() {
         o.insert("apiVersion".into(), json!(api_version));
         o.insert("kind".into(), json!(kind));
-        // Empty status messages carry nothing a create may set.
-        o.remove("status");
+        // Empty status messages carry nothing a write may set.
+        if o.get("status").is_some_and(|s| s.as_object().is_some_and(serde_json::Map::is_empty)) {
+            o.remove("status");
+        }
     }
     Ok(obj)
 }

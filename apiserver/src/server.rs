@@ -257,6 +257,11 @@ pub async fn start(config: Config) -> Result<Server, Error> {
     };
     let mut authenticator = config.authentication.clone();
     authenticator.service_accounts = tokens.clone();
+    if authenticator.enable_bootstrap_tokens {
+        let secrets =
+            cache_of("", "secrets").ok_or_else(|| Error::Authorization("the secrets cache is missing".into()))?;
+        authenticator.bootstrap_tokens = Some(Arc::new(crate::bootstrap_token::BootstrapTokens::new(secrets)));
+    }
     let authenticator = Arc::new(authenticator);
     let authorizer = match config.authorization {
         AuthorizationMode::AlwaysAllow => Arc::new(Authorizer::AlwaysAllow),

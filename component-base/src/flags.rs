@@ -43,7 +43,7 @@ pub struct ServingFlags {
     #[arg(long, requires = "tls_cert_file")]
     pub tls_private_key_file: Option<PathBuf>,
     /// Client certificates signed by this CA authenticate as their CN (user) and O (groups).
-    #[arg(long, requires = "tls_cert_file")]
+    #[arg(long)]
     pub client_ca_file: Option<PathBuf>,
 }
 
@@ -53,6 +53,9 @@ impl ServingFlags {
         match (&self.tls_cert_file, &self.tls_private_key_file) {
             (Some(cert), Some(key)) => {
                 Ok(Some(crate::tls::Serving::from_files(cert, key, self.client_ca_file.as_deref())?))
+            }
+            _ if self.client_ca_file.is_some() => {
+                bail!("--client-ca-file needs --tls-cert-file and --tls-private-key-file")
             }
             _ => Ok(None),
         }

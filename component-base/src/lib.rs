@@ -2,10 +2,12 @@
 //! a client from `--kubeconfig`/`--master`, Lease-based leader election, and the
 //! `/healthz`, `/livez`, `/readyz` and `/metrics` endpoints.
 
+pub mod bootstrap;
 pub mod events;
 pub mod flags;
 pub mod leader;
 pub mod pki;
+pub mod rotating;
 pub mod serve;
 pub mod strategic;
 pub mod taints;

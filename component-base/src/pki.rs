@@ -84,7 +84,9 @@ pub struct Issued {
 
 fn validity(params: &mut CertificateParams, validity: Duration) {
     let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - BACKDATE;
+    // A short-lived certificate is backdated less, so that most of its life is ahead of it
+    // and a renewal at 70-90% of it comes after it was issued.
+    params.not_before = now - BACKDATE.min(validity / 4);
     params.not_after = now + validity;
 }
 
@@ -135,19 +137,7 @@ impl Ca {
     /// A certificate for `public_key` (a key in a CSR, say) as `request` describes.
     pub fn sign(&self, request: &Request, public_key: &impl rcgen::PublicKeyData) -> Result<String> {
         let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, request.common_name.as_str());
-        // rcgen keeps one value per attribute type; the second organization goes in under
-        // the same OID (2.5.4.10) spelled as a custom type, so it is still an O.
-        match request.organizations.as_slice() {
-            [] => {}
-            [one] => params.distinguished_name.push(DnType::OrganizationName, one.as_str()),
-            [one, two] => {
-                params.distinguished_name.push(DnType::OrganizationName, one.as_str());
-                params.distinguished_name.push(DnType::CustomDnType(vec![2, 5, 4, 10]), two.as_str());
-            }
-            more => anyhow::bail!("a certificate carries at most two groups (O), not {}: {more:?}", more.len()),
-        }
+        params.distinguished_name = subject(request)?;
         for name in &request.dns_names {
             params
                 .subject_alt_names
@@ -170,6 +160,74 @@ impl Ca {
         let cert = params.signed_by(public_key, &self.issuer).context("signing a certificate")?;
         Ok(cert.pem())
     }
+}
+
+/// A new key and a PKCS#10 certificate signing request for the subject and names of
+/// `request`: the request's PEM and the key's (PKCS#8).
+pub fn csr(request: &Request) -> Result<(String, String)> {
+    let key = KeyPair::generate().context("generating a key")?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = subject(request)?;
+    for name in &request.dns_names {
+        params
+            .subject_alt_names
+            .push(SanType::DnsName(name.clone().try_into().with_context(|| format!("DNS name {name:?}"))?));
+    }
+    params.subject_alt_names.extend(request.ips.iter().map(|ip| SanType::IpAddress(*ip)));
+    let csr = params.serialize_request(&key).context("signing the certificate request")?;
+    Ok((csr.pem().context("encoding the certificate request")?, key.serialize_pem()))
+}
+
+/// What a PEM certificate signing request asks for: its subject (CN, O) and names, in a
+/// [`Request`] with no usages and no validity yet, and the public key to certify. The
+/// request's signature is checked (the requester holds the key).
+pub fn read_csr(pem: &str) -> Result<(Request, rcgen::CertificateSigningRequestParams)> {
+    use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension};
+    let der = rustls::pki_types::CertificateSigningRequestDer::from_pem_slice(pem.as_bytes())
+        .context("no CERTIFICATE REQUEST block")?;
+    let (_, parsed) = x509_parser::certification_request::X509CertificationRequest::from_der(der.as_ref())
+        .context("parsing the certificate request")?;
+    parsed.verify_signature().map_err(|e| anyhow::anyhow!("the request's signature does not verify: {e}"))?;
+    let subject = &parsed.certification_request_info.subject;
+    let mut request = Request {
+        common_name: subject.iter_common_name().next().and_then(|c| c.as_str().ok()).unwrap_or_default().to_owned(),
+        organizations: subject.iter_organization().filter_map(|o| o.as_str().ok()).map(str::to_owned).collect(),
+        ..Default::default()
+    };
+    for ext in parsed.requested_extensions().into_iter().flatten() {
+        if let ParsedExtension::SubjectAlternativeName(san) = ext {
+            for name in &san.general_names {
+                match name {
+                    GeneralName::DNSName(d) => request.dns_names.push((*d).to_owned()),
+                    GeneralName::IPAddress(ip) => match ip.len() {
+                        4 => request.ips.push(IpAddr::from(<[u8; 4]>::try_from(*ip).unwrap_or_default())),
+                        16 => request.ips.push(IpAddr::from(<[u8; 16]>::try_from(*ip).unwrap_or_default())),
+                        _ => anyhow::bail!("a subject alternative name is not an IP address"),
+                    },
+                    other => anyhow::bail!("subject alternative names of this kind are not signed: {other}"),
+                }
+            }
+        }
+    }
+    let params = rcgen::CertificateSigningRequestParams::from_der(&der).context("reading the request's key")?;
+    Ok((request, params))
+}
+
+fn subject(request: &Request) -> Result<DistinguishedName> {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, request.common_name.as_str());
+    // rcgen keeps one value per attribute type; the second organization goes in under
+    // the same OID (2.5.4.10) spelled as a custom type, so it is still an O.
+    match request.organizations.as_slice() {
+        [] => {}
+        [one] => dn.push(DnType::OrganizationName, one.as_str()),
+        [one, two] => {
+            dn.push(DnType::OrganizationName, one.as_str());
+            dn.push(DnType::CustomDnType(vec![2, 5, 4, 10]), two.as_str());
+        }
+        more => anyhow::bail!("a certificate carries at most two groups (O), not {}: {more:?}", more.len()),
+    }
+    Ok(dn)
 }
 
 /// A new service account signing key: the private key (PKCS#8 PEM) and its public key
@@ -222,6 +280,15 @@ pub enum Credential {
     Token(String),
 }
 
+/// When a PEM certificate starts and stops being valid.
+pub fn validity_window(cert_pem: &str) -> Result<(jiff::Timestamp, jiff::Timestamp)> {
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).context("parsing PEM")?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).context("parsing the certificate")?;
+    let from = jiff::Timestamp::from_second(cert.validity().not_before.timestamp()).context("the start")?;
+    let to = jiff::Timestamp::from_second(cert.validity().not_after.timestamp()).context("the expiry")?;
+    Ok((from, to))
+}
+
 /// When a PEM certificate stops being valid, and its subject's common name.
 pub fn expiry(cert_pem: &str) -> Result<(String, jiff::Timestamp)> {
     let der = rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).context("parsing PEM")?;
@@ -269,5 +336,32 @@ mod tests {
         let (cn, at) = expiry(&issued.expect("issue").cert_pem).expect("expiry");
         assert_eq!(cn, "apiserver");
         assert!(at > jiff::Timestamp::now());
+    }
+
+    #[test]
+    fn a_csr_is_read_back_and_signed_for_its_own_key() {
+        let ca = Ca::generate("test-ca", CA_VALIDITY).expect("ca");
+        let asked = Request {
+            common_name: "system:node:n1".into(),
+            organizations: vec!["system:nodes".into()],
+            dns_names: vec!["n1".into()],
+            ips: vec![[10, 0, 0, 1].into()],
+            ..Default::default()
+        };
+        let (csr_pem, key_pem) = csr(&asked).expect("csr");
+        let (read, params) = read_csr(&csr_pem).expect("read");
+        assert_eq!(read.common_name, "system:node:n1");
+        assert_eq!(read.organizations, vec!["system:nodes".to_owned()]);
+        assert_eq!(read.dns_names, vec!["n1".to_owned()]);
+        assert_eq!(read.ips, asked.ips);
+        let cert = ca.sign(&Request { client: true, validity: Duration::from_secs(60), ..read }, &params.public_key);
+        let cert = cert.expect("sign");
+        // The certificate is for the requester's key: it pairs with the key the CSR came with.
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key");
+        let chain = vec![rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).expect("cert")];
+        let signer = crate::tls::provider().key_provider.load_private_key(key).expect("load");
+        let certified = rustls::sign::CertifiedKey::new(chain, signer);
+        assert!(certified.keys_match().is_ok());
+        assert!(read_csr("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n").is_err());
     }
 }

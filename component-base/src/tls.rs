@@ -221,6 +221,37 @@ impl ClientCertVerifier for AskForCertificate {
     }
 }
 
+/// The serving certificate of the moment, replaced when it is renewed.
+#[derive(Debug, Default)]
+pub struct CertSlot(parking_lot::RwLock<Option<Arc<rustls::sign::CertifiedKey>>>);
+
+impl CertSlot {
+    /// Holds `cert_pem` (a chain) and its key from now on.
+    pub fn set_pem(&self, cert_pem: &str, key_pem: &str) -> Result<()> {
+        use rustls::pki_types::pem::PemObject;
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .context("parsing the certificate")?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("parsing the key")?;
+        let signer = provider().key_provider.load_private_key(key).context("loading the key")?;
+        let certified = rustls::sign::CertifiedKey::new(chain, signer);
+        certified.keys_match().context("the certificate is not for this key")?;
+        *self.0.write() = Some(Arc::new(certified));
+        Ok(())
+    }
+
+    /// Whether it holds a certificate.
+    pub fn is_set(&self) -> bool {
+        self.0.read().is_some()
+    }
+}
+
+impl rustls::server::ResolvesServerCert for CertSlot {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.0.read().clone()
+    }
+}
+
 /// A serving identity and who may present client certificates.
 #[derive(Clone, Debug)]
 pub struct Serving {
@@ -253,6 +284,22 @@ impl Serving {
         };
         let mut config =
             builder.with_single_cert(chain, key).context("the serving certificate and key do not match")?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Serving { config: Arc::new(config), client_ca })
+    }
+
+    /// Serving whatever certificate `slot` holds when a client connects: a kubelet whose
+    /// serving certificate comes from a CertificateSigningRequest, renewed while it runs.
+    /// Until the slot holds one, handshakes fail.
+    pub fn rotating(slot: Arc<CertSlot>, client_ca: Option<ClientCa>) -> Result<Serving> {
+        let builder = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .context("TLS protocol versions")?;
+        let builder = match &client_ca {
+            Some(ca) => builder.with_client_cert_verifier(ca.asking_verifier()),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(slot);
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Serving { config: Arc::new(config), client_ca })
     }

@@ -7,6 +7,8 @@
 //! [`nodelifecycle`], [`serviceaccount`], [`clusterrole`] aggregation and the garbage
 //! collector [`gc`].
 
+pub mod bootstraptoken;
+pub mod certificates;
 pub mod clusterrole;
 pub mod deployment;
 pub mod endpointslice;
@@ -72,6 +74,8 @@ pub struct Config {
     pub cluster_cidr: Option<(String, u8)>,
     /// The cluster's CA (PEM), published in every namespace as `kube-root-ca.crt`.
     pub root_ca: Option<String>,
+    /// The CA that signs approved certificate requests, and for how long.
+    pub signing: Option<Arc<certificates::Signing>>,
 }
 
 impl Default for Config {
@@ -82,6 +86,7 @@ impl Default for Config {
             burst: 500,
             cluster_cidr: None,
             root_ca: None,
+            signing: None,
         }
     }
 }
@@ -368,6 +373,8 @@ pub async fn start(
         ctx.queues.node_ipam.run(tasks, 1, move |name| nodeipam::reconcile(c.clone(), name));
     }
     clusterrole::start(ctx.client.clone(), tasks, ctx.metrics.clone());
+    certificates::start(ctx.client.clone(), tasks, ctx.metrics.clone(), ctx.config.signing.clone());
+    bootstraptoken::start(ctx.client.clone(), tasks, ctx.metrics.clone());
     tasks.spawn(nodelifecycle::run(ctx.clone()));
     tasks.spawn(gc::resync(ctx.clone()));
     ctx

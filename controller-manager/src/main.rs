@@ -40,6 +40,16 @@ struct Args {
     /// kube-root-ca.crt (pods find it beside their service account token).
     #[arg(long)]
     root_ca_file: Option<std::path::PathBuf>,
+    /// The CA certificate that signs approved CertificateSigningRequests (kubeadm's
+    /// ca.crt); without it and the key, nothing is signed.
+    #[arg(long, requires = "cluster_signing_key_file")]
+    cluster_signing_cert_file: Option<std::path::PathBuf>,
+    /// Its private key.
+    #[arg(long, requires = "cluster_signing_cert_file")]
+    cluster_signing_key_file: Option<std::path::PathBuf>,
+    /// The longest a signed certificate lives (a request may ask for less).
+    #[arg(long, default_value = "8760h", value_parser = component_base::flags::parse_duration)]
+    cluster_signing_duration: std::time::Duration,
     /// Address of the metrics and health endpoints.
     #[arg(long, default_value = "127.0.0.1")]
     bind_address: IpAddr,
@@ -70,6 +80,20 @@ async fn main() -> anyhow::Result<()> {
                 std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("--root-ca-file {}: {e}", path.display()))?,
             ),
             None => None,
+        },
+        signing: match (&args.cluster_signing_cert_file, &args.cluster_signing_key_file) {
+            (Some(cert), Some(key)) => {
+                let read = |p: &std::path::Path| {
+                    std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
+                };
+                let ca = component_base::pki::Ca::from_pem(&read(cert)?, &read(key)?)
+                    .map_err(|e| anyhow::anyhow!("--cluster-signing-cert-file: {e:#}"))?;
+                Some(Arc::new(controller_manager::certificates::Signing {
+                    ca,
+                    duration: args.cluster_signing_duration,
+                }))
+            }
+            _ => None,
         },
     };
     if let Some((cidr, bits)) = &config.cluster_cidr {

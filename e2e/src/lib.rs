@@ -382,7 +382,8 @@ pub fn pod_ready(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-fn args(v: &[&str]) -> Vec<String> {
+/// Owned strings of `v`, for process arguments.
+pub fn args(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| (*s).to_owned()).collect()
 }
 
@@ -570,8 +571,21 @@ impl Cluster {
     /// (Re)starts the controller-manager.
     pub fn start_controllers(&mut self) {
         let ca = self.pki.cert_dir.join("ca.crt").display().to_string();
+        let ca_key = self.pki.cert_dir.join("ca.key").display().to_string();
         let conf = self.pki.kubeconfig("controller-manager.conf");
-        let mut a = args(&["--kubeconfig", &conf, "--secure-port", "0", "--root-ca-file", &ca]);
+        // As kubeadm's: the CA signs approved certificate requests (nodes joining).
+        let mut a = args(&[
+            "--kubeconfig",
+            &conf,
+            "--secure-port",
+            "0",
+            "--root-ca-file",
+            &ca,
+            "--cluster-signing-cert-file",
+            &ca,
+            "--cluster-signing-key-file",
+            &ca_key,
+        ]);
         a.extend(self.spec.controller_args.iter().cloned());
         let log = self.log("controller-manager");
         self.controllers = Some(Process::spawn("kube-controller-manager", &a, &log).expect("controller-manager"));

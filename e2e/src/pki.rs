@@ -60,6 +60,7 @@ impl Pki {
             ("--kubelet-client-key", p("apiserver-kubelet-client.key")),
             ("--service-account-signing-key-file", p("sa.key")),
             ("--service-account-key-file", p("sa.pub")),
+            ("--enable-bootstrap-token-auth", "true".into()),
         ]
         .into_iter()
         .flat_map(|(k, v)| [k.to_owned(), v])

@@ -496,3 +496,189 @@ async fn secrets_are_encrypted_at_rest() {
     c.restart_apiserver().await;
     assert_eq!(k.ok(&["get", "secret", "db", "-o", "jsonpath={.data.password}"]), "aHVudGVyMg==");
 }
+
+/// Swarm's `join --token`, upstream's way: `kubeadm token create --print-join-command`
+/// prints the command; on the new host it checks the cluster against the token and the
+/// CA's hash and writes a bootstrap kubeconfig; the kubelet started with it asks for its
+/// own certificate (approved and signed by the controller-manager), becomes
+/// `system:node:joined`, and renews its short-lived certificate while it runs. Its serving
+/// certificate waits for an admin's approval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joins_with_a_token_and_renews_its_certificate() {
+    use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+    use k8s_openapi::api::coordination::v1::Lease;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Spec {
+        nodes: e2e::Nodes::Process(0),
+        controller_args: vec!["--cluster-signing-duration=40s".into()],
+        ..Spec::sim(0)
+    };
+    let c = Cluster::with(spec).await;
+    let admin_conf = c.kubeconfig();
+    let k = Kubectl::stock(&admin_conf, dir.path()).unwrap_or_else(|| Kubectl::ours(&admin_conf));
+    let kubeadm = |a: &[&str]| {
+        let out = std::process::Command::new(e2e::binary("kubeadm")).args(a).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = kubeadm(&["init", "phase", "bootstrap-token", "--kubeconfig", &admin_conf]);
+    assert!(ok, "{out}");
+    let (ok, join) = kubeadm(&["token", "create", "--print-join-command", "--kubeconfig", &admin_conf]);
+    assert!(ok && join.starts_with("kubeadm join 127.0.0.1:"), "{join}");
+    let token = join.split_whitespace().skip_while(|w| *w != "--token").nth(1).unwrap().to_owned();
+    let (_, list) = kubeadm(&["token", "list", "--kubeconfig", &admin_conf]);
+    assert!(list.contains(&token) && list.contains("authentication,signing"), "{list}");
+
+    // A wrong CA hash is refused before anything is written.
+    let node_dir = dir.path().join("joined");
+    let mut words: Vec<String> = join.split_whitespace().skip(1).map(str::to_owned).collect();
+    let wrong: Vec<String> = words
+        .iter()
+        .map(|w| if w.starts_with("sha256:") { format!("sha256:{}", "0".repeat(64)) } else { w.clone() })
+        .collect();
+    let dir_flag = ["--node-name".to_owned(), "joined".to_owned(), "--dir".to_owned(), node_dir.display().to_string()];
+    let (ok, out) = kubeadm(&[wrong.as_slice(), &dir_flag].concat().iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!ok && out.contains("refusing to join"), "{out}");
+    assert!(!node_dir.join("bootstrap-kubelet.conf").exists());
+    // The printed command, as written (the controller-manager signs cluster-info within moments).
+    words.extend(dir_flag);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let printed = loop {
+        let (ok, out) = kubeadm(&words.iter().map(String::as_str).collect::<Vec<_>>());
+        if ok {
+            break out;
+        }
+        assert!(out.contains("not yet signed") && tokio::time::Instant::now() < deadline, "{out}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let kubelet_line =
+        printed.lines().find(|l| l.trim_start().starts_with("kubelet ")).unwrap_or_else(|| panic!("{printed}"));
+    let mut kubelet_args: Vec<String> = kubelet_line.split_whitespace().skip(1).map(str::to_owned).collect();
+    let port = e2e::free_port();
+    kubelet_args.extend(e2e::args(&[
+        "--runtime",
+        "sim",
+        "--root-dir",
+        &dir.path().join("kubelet").display().to_string(),
+        "--port",
+        &port.to_string(),
+    ]));
+    let mut kubelet = e2e::Process::spawn("kubelet", &kubelet_args, &dir.path().join("kubelet.log")).unwrap();
+    let nodes: Api<Node> = Api::all(client(&c.url).unwrap());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !nodes.get_opt("joined").await.unwrap().is_some_and(|n| e2e::node_ready(&n)) {
+        let log = std::fs::read_to_string(dir.path().join("kubelet.log")).unwrap_or_default();
+        assert!(tokio::time::Instant::now() < deadline, "the joined node never became Ready:\n{log}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let csrs: Api<CertificateSigningRequest> = Api::all(client(&c.url).unwrap());
+    let first = csrs.list(&Default::default()).await.unwrap().items;
+    let client_csr = first
+        .iter()
+        .find(|r| r.spec.signer_name == "kubernetes.io/kube-apiserver-client-kubelet")
+        .expect("the kubelet asked for a client certificate");
+    let token_id = token.split('.').next().unwrap();
+    assert_eq!(client_csr.spec.username.as_deref(), Some(format!("system:bootstrap:{token_id}").as_str()));
+    let table = k.ok(&["get", "csr"]);
+    assert!(table.contains("Approved,Issued") && table.contains(&format!("system:bootstrap:{token_id}")), "{table}");
+    let cert = String::from_utf8(client_csr.status.as_ref().unwrap().certificate.clone().unwrap().0).unwrap();
+    let (_, first_expiry) = component_base::pki::validity_window(&cert).unwrap();
+
+    // The serving certificate waits for an admin; once approved, the endpoint serves it.
+    let serving = loop {
+        let all = csrs.list(&Default::default()).await.unwrap().items;
+        if let Some(s) = all.into_iter().find(|r| r.spec.signer_name == "kubernetes.io/kubelet-serving") {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let serving_name = serving.metadata.name.clone().unwrap();
+    assert!(k.ok(&["get", "csr", &serving_name]).contains("Pending"));
+    k.ok(&["certificate", "approve", &serving_name]);
+    let kubelet_url = format!("https://127.0.0.1:{port}/healthz");
+    let http = https(&c.pki.ca_pem, None);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while http.get(&kubelet_url).send().await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "the kubelet never served its approved certificate");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A node may not get another node's certificate: its request is never approved.
+    let node_conf = node_dir.join("kubelet.conf").display().to_string();
+    let as_node = Kubectl::ours(&node_conf);
+    assert!(as_node.ok(&["auth", "whoami"]).contains("system:node:joined"));
+    let (other_csr, _) = component_base::pki::csr(&component_base::pki::Request {
+        common_name: "system:node:other".into(),
+        organizations: vec!["system:nodes".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    let manifest = write(
+        dir.path(),
+        "other.yaml",
+        &format!(
+            "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {{name: for-other}}\nspec:\n  request: {}\n  signerName: kubernetes.io/kube-apiserver-client-kubelet\n  usages: [digital signature, client auth]\n",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, other_csr)
+        ),
+    );
+    as_node.ok(&["create", "-f", &manifest]);
+    let forbidden = as_node.fails(&["certificate", "approve", "for-other"]);
+    assert!(forbidden.contains("forbidden"), "{forbidden}");
+
+    // Rotation: before the 40 s certificate runs out the kubelet gets a new one as itself,
+    // and keeps renewing its lease past the first one's expiry, without a restart.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let all = csrs.list(&Default::default()).await.unwrap().items;
+        let renewed = all.iter().any(|r| {
+            r.spec.username.as_deref() == Some("system:node:joined")
+                && r.spec.signer_name == "kubernetes.io/kube-apiserver-client-kubelet"
+                && r.metadata.name.as_deref() != Some("for-other")
+                && r.status.as_ref().and_then(|s| s.certificate.as_ref()).is_some()
+        });
+        if renewed {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the kubelet never renewed its certificate:\n{}",
+            k.ok(&["get", "csr"])
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let leases: Api<Lease> = Api::namespaced(client(&c.url).unwrap(), "kube-node-lease");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let lease = leases.get("joined").await.unwrap();
+        let renewed = lease.spec.and_then(|s| s.renew_time).map(|t| t.0.as_second()).unwrap_or(0);
+        if renewed > first_expiry.as_second() + 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lease stopped being renewed after the first certificate expired"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(kubelet.child.try_wait().unwrap().is_none(), "the kubelet restarted or died");
+    let for_other = k.ok(&["get", "csr", "for-other"]);
+    assert!(
+        for_other.contains("Pending"),
+        "a node's request for another node's certificate was approved:\n{for_other}"
+    );
+    kubelet.kill();
+
+    // Tokens: a forged one and one whose Secret is gone get 401.
+    let anonymous = https(&c.pki.ca_pem, None);
+    let with = |t: &str| anonymous.get(format!("{}/api/v1/nodes", c.url)).bearer_auth(t.to_owned()).send();
+    assert_eq!(with(&format!("{token_id}.0000000000000000")).await.unwrap().status().as_u16(), 401);
+    k.ok(&["delete", "secret", "-n", "kube-system", &format!("bootstrap-token-{token_id}")]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while with(&token).await.unwrap().status().as_u16() != 401 {
+        assert!(tokio::time::Instant::now() < deadline, "a deleted token still authenticates");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use component_base::pki::{self, Ca, Credential, Request};
 
+pub mod token;
+
 /// The control plane's certificates.
 #[derive(Debug, Clone)]
 pub struct CertsOptions {

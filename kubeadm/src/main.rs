@@ -32,6 +32,57 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// Bootstrap tokens, which let new nodes join.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Joins this host to a cluster: checks the cluster against the token and the CA's
+    /// hash, writes the kubelet's bootstrap kubeconfig and prints the kubelet command.
+    Join {
+        /// The API server, HOST:PORT.
+        endpoint: String,
+        /// The bootstrap token (`abcdef.0123456789abcdef`).
+        #[arg(long)]
+        token: String,
+        /// The CA's public key hash (`sha256:...`), from `kubeadm token create --print-join-command`.
+        #[arg(long)]
+        discovery_token_ca_cert_hash: Vec<String>,
+        /// Trust the CA the token-signed cluster information names, without a hash.
+        #[arg(long)]
+        discovery_token_unsafe_skip_ca_verification: bool,
+        /// This node's name (default: the hostname).
+        #[arg(long)]
+        node_name: Option<String>,
+        /// Where the files go.
+        #[arg(long, default_value = "/etc/kubernetes")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Makes a token and prints it (or, with --print-join-command, the command a new node runs).
+    Create {
+        /// The admin's kubeconfig.
+        #[arg(long, default_value = "/etc/kubernetes/admin.conf")]
+        kubeconfig: PathBuf,
+        /// How long the token is valid (0: forever).
+        #[arg(long, default_value = "24h", value_parser = parse_ttl)]
+        ttl: Duration,
+        /// What the token is for.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Print `kubeadm join ...` rather than the token alone.
+        #[arg(long)]
+        print_join_command: bool,
+    },
+    /// Lists the tokens.
+    List {
+        /// The admin's kubeconfig.
+        #[arg(long, default_value = "/etc/kubernetes/admin.conf")]
+        kubeconfig: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -76,6 +127,13 @@ enum Phase {
         /// The apiserver's URL (https://HOST:6443).
         #[arg(long)]
         control_plane_endpoint: String,
+    },
+    /// Lets nodes join with bootstrap tokens: the RBAC bindings that let tokens ask for
+    /// node certificates (approved automatically) and the public `cluster-info`.
+    BootstrapToken {
+        /// The admin's kubeconfig (its server and CA are what cluster-info publishes).
+        #[arg(long, default_value = "/etc/kubernetes/admin.conf")]
+        kubeconfig: PathBuf,
     },
     /// A node's kubeconfig (system:node:NAME) and its kubelet's serving certificate.
     Node {
@@ -162,6 +220,14 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
+/// A token's lifetime; zero is forever.
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    if s == "0" || s == "0s" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(s)
+}
+
 fn print(report: kubeadm::Report) {
     for line in report {
         println!("{line}");
@@ -173,8 +239,50 @@ fn one_set(which: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    use kubeadm::token::{self, Cluster};
     match Args::parse().command {
+        Command::Token { command: TokenCommand::Create { kubeconfig, ttl, description, print_join_command } } => {
+            let client = component_base::client(Some(&kubeconfig), None).await?;
+            let cluster = Cluster::from_kubeconfig(&kubeconfig)?;
+            let ttl = (!ttl.is_zero()).then_some(ttl);
+            let token = token::create_token(&client, ttl, &description).await?;
+            if print_join_command {
+                println!("{}", token::join_command(&cluster, &token)?);
+            } else {
+                println!("{token}");
+            }
+        }
+        Command::Token { command: TokenCommand::List { kubeconfig } } => {
+            let client = component_base::client(Some(&kubeconfig), None).await?;
+            print(token::list_tokens(&client).await?);
+        }
+        Command::Join {
+            endpoint,
+            token,
+            discovery_token_ca_cert_hash,
+            discovery_token_unsafe_skip_ca_verification,
+            node_name,
+            dir,
+        } => {
+            let token = component_base::bootstrap::Token::parse(&token)
+                .context("--token: a bootstrap token is [a-z0-9]{6}.[a-z0-9]{16}")?;
+            let node_name = node_name.unwrap_or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_lowercase()
+            });
+            print(
+                token::join(&token::JoinOptions {
+                    endpoint,
+                    token,
+                    ca_hashes: discovery_token_ca_cert_hash,
+                    unsafe_skip_ca: discovery_token_unsafe_skip_ca_verification,
+                    node_name,
+                    dir,
+                })
+                .await?,
+            );
+        }
         Command::Init { phase: InitCommand::Phase { phase } } => match phase {
             Phase::Certs { which, dirs, apiserver_advertise_address, apiserver_cert_extra_sans, service_cidr } => {
                 one_set(&which)?;
@@ -191,6 +299,10 @@ fn main() -> anyhow::Result<()> {
             }
             Phase::Node { name, address, dirs, out, control_plane_endpoint } => {
                 print(kubeadm::node(&dirs.cert_dir, &out.kubeconfig_dir, &control_plane_endpoint, &name, &address)?)
+            }
+            Phase::BootstrapToken { kubeconfig } => {
+                let client = component_base::client(Some(&kubeconfig), None).await?;
+                print(token::bootstrap_token_phase(&client, &Cluster::from_kubeconfig(&kubeconfig)?).await?);
             }
         },
         Command::Kubeconfig {

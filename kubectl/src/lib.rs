@@ -19,7 +19,7 @@ pub mod yaml;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::client::{Ctx, Globals, Result};
-use crate::cmd::{auth, expose, get, info, logs, nodes, workloads, write};
+use crate::cmd::{auth, certificate, expose, get, info, logs, nodes, workloads, write};
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -90,6 +90,9 @@ pub enum Command {
     /// Inspect authorization.
     #[command(subcommand)]
     Auth(auth::AuthCommand),
+    /// Modify certificate resources.
+    #[command(subcommand)]
+    Certificate(certificate::CertificateCommand),
     /// Modify kubeconfig files.
     #[command(subcommand)]
     Config(info::ConfigCommand),
@@ -134,6 +137,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Version { client } => info::version(&ctx, client).await,
         Command::ClusterInfo => info::cluster_info(&ctx).await,
         Command::Auth(command) => auth::run(&ctx, &command).await,
+        Command::Certificate(command) => certificate::run(&ctx, &command).await,
         Command::Completion { .. } | Command::Config(_) => Ok(()),
     }
 }

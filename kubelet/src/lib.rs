@@ -3,6 +3,7 @@
 //! through a CRI-like [`runtime::Runtime`]. It serves container logs over HTTP for the
 //! apiserver's `pods/log`, and Prometheus metrics.
 
+pub mod certificate;
 pub mod dns;
 pub mod metrics;
 pub mod network;

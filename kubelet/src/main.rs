@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use component_base::flags::ClientFlags;
+use component_base::rotating::Rotating;
 use kubelet::network::{self, PodNetwork};
 use kubelet::runtime::{Runtime, docker::Docker, process::Process, sim::Sim};
 use kubelet::{Node, metrics::Metrics, node, parse_labels, parse_taints};
@@ -62,6 +63,21 @@ struct Args {
     /// answered, others get 401.
     #[command(flatten)]
     serving: component_base::flags::ServingFlags,
+    /// A kubeconfig with a bootstrap token: when --kubeconfig does not exist (or its
+    /// certificate has expired), the kubelet asks the cluster for a certificate of its own
+    /// with it, and writes --kubeconfig (`kubeadm join` writes this file).
+    #[arg(long, requires = "kubeconfig")]
+    bootstrap_kubeconfig: Option<PathBuf>,
+    /// Where the certificates from the cluster are kept (default: <root-dir>/pki).
+    #[arg(long)]
+    cert_dir: Option<PathBuf>,
+    /// Renew the client certificate from the cluster before it expires, without a restart.
+    #[arg(long)]
+    rotate_certificates: bool,
+    /// Serve the endpoint with a certificate from the cluster (a kubelet-serving request an
+    /// admin approves), renewed before it expires; instead of --tls-cert-file.
+    #[arg(long, conflicts_with = "tls_cert_file")]
+    rotate_server_certificates: bool,
     /// Labels to add to the node (k=v,k2=v2).
     #[arg(long, default_value = "")]
     node_labels: String,
@@ -155,7 +171,23 @@ async fn main() -> anyhow::Result<()> {
         let network = PodNetwork::new(network_config(&args));
         return network.cleanup().await.context("detaching the pods from the network");
     }
-    let client = args.client.client_limited(args.kube_api_max_inflight as usize).await?;
+    let cert_dir = args.cert_dir.clone().unwrap_or_else(|| args.root_dir.join("pki"));
+    let max_inflight = args.kube_api_max_inflight as usize;
+    let (client, rotating) = match (&args.bootstrap_kubeconfig, &args.client.kubeconfig) {
+        (Some(bootstrap), Some(kubeconfig)) => {
+            kubelet::certificate::bootstrap(&name, bootstrap, kubeconfig, &cert_dir).await?;
+            let (client, rotating) = Rotating::client(kubeconfig, max_inflight).await?;
+            (client, Some(rotating))
+        }
+        (None, Some(kubeconfig)) if args.rotate_certificates => {
+            let (client, rotating) = Rotating::client(kubeconfig, max_inflight).await?;
+            (client, Some(rotating))
+        }
+        _ => (args.client.client_limited(max_inflight).await?, None),
+    };
+    if let (true, Some(rotating)) = (args.rotate_certificates, rotating) {
+        kubelet::certificate::rotate_client(client.clone(), name.clone(), cert_dir.clone(), rotating);
+    }
     let metrics = Arc::new(Metrics::default());
     let kind = match args.runtime {
         Some(k) => k,
@@ -222,7 +254,22 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(runtime = ?kind, nodes = nodes.len(), "kubelet starting");
     let _tasks = kubelet::start_all(nodes.clone());
     let addr = SocketAddr::new(args.address, args.port);
-    let tls = args.serving.serving()?;
+    let tls = if args.rotate_server_certificates {
+        let slot = Arc::new(component_base::tls::CertSlot::default());
+        let ips: Vec<IpAddr> = args.node_ip.parse().into_iter().collect();
+        kubelet::certificate::rotate_server(
+            client.clone(),
+            name.clone(),
+            (vec![name.clone()], ips),
+            cert_dir,
+            slot.clone(),
+        );
+        let client_ca =
+            args.serving.client_ca_file.as_deref().map(component_base::tls::ClientCa::from_file).transpose()?;
+        Some(component_base::tls::Serving::rotating(slot, client_ca)?)
+    } else {
+        args.serving.serving()?
+    };
     if tls.is_none() {
         tracing::warn!(%addr, "no --tls-cert-file: the log and metrics endpoint serves plain HTTP to anyone");
     }

@@ -59,7 +59,7 @@ fn discovery_resource(r: &Resource) -> Value {
                 Sub::Binding => (kind("", "v1", "Binding"), json!(["create"])),
                 Sub::Log => (kind("", "v1", "Pod"), json!(["get"])),
                 Sub::Token => (kind("authentication.k8s.io", "v1", "TokenRequest"), json!(["create"])),
-                Sub::Status => (kind(&r.group, &r.version, &r.kind), json!(["get", "patch", "update"])),
+                Sub::Status | Sub::Approval => (kind(&r.group, &r.version, &r.kind), json!(["get", "patch", "update"])),
             };
             json!({"subresource": sub.name(), "responseKind": response, "verbs": verbs})
         })
@@ -209,7 +209,7 @@ fn resource_entries(r: &Resource) -> Vec<Value> {
                 e["kind"] = json!("TokenRequest");
                 e["verbs"] = json!(["create"]);
             }
-            Sub::Status => {}
+            Sub::Status | Sub::Approval => {}
         }
         entries.push(e);
     }

@@ -205,15 +205,19 @@ pub async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Re
                 name: attributes.name.clone(),
             },
         );
-        let mutate = (verb == "CREATE"
-            && target.sub.is_none()
-            && target.resource.group.is_empty()
-            && &*target.resource.resource == "pods")
-            .then(|| app.tokens.clone().filter(|t| t.issues()))
-            .flatten()
-            .map(|tokens| -> write::Mutate {
+        let creates = verb == "CREATE" && target.sub.is_none();
+        let mutate: Option<write::Mutate> = match (&*target.resource.group, &*target.resource.resource) {
+            ("", "pods") if creates => app.tokens.clone().filter(|t| t.issues()).map(|tokens| -> write::Mutate {
                 Arc::new(move |pod: &mut serde_json::Value| tokens.mount_credentials(pod))
-            });
+            }),
+            ("certificates.k8s.io", "certificatesigningrequests") if creates => {
+                let user = user.clone();
+                Some(Arc::new(move |csr: &mut serde_json::Value| {
+                    crate::registry::certificatesigningrequest::set_requester(csr, &user)
+                }))
+            }
+            _ => None,
+        };
         let call = Call { method: &parts.method, headers: &parts.headers, verb, admit, mutate };
         handle(&app, call, target.clone(), params, body).await.unwrap_or_else(|e| e.into_response())
     };
@@ -320,7 +324,7 @@ async fn handle(app: &Arc<App>, call: Call<'_>, target: Target, params: Params, 
     match (verb, target.sub) {
         ("WATCH", None) => watch::watch(app, &target, &params, table).await,
         ("LIST", None) => read::list(app, &target, &params, table).await,
-        ("GET", None | Some(Sub::Status)) => read::get(app, &target, table).await,
+        ("GET", None | Some(Sub::Status | Sub::Approval)) => read::get(app, &target, table).await,
         ("GET", Some(Sub::Scale)) => subresource::get_scale(app, &target).await,
         ("GET", Some(Sub::Log)) => subresource::logs(app, &target, &params).await,
         ("CREATE", None) if target.name.is_none() => {
@@ -336,6 +340,10 @@ async fn handle(app: &Arc<App>, call: Call<'_>, target: Target, params: Params, 
         ("PATCH", None | Some(Sub::Status)) => {
             let writer = write::Writer::of(&params, headers)?.with_admission(admit, mutate.clone());
             write::patch(app, &target, &params, &writer, &ct, &read_body(body).await?).await
+        }
+        ("UPDATE" | "PATCH", Some(Sub::Approval)) => {
+            let writer = write::Writer::of(&params, headers)?.with_admission(admit, mutate.clone());
+            subresource::update_approval(app, &target, &writer, (&ct, verb == "PATCH"), &read_body(body).await?).await
         }
         ("UPDATE", Some(Sub::Scale)) => subresource::update_scale(app, &target, &ct, &read_body(body).await?).await,
         ("PATCH", Some(Sub::Scale)) => subresource::patch_scale(app, &target, &ct, &read_body(body).await?).await,

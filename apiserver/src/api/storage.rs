@@ -201,6 +201,7 @@ pub fn prepare_update(resource: &Resource, old: &Value, new: Value, status_only:
                 }
             }
         }
+        resource.strategy.prepare_status_update(old, &mut next);
         next
     } else {
         let mut next = new;

@@ -1,4 +1,5 @@
-//! The scale subresource (an `autoscaling/v1` Scale view of `spec.replicas`) and pod binding.
+//! The scale subresource (an `autoscaling/v1` Scale view of `spec.replicas`), pod binding,
+//! and a CertificateSigningRequest's approval.
 
 use std::sync::Arc;
 
@@ -142,6 +143,53 @@ pub async fn patch_scale(app: &Arc<App>, target: &Target, ct: &str, body: &[u8])
     };
     let updated = set_replicas(app, target, precondition, replicas).await?;
     Ok(value_response(StatusCode::OK, &scale_of(&target.resource, &updated), &[]))
+}
+
+/// PUT or PATCH certificatesigningrequests/NAME/approval: only the conditions change
+/// (`Approved`, `Denied`, final once set), checked as every write is.
+pub async fn update_approval(
+    app: &Arc<App>,
+    target: &Target,
+    writer: &super::write::Writer,
+    (ct, is_patch): (&str, bool),
+    body: &[u8],
+) -> ApiResult<Response> {
+    let (sent, kind) =
+        if is_patch { (None, Some(PatchType::from_content_type(ct)?)) } else { (Some(decode_body(ct, body)?), None) };
+    if let Some(sent) = &sent
+        && meta_str(sent, "name").is_some_and(|n| n != target.name())
+    {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({}) does not match the name on the URL ({})",
+            meta_str(sent, "name").unwrap_or_default(),
+            target.name()
+        )));
+    }
+    let precondition = match &sent {
+        Some(sent) => body_precondition(sent)?,
+        None => None,
+    };
+    let resource = &target.resource;
+    let updated = storage::guaranteed_update(app, target, precondition, false, |old| {
+        let sent = match (&sent, kind) {
+            (Some(sent), _) => sent.clone(),
+            (None, Some(kind)) => {
+                let mut patched = old.clone();
+                patch::apply(kind, &mut patched, body)?;
+                patched
+            }
+            (None, None) => old.clone(),
+        };
+        let next = crate::registry::certificatesigningrequest::with_approval(&old, &sent);
+        let causes = resource.strategy.validate(&next, Some(&old));
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(&resource.kind, &resource.group, target.name(), causes));
+        }
+        writer.admit(Some(&old), &next)?;
+        Ok(storage::decide(resource, old, next))
+    })
+    .await?;
+    Ok(value_response(StatusCode::OK, &updated, &[]))
 }
 
 /// POST pods/NAME/binding: assigns the pod to a node, once.

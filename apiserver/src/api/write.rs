@@ -65,7 +65,7 @@ impl Writer {
     }
 
     /// Runs admission on a write's result.
-    fn admit(&self, old: Option<&Value>, next: &Value) -> ApiResult<()> {
+    pub fn admit(&self, old: Option<&Value>, next: &Value) -> ApiResult<()> {
         match &self.admit {
             Some(admit) => admit(old, next),
             None => Ok(()),

@@ -35,6 +35,29 @@ pub fn for_write(authorizer: &Arc<Authorizer>, user: &UserInfo, target: Target) 
     if user.groups.iter().any(|g| g == MASTERS) {
         return None;
     }
+    if target.group == CERTIFICATES && target.resource == "certificatesigningrequests" {
+        let verb = match target.subresource.as_str() {
+            "approval" => "approve",
+            "status" => "sign",
+            _ => return None,
+        };
+        let (authorizer, user) = (authorizer.clone(), user.clone());
+        return Some(Arc::new(move |old: Option<&Value>, new: &Value| {
+            let signer = new.pointer("/spec/signerName").and_then(Value::as_str).unwrap_or_default();
+            // A status write that leaves the certificate alone (a Failed condition) signs nothing.
+            let changes_certificate =
+                old.and_then(|o| o.pointer("/status/certificate")) != new.pointer("/status/certificate");
+            if verb == "sign" && !changes_certificate {
+                return Ok(());
+            }
+            may_use_signer(&authorizer, &user, verb, signer).map_err(|why| {
+                ApiError::forbidden(format!(
+                    "certificatesigningrequests.certificates.k8s.io {:?} is forbidden: {why}",
+                    name_of(new)
+                ))
+            })
+        }));
+    }
     let node = node_name(user).map(str::to_owned);
     let rbac_kind = target.group == RBAC
         && matches!(target.resource.as_str(), "roles" | "clusterroles" | "rolebindings" | "clusterrolebindings");
@@ -52,6 +75,21 @@ pub fn for_write(authorizer: &Arc<Authorizer>, user: &UserInfo, target: Target) 
         }
         Ok(())
     }))
+}
+
+const CERTIFICATES: &str = "certificates.k8s.io";
+
+/// Upstream's check that `user` may `approve` or `sign` for `signer`: the verb on the
+/// `signers` resource, by the signer's name or its domain's wildcard (`example.com/*`).
+fn may_use_signer(authorizer: &Authorizer, user: &UserInfo, verb: &str, signer: &str) -> Result<(), String> {
+    let wildcard = signer.split_once('/').map(|(domain, _)| format!("{domain}/*")).unwrap_or_default();
+    for name in [signer, wildcard.as_str()] {
+        let attributes = Attributes::resource(verb, CERTIFICATES, "signers", "", "", name);
+        if let Decision::Allow(_) = authorizer.authorize(user, &attributes) {
+            return Ok(());
+        }
+    }
+    Err(format!("user not permitted to {verb} requests with signerName {signer:?}"))
 }
 
 fn name_of(obj: &Value) -> &str {

@@ -61,6 +61,14 @@ fn service_account(namespace: &str, name: &str) -> Value {
 }
 
 const READ: &[&str] = &["get", "list", "watch"];
+
+/// Upstream's signers, which the controller-manager signs for.
+pub const KUBERNETES_SIGNERS: &[&str] = &[
+    "kubernetes.io/kube-apiserver-client",
+    "kubernetes.io/kube-apiserver-client-kubelet",
+    "kubernetes.io/kubelet-serving",
+    "kubernetes.io/legacy-unknown",
+];
 const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
 const ALL: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
@@ -285,7 +293,33 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
                 rule(&["authorization.k8s.io"], &["subjectaccessreviews"], &["create"]),
                 rule(&[""], &["serviceaccounts/token"], &["create"]),
+                // The certificate controllers approve node client requests and sign for
+                // upstream's kubernetes.io signers.
+                json!({"apiGroups": ["certificates.k8s.io"], "resources": ["signers"], "verbs": ["approve", "sign"],
+                    "resourceNames": KUBERNETES_SIGNERS}),
             ],
+        ),
+        cluster_role(
+            "system:node-bootstrapper",
+            vec![rule(&["certificates.k8s.io"], &["certificatesigningrequests"], &["create", "get", "list", "watch"])],
+        ),
+        cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            vec![rule(&["certificates.k8s.io"], &["certificatesigningrequests/nodeclient"], &["create"])],
+        ),
+        cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            vec![rule(&["certificates.k8s.io"], &["certificatesigningrequests/selfnodeclient"], &["create"])],
+        ),
+        cluster_role(
+            "system:certificates.k8s.io:kube-apiserver-client-kubelet-approver",
+            vec![json!({"apiGroups": ["certificates.k8s.io"], "resources": ["signers"], "verbs": ["approve"],
+                "resourceNames": ["kubernetes.io/kube-apiserver-client-kubelet"]})],
+        ),
+        cluster_role(
+            "system:certificates.k8s.io:kubelet-serving-approver",
+            vec![json!({"apiGroups": ["certificates.k8s.io"], "resources": ["signers"], "verbs": ["approve"],
+                "resourceNames": ["kubernetes.io/kubelet-serving"]})],
         ),
         cluster_role(
             "system:node-proxier",

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub mod certificatesigningrequest;
 mod configmap;
 pub mod custom;
 pub mod customresourcedefinition;
@@ -53,6 +54,8 @@ pub enum Sub {
     Log,
     /// `/token`: a ServiceAccount token (a `TokenRequest`).
     Token,
+    /// `/approval`: a CertificateSigningRequest's `Approved` or `Denied` condition.
+    Approval,
 }
 
 impl Sub {
@@ -64,6 +67,7 @@ impl Sub {
             Sub::Binding => "binding",
             Sub::Log => "log",
             Sub::Token => "token",
+            Sub::Approval => "approval",
         }
     }
 }
@@ -300,6 +304,7 @@ pub fn builtins() -> Vec<Resource> {
         customresourcedefinition::resource(),
         ipaddress::resource(),
         endpointslice::resource(),
+        certificatesigningrequest::resource(),
     ]
     .into_iter()
     .chain(rbac::resources())

@@ -47,6 +47,10 @@ pub trait Strategy: Send + Sync {
         validation::generic(obj, None)
     }
 
+    /// Adjusts an update through `/status` (the status sent is already on `next`): what
+    /// that subresource may not change is put back from `old`.
+    fn prepare_status_update(&self, _old: &Value, _next: &mut Value) {}
+
     /// Sets what the server owns in a new object's status. A kind with a status
     /// subresource starts with [`Strategy::initial_status`], whatever the client sent:
     /// clients write status through `/status` only.

@@ -2,6 +2,7 @@
 //! `-f FILE` arguments into objects on the server.
 
 pub mod auth;
+pub mod certificate;
 pub mod expose;
 pub mod get;
 pub mod info;
