@@ -7,6 +7,7 @@
 //! [`server`] wires it together.
 
 pub mod api;
+pub mod audit;
 pub mod authn;
 pub mod authz;
 pub mod bootstrap_token;

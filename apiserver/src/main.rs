@@ -56,6 +56,13 @@ struct Args {
     /// how a new node joins (`kubeadm token create --print-join-command`).
     #[arg(long, requires = "tls_cert_file", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false)]
     enable_bootstrap_token_auth: bool,
+    /// Where the audit log goes (`-`: standard output): one audit.k8s.io/v1 Event per
+    /// request and stage, as JSON lines.
+    #[arg(long, requires = "audit_policy_file")]
+    audit_log_path: Option<PathBuf>,
+    /// Which requests are logged, and how much of each: upstream's audit Policy.
+    #[arg(long, requires = "audit_log_path")]
+    audit_policy_file: Option<PathBuf>,
     /// Which resources are encrypted in storage, and with which keys: upstream's
     /// `EncryptionConfiguration` (aescbc, aesgcm, secretbox, identity).
     #[arg(long)]
@@ -173,7 +180,19 @@ async fn main() -> anyhow::Result<()> {
         )),
         None => None,
     };
+    let audit = match (&args.audit_log_path, &args.audit_policy_file) {
+        (Some(path), Some(policy)) => {
+            let policy =
+                apiserver::audit::Policy::load(policy).map_err(|e| anyhow::anyhow!("--audit-policy-file {e}"))?;
+            Some(
+                apiserver::audit::Auditor::open(path, policy)
+                    .with_context(|| format!("--audit-log-path {}", path.display()))?,
+            )
+        }
+        _ => None,
+    };
     let config = apiserver::Config {
+        audit,
         encryption,
         service_account_tokens,
         authorization,

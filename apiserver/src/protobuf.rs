@@ -639,11 +639,10 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
     Ok(obj)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn varint(mut v: u64, out: &mut Vec<u8>) {
+/// Writing protobuf: what the OpenAPI v2 document is encoded with, and the tests' bodies.
+pub mod write {
+    /// A base-128 varint.
+    pub fn varint(mut v: u64, out: &mut Vec<u8>) {
         loop {
             let b = (v & 0x7f) as u8;
             v >>= 7;
@@ -655,15 +654,23 @@ mod tests {
         }
     }
 
-    fn field(tag: u64, wire: u64, out: &mut Vec<u8>) {
+    /// A field's key: its number and wire type.
+    pub fn field(tag: u64, wire: u64, out: &mut Vec<u8>) {
         varint((tag << 3) | wire, out);
     }
 
-    fn bytes(tag: u64, data: &[u8], out: &mut Vec<u8>) {
+    /// A length-delimited field (a string, bytes, or a message).
+    pub fn bytes(tag: u64, data: &[u8], out: &mut Vec<u8>) {
         field(tag, 2, out);
         varint(data.len() as u64, out);
         out.extend_from_slice(data);
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write::{bytes, field, varint};
+    use super::*;
 
     fn map(tag: u64, k: &str, v: &[u8], out: &mut Vec<u8>) {
         let mut entry = Vec::new();

@@ -191,6 +191,7 @@ where
     // carries it to authentication.
     let router = router.map_request(move |mut request: axum::http::Request<hyper::body::Incoming>| {
         request.extensions_mut().insert(cert.clone());
+        request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
         request.map(axum::body::Body::new)
     });
     let service = TowerToHyperService::new(router);

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::origin::OriginPolicy;
 use crate::api::{self, App, discovery};
-use crate::authz::{Attributes, Authorizer, Decision};
+use crate::authz::{Attributes, Authorizer};
 use crate::cache::{HistoryLimit, WatchCache};
 use crate::metrics::{Metrics, ResourceLabel};
 use crate::registry::{self, Registry, Resource, SelectableField};
@@ -92,6 +92,8 @@ pub struct Config {
     pub service_account_tokens: Option<crate::serviceaccount::TokenConfig>,
     /// What is encrypted in storage (`--encryption-provider-config`); `None`: nothing.
     pub encryption: Option<Arc<crate::encryption::Encryption>>,
+    /// The audit log (`--audit-log-path`, `--audit-policy-file`); `None`: none.
+    pub audit: Option<Arc<crate::audit::Auditor>>,
 }
 
 /// `--authorization-mode`.
@@ -123,6 +125,7 @@ impl Default for Config {
             authorization: AuthorizationMode::AlwaysAllow,
             service_account_tokens: None,
             encryption: None,
+            audit: None,
         }
     }
 }
@@ -297,6 +300,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         tokens,
         storage_health,
         encryption: config.encryption.clone(),
+        audit: config.audit.clone(),
     });
     tasks.push(tokio::spawn(check_storage(store.clone(), health_tx)));
     for ns in registry::SYSTEM_NAMESPACES {
@@ -334,7 +338,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
 
 /// The HTTP routes, behind authentication.
 pub fn router(app: Arc<App>, authentication: Arc<crate::authn::Authenticator>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -359,8 +363,12 @@ pub fn router(app: Arc<App>, authentication: Arc<crate::authn::Authenticator>) -
         .layer(axum::middleware::from_fn_with_state(app.inflight.clone(), crate::serve::limit_inflight))
         .layer(axum::middleware::from_fn_with_state(app.clone(), authorize_paths))
         .layer(axum::middleware::from_fn_with_state(authentication, crate::authn::authenticate))
-        .layer(axum::middleware::from_fn_with_state(app.clone(), check_origin))
-        .with_state(app)
+        .layer(axum::middleware::from_fn_with_state(app.clone(), check_origin));
+    let router = match &app.audit {
+        Some(auditor) => router.layer(axum::middleware::from_fn_with_state(auditor.clone(), crate::audit::middleware)),
+        None => router,
+    };
+    router.with_state(app)
 }
 
 /// Refuses oversized URIs and headers, requests for a host name we do not answer for, and
@@ -384,11 +392,9 @@ async fn authorize_paths(State(app): State<Arc<App>>, request: axum::extract::Re
     let user =
         request.extensions().get::<crate::authn::UserInfo>().cloned().unwrap_or_else(crate::authn::UserInfo::anonymous);
     let attributes = Attributes::path(&request.method().as_str().to_ascii_lowercase(), path);
-    match app.authorizer.authorize(&user, &attributes) {
-        Decision::Allow(_) => next.run(request).await,
-        Decision::Deny(reason) | Decision::NoOpinion(reason) => {
-            ApiError::forbidden(crate::authz::forbidden_message(&user, &attributes, &reason)).into_response()
-        }
+    match app.authorizer.check(&user, &attributes, request.extensions().get::<crate::audit::Context>()) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
     }
 }
 

@@ -138,12 +138,7 @@ impl Ca {
     pub fn sign(&self, request: &Request, public_key: &impl rcgen::PublicKeyData) -> Result<String> {
         let mut params = CertificateParams::default();
         params.distinguished_name = subject(request)?;
-        for name in &request.dns_names {
-            params
-                .subject_alt_names
-                .push(SanType::DnsName(name.clone().try_into().with_context(|| format!("DNS name {name:?}"))?));
-        }
-        params.subject_alt_names.extend(request.ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        params.subject_alt_names = alt_names(request)?;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         if request.server {
             params.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
@@ -168,12 +163,7 @@ pub fn csr(request: &Request) -> Result<(String, String)> {
     let key = KeyPair::generate().context("generating a key")?;
     let mut params = CertificateParams::default();
     params.distinguished_name = subject(request)?;
-    for name in &request.dns_names {
-        params
-            .subject_alt_names
-            .push(SanType::DnsName(name.clone().try_into().with_context(|| format!("DNS name {name:?}"))?));
-    }
-    params.subject_alt_names.extend(request.ips.iter().map(|ip| SanType::IpAddress(*ip)));
+    params.subject_alt_names = alt_names(request)?;
     let csr = params.serialize_request(&key).context("signing the certificate request")?;
     Ok((csr.pem().context("encoding the certificate request")?, key.serialize_pem()))
 }
@@ -211,6 +201,16 @@ pub fn read_csr(pem: &str) -> Result<(Request, rcgen::CertificateSigningRequestP
     }
     let params = rcgen::CertificateSigningRequestParams::from_der(&der).context("reading the request's key")?;
     Ok((request, params))
+}
+
+/// The request's DNS names and addresses as subject alternative names.
+fn alt_names(request: &Request) -> Result<Vec<SanType>> {
+    let mut names = Vec::new();
+    for name in &request.dns_names {
+        names.push(SanType::DnsName(name.clone().try_into().with_context(|| format!("DNS name {name:?}"))?));
+    }
+    names.extend(request.ips.iter().map(|ip| SanType::IpAddress(*ip)));
+    Ok(names)
 }
 
 fn subject(request: &Request) -> Result<DistinguishedName> {

@@ -252,6 +252,20 @@ impl rustls::server::ResolvesServerCert for CertSlot {
     }
 }
 
+/// A server configuration, short of its certificate, that asks for client certificates
+/// when there is a client CA.
+fn server_builder(
+    client_ca: Option<&ClientCa>,
+) -> Result<rustls::ConfigBuilder<ServerConfig, rustls::server::WantsServerCert>> {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    Ok(match client_ca {
+        Some(ca) => builder.with_client_cert_verifier(ca.asking_verifier()),
+        None => builder.with_no_client_auth(),
+    })
+}
+
 /// A serving identity and who may present client certificates.
 #[derive(Clone, Debug)]
 pub struct Serving {
@@ -275,15 +289,9 @@ impl Serving {
         key: PrivateKeyDer<'static>,
         client_ca: Option<ClientCa>,
     ) -> Result<Serving> {
-        let builder = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .context("TLS protocol versions")?;
-        let builder = match &client_ca {
-            Some(ca) => builder.with_client_cert_verifier(ca.asking_verifier()),
-            None => builder.with_no_client_auth(),
-        };
-        let mut config =
-            builder.with_single_cert(chain, key).context("the serving certificate and key do not match")?;
+        let mut config = server_builder(client_ca.as_ref())?
+            .with_single_cert(chain, key)
+            .context("the serving certificate and key do not match")?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Serving { config: Arc::new(config), client_ca })
     }
@@ -292,14 +300,7 @@ impl Serving {
     /// serving certificate comes from a CertificateSigningRequest, renewed while it runs.
     /// Until the slot holds one, handshakes fail.
     pub fn rotating(slot: Arc<CertSlot>, client_ca: Option<ClientCa>) -> Result<Serving> {
-        let builder = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .context("TLS protocol versions")?;
-        let builder = match &client_ca {
-            Some(ca) => builder.with_client_cert_verifier(ca.asking_verifier()),
-            None => builder.with_no_client_auth(),
-        };
-        let mut config = builder.with_cert_resolver(slot);
+        let mut config = server_builder(client_ca.as_ref())?.with_cert_resolver(slot);
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Serving { config: Arc::new(config), client_ca })
     }

@@ -682,3 +682,86 @@ async fn a_node_joins_with_a_token_and_renews_its_certificate() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `--audit-log-path` with a policy: one `audit.k8s.io/v1` Event per request at the
+/// level the first matching rule gives: who, what, the answer and the authorization
+/// decision; the body sent at `Request`; nothing for `None`; and refusals (401, 403)
+/// logged with their reasons.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_says_who_did_what() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let policy = write(
+        dir.path(),
+        "policy.yaml",
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n\
+         - level: None\n  userGroups: [system:nodes]\n\
+         - level: None\n  users: [system:kubelet-simulator, system:kube-scheduler, system:kube-controller-manager]\n\
+         - level: None\n  nonResourceURLs: ['/healthz*', '/readyz*', '/livez*', '/openapi*', /version, /api, '/apis*']\n\
+         - level: Metadata\n  resources: [{group: '', resources: [secrets]}]\n\
+         - level: Request\n  resources: [{group: '', resources: [configmaps]}]\n\
+         - level: Metadata\n",
+    );
+    let spec = Spec {
+        apiserver_args: e2e::args(&["--audit-log-path", &log.display().to_string(), "--audit-policy-file", &policy]),
+        ..Spec::sim(1)
+    };
+    let c = Cluster::with(spec).await;
+    let admin = Kubectl::stock(&c.kubeconfig(), dir.path()).unwrap_or_else(|| Kubectl::ours(&c.kubeconfig()));
+    admin.ok(&["create", "configmap", "settings", "--from-literal=colour=blue"]);
+    admin.ok(&["create", "secret", "generic", "db", "--from-literal=password=hunter2"]);
+    admin.ok(&["get", "secret", "db"]);
+    let viewer = Kubectl::ours(&user_kubeconfig(&c, dir.path(), "mallory", &["guests"]));
+    viewer.fails(&["create", "configmap", "stolen", "--from-literal=a=b"]);
+    let anonymous = https(&c.pki.ca_pem, None);
+    let forged = anonymous.get(format!("{}/api/v1/secrets", c.url)).bearer_auth("forged-token").send().await.unwrap();
+    assert_eq!(forged.status().as_u16(), 401);
+
+    let events: Vec<Value> = {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let events: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            if events.iter().any(|e| e["responseStatus"]["code"] == 401) {
+                break events;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no 401 in the audit log:\n{text}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    for e in &events {
+        assert_eq!(e["kind"], "Event");
+        assert_eq!(e["apiVersion"], "audit.k8s.io/v1");
+        assert_ne!(e["stage"], "RequestReceived", "RequestReceived is omitted: {e}");
+        for field in ["auditID", "requestURI", "verb", "sourceIPs", "requestReceivedTimestamp", "stageTimestamp"] {
+            assert!(!e[field].is_null(), "{field} missing: {e}");
+        }
+        let user = e["user"]["username"].as_str().unwrap_or_default();
+        assert!(!user.starts_with("system:node") && user != "system:kube-scheduler", "level None was logged: {e}");
+    }
+    let find = |verb: &str, resource: &str, user: &str| {
+        events
+            .iter()
+            .find(|e| e["verb"] == verb && e["objectRef"]["resource"] == resource && e["user"]["username"] == user)
+            .unwrap_or_else(|| panic!("no {verb} {resource} by {user} in {events:#?}"))
+    };
+    let created = find("create", "configmaps", "kubernetes-admin");
+    assert_eq!(created["level"], "Request");
+    assert_eq!(created["responseStatus"]["code"], 201);
+    assert_eq!(created["requestObject"]["data"]["colour"], "blue", "the body sent, decoded: {created}");
+    assert_eq!(created["objectRef"]["namespace"], "default");
+    assert_eq!(created["annotations"]["authorization.k8s.io/decision"], "allow");
+    let read = find("get", "secrets", "kubernetes-admin");
+    assert_eq!(read["level"], "Metadata");
+    assert_eq!(read["objectRef"]["name"], "db");
+    assert!(read.get("requestObject").is_none() && read.get("responseObject").is_none());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("hunter2") && !text.contains("aHVudGVyMg=="), "a secret's value is in the audit log");
+    let refused = find("create", "configmaps", "mallory");
+    assert_eq!(refused["responseStatus"]["code"], 403);
+    assert_eq!(refused["responseStatus"]["reason"], "Forbidden");
+    assert_eq!(refused["annotations"]["authorization.k8s.io/decision"], "forbid");
+    let unauthenticated = events.iter().find(|e| e["responseStatus"]["code"] == 401).unwrap();
+    assert_eq!(unauthenticated["user"], serde_json::json!({}));
+    assert_eq!(unauthenticated["responseStatus"]["reason"], "Unauthorized");
+}

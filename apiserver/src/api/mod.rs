@@ -80,6 +80,8 @@ pub struct App {
     /// What is encrypted in storage: an update of an object stored under an older key is
     /// written even when nothing changed, so re-saving everything rotates the key.
     pub encryption: Option<Arc<crate::encryption::Encryption>>,
+    /// The audit log, when there is one.
+    pub audit: Option<Arc<crate::audit::Auditor>>,
 }
 
 impl App {

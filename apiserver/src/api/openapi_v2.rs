@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::discovery::{KUBERNETES_VERSION, documents};
+use crate::protobuf::write::{bytes, varint};
 use crate::registry::Registry;
 
 /// What kubectl sends in `Accept` for the protobuf form.
@@ -88,24 +89,6 @@ fn to_v2(schema: &mut Value) {
 }
 
 // Protobuf, gnostic's field numbers (openapiv2/OpenAPIv2.proto).
-
-fn varint(mut v: u64, out: &mut Vec<u8>) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
-
-fn bytes(tag: u64, data: &[u8], out: &mut Vec<u8>) {
-    varint((tag << 3) | 2, out);
-    varint(data.len() as u64, out);
-    out.extend_from_slice(data);
-}
 
 fn message(tag: u64, out: &mut Vec<u8>, fill: impl FnOnce(&mut Vec<u8>)) {
     let mut inner = Vec::new();

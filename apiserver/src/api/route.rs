@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use super::{App, Params, Target, delete, discovery, read, review, subresource, table, watch, write};
 use crate::authn::UserInfo;
-use crate::authz::{Attributes, Decision, admission};
+use crate::authz::{Attributes, admission};
 use crate::decode::MAX_BODY;
 use crate::metrics::RequestInfo;
 use crate::registry::{Registry, Sub};
@@ -103,8 +103,12 @@ fn request_info(method: &Method, headers: &HeaderMap, target: &Target, verb: &st
     }
 }
 
-async fn read_body(body: Body) -> ApiResult<Bytes> {
-    axum::body::to_bytes(body, MAX_BODY + 1).await.map_err(|_| ApiError::body_too_large(MAX_BODY))
+async fn read_body(body: Body, audit: Option<&crate::audit::Context>) -> ApiResult<Bytes> {
+    let bytes = axum::body::to_bytes(body, MAX_BODY + 1).await.map_err(|_| ApiError::body_too_large(MAX_BODY))?;
+    if let Some(audit) = audit {
+        audit.request_body(&bytes);
+    }
+    Ok(bytes)
 }
 
 /// The entry point for every `/api` and `/apis` request.
@@ -121,6 +125,7 @@ pub async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Re
     };
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let user = parts.extensions.get::<UserInfo>().cloned().unwrap_or_else(UserInfo::anonymous);
+    let audit = parts.extensions.get::<crate::audit::Context>().cloned();
     let discovery = match segments.as_slice() {
         ["api"] | ["apis"] | ["api", "v1"] | ["apis", _] => true,
         ["apis", group, version] => app.registry.serves(group, version),
@@ -128,7 +133,7 @@ pub async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Re
     };
     if discovery {
         let attributes = Attributes::path(&parts.method.as_str().to_ascii_lowercase(), &path);
-        if let Err(e) = authorize(&app, &user, &attributes) {
+        if let Err(e) = app.authorizer.check(&user, &attributes, audit.as_ref()) {
             return e.into_response();
         }
     }
@@ -173,7 +178,7 @@ pub async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Re
     }
     let verb = verb_of(&parts.method, &target, &params);
     let attributes = attributes_of(&target, &params, verb);
-    if let Err(e) = authorize(&app, &user, &attributes) {
+    if let Err(e) = app.authorizer.check(&user, &attributes, audit.as_ref()) {
         return e.with_details(&attributes.name, &attributes.api_group, &attributes.resource).into_response();
     }
     if verb == "DELETE"
@@ -187,7 +192,7 @@ pub async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Re
     }
     let response = if target.resource.strategy.reviews() {
         let user = parts.extensions.get::<UserInfo>().cloned().unwrap_or_else(UserInfo::anonymous);
-        match (verb, read_body(body).await) {
+        match (verb, read_body(body, audit.as_ref()).await) {
             ("CREATE", Ok(body)) => review::create(&app, &target, &user, &content_type(&parts.headers), &body),
             ("CREATE", Err(e)) => Err(e),
             _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
@@ -218,7 +223,7 @@ pub async fn dispatch(State(app): State<Arc<App>>, request: Request<Body>) -> Re
             }
             _ => None,
         };
-        let call = Call { method: &parts.method, headers: &parts.headers, verb, admit, mutate };
+        let call = Call { method: &parts.method, headers: &parts.headers, verb, admit, mutate, audit: audit.clone() };
         handle(&app, call, target.clone(), params, body).await.unwrap_or_else(|e| e.into_response())
     };
     let info = request_info(&parts.method, &parts.headers, &target, verb, dry_run);
@@ -251,16 +256,6 @@ fn attributes_of(target: &Target, params: &Params, verb: &str) -> Attributes {
         target.namespace.as_deref().unwrap_or_default(),
         &name,
     )
-}
-
-/// 403 with upstream's message unless the user may do it.
-fn authorize(app: &App, user: &UserInfo, attributes: &Attributes) -> ApiResult<()> {
-    match app.authorizer.authorize(user, attributes) {
-        Decision::Allow(_) => Ok(()),
-        Decision::Deny(reason) | Decision::NoOpinion(reason) => {
-            Err(ApiError::forbidden(crate::authz::forbidden_message(user, attributes, &reason)))
-        }
-    }
 }
 
 /// NodeRestriction for deletes: a node deletes only its own Node and pods bound to it.
@@ -312,10 +307,11 @@ struct Call<'a> {
     verb: &'static str,
     admit: Option<write::Admit>,
     mutate: Option<write::Mutate>,
+    audit: Option<crate::audit::Context>,
 }
 
 async fn handle(app: &Arc<App>, call: Call<'_>, target: Target, params: Params, body: Body) -> ApiResult<Response> {
-    let Call { method, headers, verb, admit, mutate } = call;
+    let Call { method, headers, verb, admit, mutate, audit } = call;
     let ct = content_type(headers);
     // `kubectl get` asks for a Table; `includeObject` says what each row carries.
     let table =
@@ -329,25 +325,40 @@ async fn handle(app: &Arc<App>, call: Call<'_>, target: Target, params: Params, 
         ("GET", Some(Sub::Log)) => subresource::logs(app, &target, &params).await,
         ("CREATE", None) if target.name.is_none() => {
             let writer = write::Writer::of(&params, headers)?.with_admission(admit, mutate.clone());
-            write::create(app, &target, &params, &writer, &ct, &read_body(body).await?).await
+            write::create(app, &target, &params, &writer, &ct, &read_body(body, audit.as_ref()).await?).await
         }
-        ("CREATE", Some(Sub::Binding)) => subresource::bind(app, &target, &ct, &read_body(body).await?).await,
-        ("CREATE", Some(Sub::Token)) => super::token::create(app, &target, &ct, &read_body(body).await?).await,
+        ("CREATE", Some(Sub::Binding)) => {
+            subresource::bind(app, &target, &ct, &read_body(body, audit.as_ref()).await?).await
+        }
+        ("CREATE", Some(Sub::Token)) => {
+            super::token::create(app, &target, &ct, &read_body(body, audit.as_ref()).await?).await
+        }
         ("UPDATE", None | Some(Sub::Status)) => {
             let writer = write::Writer::of(&params, headers)?.with_admission(admit, mutate.clone());
-            write::update(app, &target, &params, &writer, &ct, &read_body(body).await?).await
+            write::update(app, &target, &params, &writer, &ct, &read_body(body, audit.as_ref()).await?).await
         }
         ("PATCH", None | Some(Sub::Status)) => {
             let writer = write::Writer::of(&params, headers)?.with_admission(admit, mutate.clone());
-            write::patch(app, &target, &params, &writer, &ct, &read_body(body).await?).await
+            write::patch(app, &target, &params, &writer, &ct, &read_body(body, audit.as_ref()).await?).await
         }
         ("UPDATE" | "PATCH", Some(Sub::Approval)) => {
             let writer = write::Writer::of(&params, headers)?.with_admission(admit, mutate.clone());
-            subresource::update_approval(app, &target, &writer, (&ct, verb == "PATCH"), &read_body(body).await?).await
+            subresource::update_approval(
+                app,
+                &target,
+                &writer,
+                (&ct, verb == "PATCH"),
+                &read_body(body, audit.as_ref()).await?,
+            )
+            .await
         }
-        ("UPDATE", Some(Sub::Scale)) => subresource::update_scale(app, &target, &ct, &read_body(body).await?).await,
-        ("PATCH", Some(Sub::Scale)) => subresource::patch_scale(app, &target, &ct, &read_body(body).await?).await,
-        ("DELETE", None) => delete::delete(app, &target, &params, &ct, &read_body(body).await?).await,
+        ("UPDATE", Some(Sub::Scale)) => {
+            subresource::update_scale(app, &target, &ct, &read_body(body, audit.as_ref()).await?).await
+        }
+        ("PATCH", Some(Sub::Scale)) => {
+            subresource::patch_scale(app, &target, &ct, &read_body(body, audit.as_ref()).await?).await
+        }
+        ("DELETE", None) => delete::delete(app, &target, &params, &ct, &read_body(body, audit.as_ref()).await?).await,
         ("DELETECOLLECTION", None)
             if (target.resource.namespaced && target.namespace.is_none())
                 || !target.resource.deletes_as_collection() =>
@@ -357,7 +368,7 @@ async fn handle(app: &Arc<App>, call: Call<'_>, target: Target, params: Params, 
             Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"))
         }
         ("DELETECOLLECTION", None) => {
-            delete::delete_collection(app, &target, &params, &ct, &read_body(body).await?).await
+            delete::delete_collection(app, &target, &params, &ct, &read_body(body, audit.as_ref()).await?).await
         }
         _ => Err(ApiError::method_not_allowed(format!(
             "{} is not supported on {}{}",

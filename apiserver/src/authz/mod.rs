@@ -120,6 +120,26 @@ impl Authorizer {
         }
     }
 
+    /// 403 with upstream's message unless `user` may do it; the decision goes to the
+    /// request's audit record.
+    pub fn check(
+        &self,
+        user: &UserInfo,
+        attributes: &Attributes,
+        audit: Option<&crate::audit::Context>,
+    ) -> Result<(), crate::status::ApiError> {
+        let decision = self.authorize(user, attributes);
+        if let Some(audit) = audit {
+            audit.authorized(user, attributes, &decision);
+        }
+        match decision {
+            Decision::Allow(_) => Ok(()),
+            Decision::Deny(reason) | Decision::NoOpinion(reason) => {
+                Err(crate::status::ApiError::forbidden(forbidden_message(user, attributes, &reason)))
+            }
+        }
+    }
+
     /// RBAC, when this server uses it.
     pub fn rbac(&self) -> Option<&Arc<rbac::Rbac>> {
         match self {
