@@ -3,6 +3,7 @@
 //! `/healthz`, `/livez`, `/readyz` and `/metrics` endpoints.
 
 pub mod bootstrap;
+pub mod delegated;
 pub mod events;
 pub mod flags;
 pub mod leader;
@@ -107,6 +108,63 @@ pub fn serve_health_and_metrics(addr: SocketAddr, encode: Arc<dyn Fn() -> String
             Err(e) => tracing::error!(%addr, error = %e, "cannot serve metrics"),
         }
     });
+}
+
+/// Serves `/metrics` and the health endpoints over HTTPS on `addr`, in the background, as
+/// upstream's kube-scheduler and kube-controller-manager do (port 0 disables it): with
+/// `--tls-cert-file`, or else a self-signed certificate made at start; the health checks
+/// answer anyone, `/metrics` only clients the API server says may `get /metrics` (see
+/// [`delegated`]).
+pub fn serve_secure_health_and_metrics(
+    addr: SocketAddr,
+    encode: Arc<dyn Fn() -> String + Send + Sync>,
+    serving: &flags::ServingFlags,
+    client: kube::Client,
+    component: &str,
+) -> anyhow::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let given = if serving.tls_cert_file.is_some() { serving.serving()? } else { None };
+    let tls = match given {
+        Some(tls) => tls,
+        None => {
+            let client_ca = serving.client_ca_file.as_deref().map(tls::ClientCa::from_file).transpose()?;
+            let mut names = vec!["localhost".to_owned(), component.to_owned()];
+            let mut ips = vec![addr.ip()];
+            if addr.ip().is_unspecified() {
+                ips = vec![std::net::Ipv4Addr::LOCALHOST.into()];
+                names.extend(std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()));
+            }
+            let (cert, key) = pki::self_signed(component, &names, &ips)?;
+            let slot = Arc::new(tls::CertSlot::default());
+            slot.set_pem(&cert, &key)?;
+            tracing::info!(%addr, "serving with a self-signed certificate (no --tls-cert-file)");
+            tls::Serving::rotating(slot, client_ca)?
+        }
+    };
+    let delegated = delegated::Delegated::new(client);
+    let metrics = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let encode = encode.clone();
+                async move { encode() }
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(delegated, delegated::guard));
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .merge(metrics);
+    tokio::spawn(async move {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => serve::serve(listener, app, Some(tls)).await,
+            Err(e) => tracing::error!(%addr, error = %e, "cannot serve metrics"),
+        }
+    });
+    Ok(())
 }
 
 /// Logs through `tracing` to stderr, filtered by `RUST_LOG` (default `info`).

@@ -230,6 +230,20 @@ fn subject(request: &Request) -> Result<DistinguishedName> {
     Ok(dn)
 }
 
+/// A self-signed serving certificate for `names` and `ips` (what a component serves
+/// when it is given none): the certificate's PEM and the key's.
+pub fn self_signed(common_name: &str, names: &[String], ips: &[IpAddr]) -> Result<(String, String)> {
+    let key = KeyPair::generate().context("generating a key")?;
+    let request = Request::server(common_name, names, ips);
+    let mut params = CertificateParams::default();
+    params.distinguished_name = subject(&request)?;
+    params.subject_alt_names = alt_names(&request)?;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    validity(&mut params, CERT_VALIDITY);
+    let cert = params.self_signed(&key).context("signing the certificate")?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
 /// A new service account signing key: the private key (PKCS#8 PEM) and its public key
 /// (SPKI PEM), EC P-256 for ES256 tokens.
 pub fn signing_key() -> Result<(String, String)> {

@@ -1,9 +1,12 @@
 """The Python `kubernetes` client against our apiserver: list, create, update and watch
 pods and deployments on both storage backends, the 410 a too-old watch gets, and custom
-resources through `CustomObjectsApi`."""
+resources through `CustomObjectsApi`. The server is secure as a user runs it: TLS with
+kubeadm's certificates, the client authenticated by the admin kubeconfig's certificate;
+a client without credentials gets 401."""
 
 import os
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -11,12 +14,14 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import kubernetes.config
 import pytest
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 ROOT = Path(__file__).resolve().parents[2]
 BINARY = ROOT / "target" / "debug" / "kube-apiserver"
+KUBEADM = ROOT / "target" / "debug" / "kubeadm"
 
 
 def free_port():
@@ -36,29 +41,52 @@ def backends():
     return out
 
 
+def certificates(data, url):
+    """kubeadm's CA, the apiserver's certificate and admin.conf, in `data`; the TLS flags."""
+    pki = Path(data) / "pki"
+    subprocess.run([str(KUBEADM), "init", "phase", "certs", "--cert-dir", str(pki)], check=True, capture_output=True)
+    subprocess.run(
+        [str(KUBEADM), "init", "phase", "kubeconfig", "--cert-dir", str(pki), "--kubeconfig-dir", data,
+         "--control-plane-endpoint", url],
+        check=True,
+        capture_output=True,
+    )
+    return [
+        "--tls-cert-file", str(pki / "apiserver.crt"), "--tls-private-key-file", str(pki / "apiserver.key"),
+        "--client-ca-file", str(pki / "ca.crt"),
+    ]
+
+
 @pytest.fixture(params=backends())
 def api(request):
-    assert BINARY.exists(), f"{BINARY} is not built: run cargo build first"
+    assert BINARY.exists() and KUBEADM.exists(), f"{BINARY} or {KUBEADM} is not built: run cargo build first"
     port = free_port()
     with tempfile.TemporaryDirectory() as data:
-        args = [str(BINARY), "--port", str(port), "--data-dir", data, "--watch-cache-size", "50", "--insecure-serving"]
+        url = f"https://127.0.0.1:{port}"
+        args = [str(BINARY), "--port", str(port), "--data-dir", data, "--watch-cache-size", "50"]
+        args += certificates(data, url)
         if request.param == "etcd":
             args += ["--etcd-servers", os.environ["ETCD_ENDPOINTS"], "--etcd-prefix", f"/py-{uuid.uuid4()}"]
         log = open(Path(data) / "apiserver.log", "w")
         proc = subprocess.Popen(args, stdout=log, stderr=log)
         try:
-            url = f"http://127.0.0.1:{port}"
+            tls = ssl.create_default_context(cafile=str(Path(data) / "pki" / "ca.crt"))
             for _ in range(300):
                 try:
-                    urllib.request.urlopen(url + "/readyz", timeout=1)
+                    urllib.request.urlopen(url + "/readyz", timeout=1, context=tls)
                     break
                 except OSError:
                     time.sleep(0.05)
             else:
                 raise RuntimeError("apiserver did not become ready")
             config = client.Configuration()
-            config.host = url
-            yield client.ApiClient(config)
+            kubernetes.config.load_kube_config(config_file=str(Path(data) / "admin.conf"), client_configuration=config)
+            anonymous = client.Configuration()
+            anonymous.host = url
+            anonymous.ssl_ca_cert = str(Path(data) / "pki" / "ca.crt")
+            api_client = client.ApiClient(config)
+            api_client.anonymous = client.ApiClient(anonymous)
+            yield api_client
         finally:
             proc.kill()
             proc.wait()
@@ -224,3 +252,12 @@ def test_custom_objects(api):
         time.sleep(0.05)
     else:
         raise AssertionError("the resource is still served after its CRD was deleted")
+
+
+def test_a_client_without_credentials_is_refused(api):
+    with pytest.raises(ApiException) as refused:
+        client.CoreV1Api(api.anonymous).list_namespaced_pod("default")
+    assert refused.value.status == 401
+    me = client.AuthenticationV1Api(api).create_self_subject_review(client.V1SelfSubjectReview())
+    assert me.status.user_info.username == "kubernetes-admin"
+    assert "system:masters" in me.status.user_info.groups

@@ -765,3 +765,79 @@ async fn the_audit_log_says_who_did_what() {
     assert_eq!(unauthenticated["user"], serde_json::json!({}));
     assert_eq!(unauthenticated["responseStatus"]["reason"], "Unauthorized");
 }
+
+/// The scheduler's (and controller-manager's) endpoint serves HTTPS; the health checks
+/// answer anyone, `/metrics` only whom the API server lets `get /metrics`: a client
+/// certificate of the CA or a ServiceAccount token (what Prometheus scrapes with), each
+/// checked with a TokenReview and a SubjectAccessReview.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn component_metrics_answer_whom_the_api_server_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::with(Spec { nodes: e2e::Nodes::Process(0), ..Spec::sim(0) }).await;
+    let port = e2e::free_port();
+    let ca = c.pki.cert_dir.join("ca.crt").display().to_string();
+    let scheduler_args = e2e::args(&[
+        "--kubeconfig",
+        &c.pki.kubeconfig("scheduler.conf"),
+        "--secure-port",
+        &port.to_string(),
+        "--client-ca-file",
+        &ca,
+        "--scheduler-name",
+        "metrics-test",
+    ]);
+    let _scheduler = e2e::Process::spawn("kube-scheduler", &scheduler_args, &dir.path().join("scheduler.log")).unwrap();
+    let url = |path: &str| format!("https://127.0.0.1:{port}{path}");
+    // Self-signed: the client trusts nothing but asks over TLS anyway, as a probe does.
+    let insecure = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match insecure.get(url("/healthz")).send().await {
+            Ok(r) if r.status().is_success() => break,
+            _ => assert!(tokio::time::Instant::now() < deadline, "the scheduler's endpoint never answered"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(insecure.get(url("/metrics")).send().await.unwrap().status().as_u16(), 401);
+    let forged = insecure.get(url("/metrics")).bearer_auth("forged").send().await.unwrap();
+    assert_eq!(forged.status().as_u16(), 401);
+
+    let with_cert = |pem: String| {
+        reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap())
+            .build()
+            .unwrap()
+    };
+    let admin = with_cert(format!("{}{}", c.pki.admin.0, c.pki.admin.1));
+    let answer = admin.get(url("/metrics")).send().await.unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    assert!(answer.text().await.unwrap().contains("# TYPE"), "Prometheus text");
+    let ca = component_base::pki::Ca::load(&c.pki.cert_dir).unwrap();
+    let nobody = ca.issue(&component_base::pki::Request::client("nobody", &[])).unwrap();
+    let refused =
+        with_cert(format!("{}{}", nobody.cert_pem, nobody.key_pem)).get(url("/metrics")).send().await.unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+
+    let k = Kubectl::ours(&c.kubeconfig());
+    let account = write(dir.path(), "sa.yaml", "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: prometheus}\n");
+    k.ok(&["apply", "-f", &account]);
+    k.ok(&[
+        "create",
+        "clusterrolebinding",
+        "prometheus",
+        "--clusterrole=system:monitoring",
+        "--serviceaccount=default:prometheus",
+    ]);
+    let token = k.ok(&["create", "token", "prometheus"]).trim().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = insecure.get(url("/metrics")).bearer_auth(&token).send().await.unwrap().status().as_u16();
+        if status == 200 {
+            break;
+        }
+        // A refusal is cached for ten seconds, as upstream's; the binding is seen after.
+        assert!(status == 403 && tokio::time::Instant::now() < deadline, "a monitoring token got {status}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -25,9 +25,15 @@ struct Args {
     /// Address of the metrics and health endpoints.
     #[arg(long, default_value = "127.0.0.1")]
     bind_address: IpAddr,
-    /// Port of the metrics and health endpoints (plain HTTP; 0 disables).
+    /// Port of the metrics and health endpoints (HTTPS; 0 disables). `/metrics` answers
+    /// only clients the API server lets `get /metrics` (a certificate of --client-ca-file,
+    /// or a bearer token it accepts).
     #[arg(long, alias = "port", default_value_t = 10259)]
     secure_port: u16,
+    /// The endpoint's certificate (default: a self-signed one made at start) and the CA
+    /// whose client certificates it accepts.
+    #[command(flatten)]
+    serving: component_base::flags::ServingFlags,
 }
 
 #[tokio::main]
@@ -38,10 +44,13 @@ async fn main() -> anyhow::Result<()> {
     let client = args.client.client().await?;
     let metrics = Arc::new(metrics::Metrics::default());
     let m = metrics.clone();
-    component_base::serve_health_and_metrics(
+    component_base::serve_secure_health_and_metrics(
         SocketAddr::new(args.bind_address, args.secure_port),
         Arc::new(move || m.encode()),
-    );
+        &args.serving,
+        client.clone(),
+        "kube-scheduler",
+    )?;
     let config = run::Config {
         scheduler_name: args.scheduler_name,
         binding_concurrency: args.binding_concurrency,
