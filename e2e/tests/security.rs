@@ -291,7 +291,7 @@ async fn a_pods_service_account_token_reaches_what_its_role_allows() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let c = Cluster::with(Spec { nodes: e2e::Nodes::Docker(1), ..Spec::sim(0) }).await;
+    let mut c = Cluster::with(Spec { nodes: e2e::Nodes::Docker(1), ..Spec::sim(0) }).await;
     c.wait_nodes_ready(1, Duration::from_secs(60)).await.unwrap();
     let admin = Kubectl::ours(&c.kubeconfig());
     let api = format!("https://127.0.0.1:{}", c.port);
@@ -353,9 +353,10 @@ async fn a_pods_service_account_token_reaches_what_its_role_allows() {
 
     // TokenReview says whose it is, and that it is bound to the pod.
     let http = e2e::pki::http_client(&c.url).unwrap();
+    let reviews = format!("{}/apis/authentication.k8s.io/v1/tokenreviews", c.url);
     let review = |token: String| {
         let http = http.clone();
-        let url = format!("{}/apis/authentication.k8s.io/v1/tokenreviews", c.url);
+        let url = reviews.clone();
         async move {
             let body = serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}});
             let r = http.post(url).json(&body).send().await.unwrap();
@@ -404,6 +405,32 @@ async fn a_pods_service_account_token_reaches_what_its_role_allows() {
     let jwks: Value =
         anon.get(format!("{}/openid/v1/jwks", c.url)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     assert_eq!(jwks["keys"][0]["alg"], "ES256", "{jwks}");
+
+    // A kubelet that restarts adopts the running container and keeps its token fresh:
+    // it writes a new one at once (then before each expires).
+    let token_file = {
+        let volumes = c.dir.path().join("kubelet").join(&c.node_names[0]).join("volumes");
+        let pod_dir = std::fs::read_dir(&volumes).unwrap().next().unwrap().unwrap().path();
+        let access = std::fs::read_dir(&pod_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("kube-api-access-"))
+            .unwrap();
+        access.join("token")
+    };
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap(), token);
+    c.kill_kubelet(0);
+    c.start_kubelet(0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&token_file).unwrap_or_default() == token {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the restarted kubelet never refreshed the adopted pod's token"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let fresh = std::fs::read_to_string(&token_file).unwrap();
+    assert_eq!(review(fresh).await["status"]["authenticated"], true);
 
     // A token of an account that was deleted is refused, with nothing changed.
     admin.ok(&["delete", "serviceaccount", "reader", "-n", "apps"]);

@@ -80,6 +80,8 @@ struct Worker {
     stops: u64,
     /// Containers of this pod counted in `kubelet_running_containers`.
     running: i64,
+    /// Whether the tokens of volumes an earlier kubelet projected are kept fresh by this one.
+    tokens_resumed: bool,
 }
 
 /// Back-off before restart number `n` (0-based): none for the first, then 10 s doubling to
@@ -129,6 +131,7 @@ pub async fn run(node: Arc<Node>, uid: String, mut rx: watch::Receiver<Option<Po
         starts: 0,
         stops: 0,
         running: 0,
+        tokens_resumed: false,
     };
     loop {
         let doc = rx.borrow_and_update().clone();
@@ -163,6 +166,10 @@ impl Worker {
         if pod.metadata.deletion_timestamp.is_some() {
             self.terminate(&pod).await;
             return None;
+        }
+        if !self.tokens_resumed {
+            self.tokens_resumed = true;
+            self.resume_tokens(&pod);
         }
         match self.sync(&pod).await {
             Ok(next) => Some(next),
@@ -325,6 +332,20 @@ impl Worker {
             env.push((e.name.clone(), value));
         }
         Ok(env)
+    }
+
+    /// A pod adopted from an earlier kubelet has its projected volumes already: their
+    /// tokens are refreshed from now on by this one (at once, then before they expire).
+    fn resume_tokens(&self, pod: &Pod) {
+        let base = self.node.root.join("volumes").join(&self.uid);
+        for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+            let dir = base.join(&v.name);
+            if let Some(projected) = &v.projected
+                && dir.join(".projected").exists()
+            {
+                crate::projected::resume(&self.node.client, pod, projected, &dir);
+            }
+        }
     }
 
     /// Prepares the pod's volumes on the host and the mounts of one container.

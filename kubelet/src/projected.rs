@@ -156,6 +156,25 @@ pub async fn project(
     Ok(())
 }
 
+/// Keeps the tokens of a volume an earlier kubelet projected fresh: each is requested
+/// again at once, then before it expires.
+pub fn resume(client: &kube::Client, pod: &Pod, volume: &ProjectedVolumeSource, dir: &Path) {
+    for source in volume.sources.iter().flatten() {
+        if let Some(t) = &source.service_account_token {
+            let seconds = t.expiration_seconds.unwrap_or(3600).max(600);
+            tokio::spawn(refresh(
+                client.clone(),
+                pod.clone(),
+                t.audience.clone(),
+                seconds,
+                dir.to_owned(),
+                t.path.clone(),
+                Duration::ZERO,
+            ));
+        }
+    }
+}
+
 /// Requests a new token at 80% of the last one's life and writes it, until the volume's
 /// directory goes (with the pod). A failed request is tried again a minute later, while
 /// the old token still works.
