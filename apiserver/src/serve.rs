@@ -15,14 +15,11 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use component_base::tls::{PeerCert, Serving};
-use tower::ServiceExt;
 
 use crate::limits::Limits;
 use crate::metrics::Metrics;
@@ -180,24 +177,8 @@ async fn serve_connection<IO>(stream: IO, peer: SocketAddr, router: Router, head
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    // HTTP/1.1 only (TLS offers it alone through ALPN): every client speaks it. An
-    // HTTP/1-or-2 server without ALPN would first wait for the client's first bytes to
-    // tell them apart, with no timeout: a connection that sends nothing would be held
-    // forever. The header-read timer starts at once, and runs again while a keep-alive
-    // connection waits for its next request, so it is the idle timeout too.
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(MAX_READ_BUFFER);
-    // What the client certificate says was judged once, at the handshake; each request
-    // carries it to authentication.
-    let router = router.map_request(move |mut request: axum::http::Request<hyper::body::Incoming>| {
-        request.extensions_mut().insert(cert.clone());
-        request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-        request.map(axum::body::Body::new)
-    });
-    let service = TowerToHyperService::new(router);
-    if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).with_upgrades().await {
-        tracing::debug!(%peer, error = %e, "connection ended");
-    }
+    let limits = component_base::serve::Limits { header_timeout, read_buffer: Some(MAX_READ_BUFFER) };
+    component_base::serve::connection_with(stream, peer, router, cert, limits).await
 }
 
 /// The longest request URI answered (longer: 414 with a Status). The HTTP layer cannot

@@ -5,6 +5,7 @@
 //! up in the watch caches, never in storage). The public keys are served as upstream's
 //! OIDC discovery (`/.well-known/openid-configuration`, `/openid/v1/jwks`).
 
+use rustls_pki_types::pem::{PemObject, SectionKind};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -129,13 +130,11 @@ fn jwk_of(spki_der: &[u8]) -> Result<(String, Value)> {
     Ok((kid, jwk))
 }
 
-fn pem_der(text: &str, label: &str) -> Option<Vec<u8>> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let start = text.find(&begin)? + begin.len();
-    let stop = text[start..].find(&end)? + start;
-    let body: String = text[start..stop].chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(body).ok()
+/// The first PEM block of `kind` in `text`, DER.
+fn pem_der(text: &str, kind: SectionKind) -> Option<Vec<u8>> {
+    PemObject::pem_slice_iter(text.as_bytes())
+        .filter_map(Result::ok)
+        .find_map(|(k, der): (SectionKind, Vec<u8>)| (k == kind).then_some(der))
 }
 
 impl Tokens {
@@ -356,7 +355,7 @@ impl Tokens {
 
 /// The SPKI DER of the public half of a PKCS#8 private key.
 fn rcgen_public(private_pem: &str) -> Result<Vec<u8>> {
-    let der = pem_der(private_pem, "PRIVATE KEY").context("no PKCS#8 private key in the file")?;
+    let der = pem_der(private_pem, SectionKind::PrivateKey).context("no PKCS#8 private key in the file")?;
     let pair = ring::signature::EcdsaKeyPair::from_pkcs8(
         &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
         &der,
@@ -371,7 +370,7 @@ fn rcgen_public(private_pem: &str) -> Result<Vec<u8>> {
 
 fn public_key(path: &Path) -> Result<PublicKey> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let der = match pem_der(&text, "PUBLIC KEY") {
+    let der = match pem_der(&text, SectionKind::PublicKey) {
         Some(der) => der,
         None => rcgen_public(&text).with_context(|| format!("{}: no PUBLIC KEY or PRIVATE KEY", path.display()))?,
     };

@@ -42,17 +42,51 @@ pub async fn serve(listener: TcpListener, router: Router, tls: Option<Serving>) 
     }
 }
 
-/// Serves one connection (HTTP/1.1), every request carrying `cert` in its extensions.
+/// How one connection is served.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How long the client may take over a request's headers, and how long an idle
+    /// keep-alive connection is kept.
+    pub header_timeout: Duration,
+    /// The HTTP layer's read buffer (the request line and headers must fit).
+    pub read_buffer: Option<usize>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { header_timeout: HANDSHAKE_TIMEOUT, read_buffer: None }
+    }
+}
+
+/// Serves one connection (HTTP/1.1), every request carrying `cert` and the peer's
+/// address (`ConnectInfo`) in its extensions.
 pub async fn connection<IO>(io: IO, peer: SocketAddr, router: Router, cert: PeerCert)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    connection_with(io, peer, router, cert, Limits::default()).await
+}
+
+/// [`connection`] with these limits.
+pub async fn connection_with<IO>(io: IO, peer: SocketAddr, router: Router, cert: PeerCert, limits: Limits)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // HTTP/1.1 only (TLS offers it alone through ALPN): every client speaks it. An
+    // HTTP/1-or-2 server without ALPN would first wait for the client's first bytes to
+    // tell them apart, with no timeout: a connection that sends nothing would be held
+    // forever. The header-read timer starts at once, and runs again while a keep-alive
+    // connection waits for its next request, so it is the idle timeout too.
     let service = router.map_request(move |mut request: Request<hyper::body::Incoming>| {
         request.extensions_mut().insert(cert.clone());
+        request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
         request.map(axum::body::Body::new)
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HANDSHAKE_TIMEOUT);
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    if let Some(size) = limits.read_buffer {
+        builder.max_buf_size(size);
+    }
     if let Err(e) = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service)).with_upgrades().await
     {
         tracing::debug!(%peer, error = %e, "connection ended");

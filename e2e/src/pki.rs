@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use anyhow::{Context, Result};
 use base64::Engine;
 use parking_lot::Mutex;
+use rustls_pki_types::pem::PemObject;
 
 /// A cluster's PKI on disk.
 #[derive(Debug, Clone)]
@@ -135,8 +136,9 @@ pub fn client_config(url: &str) -> Result<kube::Config> {
     let mut config = kube::Config::new(url.parse().context("apiserver URL")?);
     if let Some(pki) = of(url) {
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let der = rustls_pem_der(&pki.ca_pem)?;
-        config.root_cert = Some(vec![der]);
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(pki.ca_pem.as_bytes())
+            .context("decoding the CA certificate")?;
+        config.root_cert = Some(vec![der.to_vec()]);
         config.auth_info = serde_json::from_value(serde_json::json!({
             "client-certificate-data": b64(&pki.admin.0),
             "client-key-data": b64(&pki.admin.1),
@@ -144,11 +146,6 @@ pub fn client_config(url: &str) -> Result<kube::Config> {
         .context("the admin's credentials")?;
     }
     Ok(config)
-}
-
-fn rustls_pem_der(pem: &str) -> Result<Vec<u8>> {
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD.decode(body).context("decoding the CA certificate")
 }
 
 /// An HTTP client for the apiserver at `url` (the admin's certificate when it has a PKI).

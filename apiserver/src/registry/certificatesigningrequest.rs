@@ -73,22 +73,13 @@ const APPROVAL: [&str; 2] = ["Approved", "Denied"];
 
 struct CsrStrategy;
 
-/// The DER of the PEM `CERTIFICATE REQUEST` block in `pem`.
-pub fn request_der(pem: &[u8]) -> Result<Vec<u8>, String> {
-    let text = std::str::from_utf8(pem).map_err(|_| "the request is not PEM text".to_owned())?;
-    let begin = "-----BEGIN CERTIFICATE REQUEST-----";
-    let end = "-----END CERTIFICATE REQUEST-----";
-    let start = text.find(begin).ok_or("no CERTIFICATE REQUEST block")? + begin.len();
-    let stop = text[start..].find(end).ok_or("the CERTIFICATE REQUEST block does not end")? + start;
-    let body: String = text[start..stop].chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(body).map_err(|e| format!("the PEM block is not base64: {e}"))
-}
-
 /// Parses a PEM CSR and checks its self-signature (proof that the requester holds the key).
 pub fn check_request(pem: &[u8]) -> Result<(), String> {
+    use rustls_pki_types::pem::PemObject;
     use x509_parser::prelude::FromDer;
-    let der = request_der(pem)?;
-    let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(&der)
+    let der = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(pem)
+        .map_err(|e| format!("no PEM CERTIFICATE REQUEST block: {e}"))?;
+    let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(der.as_ref())
         .map_err(|e| format!("not a certificate request: {e}"))?;
     csr.verify_signature().map_err(|e| format!("the request's signature does not verify: {e}"))
 }
@@ -324,4 +315,79 @@ pub fn with_approval(old: &Value, sent: &Value) -> Value {
     }
     next["status"]["conditions"] = json!(conds);
     next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn csr(request: &str) -> Value {
+        json!({"metadata": {"name": "n1"}, "spec": {
+            "request": base64::engine::general_purpose::STANDARD.encode(request),
+            "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+            "usages": ["digital signature", "client auth"],
+        }})
+    }
+
+    fn fields(causes: &[Cause]) -> Vec<&str> {
+        causes.iter().map(|c| c.field.as_str()).collect()
+    }
+
+    #[test]
+    fn a_request_must_be_a_signed_csr_with_a_signer_and_known_usages() {
+        use rustls_pki_types::pem::PemObject;
+        let asked = component_base::pki::Request { common_name: "system:node:n1".into(), ..Default::default() };
+        let (pem, _) = component_base::pki::csr(&asked).expect("csr");
+        assert!(CsrStrategy.validate(&csr(&pem), None).is_empty());
+        // A request whose signature does not verify proves nothing about the key.
+        let mut der =
+            rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(pem.as_bytes()).expect("der").to_vec();
+        let last = der.len() - 1;
+        der[last] ^= 1;
+        let tampered = format!(
+            "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+            base64::engine::general_purpose::STANDARD.encode(&der)
+        );
+        assert_eq!(fields(&CsrStrategy.validate(&csr(&tampered), None)), vec!["spec.request"]);
+        assert_eq!(fields(&CsrStrategy.validate(&csr("garbage"), None)), vec!["spec.request"]);
+        let mut bad = csr(&pem);
+        bad["spec"]["signerName"] = json!("no-slash");
+        bad["spec"]["usages"] = json!(["client auth", "client auth", "flying"]);
+        bad["spec"]["expirationSeconds"] = json!(60);
+        let got = CsrStrategy.validate(&bad, None);
+        assert_eq!(
+            fields(&got),
+            vec!["spec.signerName", "spec.expirationSeconds", "spec.usages[1]", "spec.usages[2]"],
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn approval_is_final_and_a_certificate_needs_it() {
+        let asked = component_base::pki::Request { common_name: "system:node:n1".into(), ..Default::default() };
+        let (pem, _) = component_base::pki::csr(&asked).expect("csr");
+        let old = csr(&pem);
+        let approved =
+            with_approval(&old, &json!({"status": {"conditions": [{"type": "Approved", "status": "True"}]}}));
+        assert!(CsrStrategy.validate(&approved, Some(&old)).is_empty());
+        assert!(approved.pointer("/status/conditions/0/lastTransitionTime").is_some());
+        let both = with_approval(
+            &approved,
+            &json!({"status": {"conditions": [{"type": "Approved", "status": "True"}, {"type": "Denied", "status": "True"}]}}),
+        );
+        assert!(!CsrStrategy.validate(&both, Some(&approved)).is_empty());
+        let removed = with_approval(&approved, &json!({"status": {"conditions": []}}));
+        let got = CsrStrategy.validate(&removed, Some(&approved));
+        assert!(got.iter().any(|c| c.message.contains("may not remove")), "{got:?}");
+        let mut issued = old.clone();
+        issued["status"] =
+            json!({"certificate": base64::engine::general_purpose::STANDARD.encode("-----BEGIN CERTIFICATE-----\n")});
+        let got = CsrStrategy.validate(&issued, Some(&old));
+        assert!(got.iter().any(|c| c.message.contains("only an approved request")), "{got:?}");
+        // `/status` cannot approve: the approval conditions stay as they were.
+        let mut next = old.clone();
+        next["status"] = json!({"conditions": [{"type": "Approved", "status": "True"}]});
+        CsrStrategy.prepare_status_update(&old, &mut next);
+        assert!(!has_condition(&next, "Approved"));
+    }
 }
