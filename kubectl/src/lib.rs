@@ -19,7 +19,7 @@ pub mod yaml;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::client::{Ctx, Globals, Result};
-use crate::cmd::{auth, certificate, expose, get, info, logs, nodes, workloads, write};
+use crate::cmd::{auth, certificate, create, expose, get, info, logs, nodes, workloads, write};
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -41,7 +41,7 @@ pub enum Command {
     /// Show details of a resource or group of resources.
     Describe(get::DescribeArgs),
     /// Create a resource from a file or from arguments.
-    Create(write::CreateArgs),
+    Create(create::CreateArgs),
     /// Apply a configuration to a resource by file name or stdin.
     Apply(write::ApplyArgs),
     /// Delete resources by file names, stdin, resources and names, or by resources and label selector.
@@ -117,7 +117,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Get(a) => get::get(&ctx, a).await,
         Command::Describe(a) => get::describe(&ctx, a).await,
-        Command::Create(a) => write::create(&ctx, a).await,
+        Command::Create(a) => create::create(&ctx, a).await,
         Command::Apply(a) => write::apply(&ctx, a).await,
         Command::Delete(a) => write::delete(&ctx, a).await,
         Command::Edit(a) => write::edit(&ctx, a).await,

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod certificate;
+pub mod create;
 pub mod expose;
 pub mod get;
 pub mod info;
