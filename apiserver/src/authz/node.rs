@@ -9,12 +9,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use parking_lot::RwLock;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::rbac::Rule;
 use super::{Attributes, Decision};
 use crate::authn::UserInfo;
-use crate::cache::{CacheEvent, Filter, Initial, Kind, WatchCache};
+use crate::cache::{CacheEvent, Cached, Filter, Initial, Kind, WatchCache};
 
 /// The group of every node.
 pub const NODES_GROUP: &str = "system:nodes";
@@ -53,62 +54,161 @@ impl Graph {
         }
     }
 
-    fn put(&mut self, key: &str, pod: &Value) {
+    fn put(&mut self, key: &str, node: &str, refs: Vec<Ref>) {
         self.remove(key);
-        let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
         if node.is_empty() {
             return;
         }
-        let refs = uses(pod);
         let used = self.nodes.entry(node.to_owned()).or_default();
         for r in &refs {
             *used.entry(r.clone()).or_default() += 1;
         }
         self.pods.insert(key.to_owned(), (node.to_owned(), refs));
     }
+
+    /// A pod from the cache: its node from the cache's selectable field, and what it uses
+    /// read from its JSON only when it is bound (most pod events, at creation, are not).
+    fn put_cached(&mut self, pod: &Cached) {
+        let node = pod.field("spec.nodeName").unwrap_or_default();
+        let refs = if node.is_empty() { Vec::new() } else { PodRefs::read(&pod.json).uses() };
+        self.put(&pod.key, &node, refs);
+    }
+}
+
+// The fields of a pod that name what it uses, read without decoding the rest of it.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PodRefs {
+    metadata: MetaRefs,
+    spec: SpecRefs,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct MetaRefs {
+    namespace: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct SpecRefs {
+    service_account_name: Option<String>,
+    image_pull_secrets: Vec<Named>,
+    volumes: Vec<VolumeRefs>,
+    containers: Vec<ContainerRefs>,
+    init_containers: Vec<ContainerRefs>,
+    ephemeral_containers: Vec<ContainerRefs>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct Named {
+    name: Option<String>,
+    secret_name: Option<String>,
+    claim_name: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct VolumeRefs {
+    secret: Option<Named>,
+    config_map: Option<Named>,
+    persistent_volume_claim: Option<Named>,
+    projected: Option<ProjectedRefs>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ProjectedRefs {
+    sources: Vec<SourceRefs>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct SourceRefs {
+    secret: Option<Named>,
+    config_map: Option<Named>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct ContainerRefs {
+    env: Vec<EnvRefs>,
+    env_from: Vec<EnvFromRefs>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct EnvRefs {
+    value_from: Option<ValueFromRefs>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct ValueFromRefs {
+    secret_key_ref: Option<Named>,
+    config_map_key_ref: Option<Named>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct EnvFromRefs {
+    secret_ref: Option<Named>,
+    config_map_ref: Option<Named>,
+}
+
+impl PodRefs {
+    /// Reads a pod's JSON; one that does not read uses nothing (its node is refused).
+    fn read(json: &[u8]) -> PodRefs {
+        serde_json::from_slice(json).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "a pod's references could not be read; its node gets none of them");
+            PodRefs::default()
+        })
+    }
+
+    fn uses(&self) -> Vec<Ref> {
+        let ns = &self.metadata.namespace;
+        let mut out: Vec<Ref> = Vec::new();
+        let mut add = |kind: &'static str, name: Option<&String>| {
+            if let Some(name) = name.filter(|n| !n.is_empty()) {
+                let r = (kind, ns.clone(), name.clone());
+                if !out.contains(&r) {
+                    out.push(r);
+                }
+            }
+        };
+        let spec = &self.spec;
+        let default_account = "default".to_owned();
+        add("serviceaccounts", Some(spec.service_account_name.as_ref().unwrap_or(&default_account)));
+        for p in &spec.image_pull_secrets {
+            add("secrets", p.name.as_ref());
+        }
+        for v in &spec.volumes {
+            add("secrets", v.secret.as_ref().and_then(|s| s.secret_name.as_ref()));
+            add("configmaps", v.config_map.as_ref().and_then(|c| c.name.as_ref()));
+            add("persistentvolumeclaims", v.persistent_volume_claim.as_ref().and_then(|c| c.claim_name.as_ref()));
+            for src in v.projected.iter().flat_map(|p| &p.sources) {
+                add("secrets", src.secret.as_ref().and_then(|s| s.name.as_ref()));
+                add("configmaps", src.config_map.as_ref().and_then(|c| c.name.as_ref()));
+            }
+        }
+        for c in spec.containers.iter().chain(&spec.init_containers).chain(&spec.ephemeral_containers) {
+            for e in c.env.iter().filter_map(|e| e.value_from.as_ref()) {
+                add("secrets", e.secret_key_ref.as_ref().and_then(|r| r.name.as_ref()));
+                add("configmaps", e.config_map_key_ref.as_ref().and_then(|r| r.name.as_ref()));
+            }
+            for e in &c.env_from {
+                add("secrets", e.secret_ref.as_ref().and_then(|r| r.name.as_ref()));
+                add("configmaps", e.config_map_ref.as_ref().and_then(|r| r.name.as_ref()));
+            }
+        }
+        out
+    }
 }
 
 /// The secrets, configmaps, claims and service account a pod uses.
 pub fn uses(pod: &Value) -> Vec<Ref> {
-    let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let mut out: Vec<Ref> = Vec::new();
-    let mut add = |kind: &'static str, name: Option<&str>| {
-        if let Some(name) = name.filter(|n| !n.is_empty()) {
-            let r = (kind, ns.clone(), name.to_owned());
-            if !out.contains(&r) {
-                out.push(r);
-            }
-        }
-    };
-    let s = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_owned);
-    let spec = pod.get("spec").cloned().unwrap_or(Value::Null);
-    let sa = s(&spec, "/serviceAccountName").unwrap_or_else(|| "default".into());
-    add("serviceaccounts", Some(&sa));
-    for p in spec.get("imagePullSecrets").and_then(Value::as_array).into_iter().flatten() {
-        add("secrets", s(p, "/name").as_deref());
-    }
-    for v in spec.get("volumes").and_then(Value::as_array).into_iter().flatten() {
-        add("secrets", s(v, "/secret/secretName").as_deref());
-        add("configmaps", s(v, "/configMap/name").as_deref());
-        add("persistentvolumeclaims", s(v, "/persistentVolumeClaim/claimName").as_deref());
-        for src in v.pointer("/projected/sources").and_then(Value::as_array).into_iter().flatten() {
-            add("secrets", s(src, "/secret/name").as_deref());
-            add("configmaps", s(src, "/configMap/name").as_deref());
-        }
-    }
-    for list in ["containers", "initContainers", "ephemeralContainers"] {
-        for c in spec.get(list).and_then(Value::as_array).into_iter().flatten() {
-            for e in c.get("env").and_then(Value::as_array).into_iter().flatten() {
-                add("secrets", s(e, "/valueFrom/secretKeyRef/name").as_deref());
-                add("configmaps", s(e, "/valueFrom/configMapKeyRef/name").as_deref());
-            }
-            for e in c.get("envFrom").and_then(Value::as_array).into_iter().flatten() {
-                add("secrets", s(e, "/secretRef/name").as_deref());
-                add("configmaps", s(e, "/configMapRef/name").as_deref());
-            }
-        }
-    }
-    out
+    PodRefs::read(pod.to_string().as_bytes()).uses()
 }
 
 /// What every node may do besides reading what its pods use (upstream's `NodeRules`,
@@ -205,9 +305,7 @@ impl NodeAuthorizer {
         let mut graph = Graph::default();
         if let Ok((pods, _)) = cache.list(&Filter::default()) {
             for p in pods {
-                if let Some(v) = p.value() {
-                    graph.put(&p.key, &v);
-                }
+                graph.put_cached(&p);
             }
         }
         *self.graph.write() = graph;
@@ -217,9 +315,10 @@ impl NodeAuthorizer {
         match event.kind {
             Kind::Deleted => self.graph.write().remove(&event.object.key),
             Kind::Added | Kind::Modified => {
-                if let Some(v) = event.object.value() {
-                    self.graph.write().put(&event.object.key, &v);
-                }
+                // Read outside the lock: the authorizer keeps deciding meanwhile.
+                let node = event.object.field("spec.nodeName").unwrap_or_default();
+                let refs = if node.is_empty() { Vec::new() } else { PodRefs::read(&event.object.json).uses() };
+                self.graph.write().put(&event.object.key, &node, refs);
             }
         }
     }
@@ -236,9 +335,7 @@ impl NodeAuthorizer {
             let mut graph = Graph::default();
             if let Initial::Objects(objects) = &subscription.initial {
                 for p in objects.iter() {
-                    if let Some(v) = p.value() {
-                        graph.put(&p.key, &v);
-                    }
+                    graph.put_cached(p);
                 }
             }
             *self.graph.write() = graph;
@@ -260,7 +357,8 @@ impl NodeAuthorizer {
 
     /// Adds a pod to the graph, for tests.
     pub fn add_pod(&self, key: &str, pod: &Value) {
-        self.graph.write().put(key, pod);
+        let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
+        self.graph.write().put(key, node, uses(pod));
     }
 }
 
