@@ -37,6 +37,11 @@ struct Args {
     /// SubjectAccessReviews sent through the API.
     #[arg(long, default_value_t = 20_000)]
     reviews: usize,
+    /// Run the secure apiserver without ServiceAccount keys, so that, like the plain one,
+    /// it does not mount credentials in every pod: the comparison is then of TLS, client
+    /// certificates and authorization alone.
+    #[arg(long)]
+    without_service_accounts: bool,
 }
 
 fn pod(name: &str) -> Value {
@@ -108,7 +113,7 @@ async fn plain() -> Result<Server> {
 
 /// A TLS apiserver with RBAC, the bootstrap policy and `noise` more namespaces' roles and
 /// bindings; its user `bench` may write pods in `default` through a Role.
-async fn secure(noise: usize) -> Result<Server> {
+async fn secure(noise: usize, service_accounts: bool) -> Result<Server> {
     let dir = tempfile::tempdir()?;
     let port = e2e::free_port();
     let url = format!("https://127.0.0.1:{port}");
@@ -119,7 +124,14 @@ async fn secure(noise: usize) -> Result<Server> {
         "--data-dir".to_owned(),
         dir.path().join("data").display().to_string(),
     ];
-    args.extend(pki.apiserver_args());
+    let mut flags = pki.apiserver_args().into_iter();
+    while let Some(flag) = flags.next() {
+        if !service_accounts && flag.starts_with("--service-account-") {
+            flags.next();
+            continue;
+        }
+        args.push(flag);
+    }
     let process = Process::spawn("kube-apiserver", &args, &dir.path().join("apiserver.log"))?;
     e2e::wait_healthy(&url, Duration::from_secs(30)).await?;
     let admin = e2e::pki::http_client(&url)?;
@@ -223,8 +235,15 @@ fn index_decisions(noise: usize) -> f64 {
 async fn main() -> Result<()> {
     let args = Args::parse();
     println!(
-        "# pod creates: {} per round, {} clients, embedded store; plain HTTP without authorization beside TLS + client certificates + Node,RBAC ({} extra namespaces of roles and bindings)",
-        args.pods, args.concurrency, args.noise
+        "# pod creates: {} per round, {} clients, embedded store; plain HTTP without authorization beside TLS + client certificates + Node,RBAC ({} extra namespaces of roles and bindings){}",
+        args.pods,
+        args.concurrency,
+        args.noise,
+        if args.without_service_accounts {
+            ", no ServiceAccount admission"
+        } else {
+            ", ServiceAccount credentials mounted in every pod"
+        }
     );
     let (mut plain_rates, mut secure_rates) = (Vec::new(), Vec::new());
     let (mut plain_lat, mut secure_lat) = (Vec::new(), Vec::new());
@@ -239,7 +258,7 @@ async fn main() -> Result<()> {
         )
         .await?;
         drop(p);
-        let s = secure(args.noise).await.context("the secure apiserver")?;
+        let s = secure(args.noise, !args.without_service_accounts).await.context("the secure apiserver")?;
         let (rate_s, lat_s) = post_many(
             &s.user,
             &format!("{}/api/v1/namespaces/default/pods", s.url),
