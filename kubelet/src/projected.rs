@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, ProjectedVolumeSource, Secret, ServiceAccountTokenProjection};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, ProjectedVolumeSource, Secret};
 use kube::ResourceExt;
 use kube::api::Api;
 use serde_json::{Value, json};
@@ -105,9 +105,18 @@ pub async fn project(
     let ns = pod.namespace().unwrap_or_default();
     for source in volume.sources.iter().flatten() {
         if let Some(t) = &source.service_account_token {
-            let token = request_token(client, pod, t.audience.as_deref(), lifetime_of(t)).await?;
+            let seconds = t.expiration_seconds.unwrap_or(3600).max(600);
+            let token = request_token(client, pod, t.audience.as_deref(), seconds).await?;
             write_atomic(dir, &t.path, token.token.as_bytes())?;
-            spawn_refresh(client, pod, t, dir, token.lifetime);
+            tokio::spawn(refresh(
+                client.clone(),
+                pod.clone(),
+                t.audience.clone(),
+                seconds,
+                dir.to_owned(),
+                t.path.clone(),
+                token.lifetime,
+            ));
         }
         if let Some(cm) = &source.config_map {
             let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
@@ -152,20 +161,18 @@ pub async fn project(
 pub fn resume(client: &kube::Client, pod: &Pod, volume: &ProjectedVolumeSource, dir: &Path) {
     for source in volume.sources.iter().flatten() {
         if let Some(t) = &source.service_account_token {
-            spawn_refresh(client, pod, t, dir, Duration::ZERO);
+            let seconds = t.expiration_seconds.unwrap_or(3600).max(600);
+            tokio::spawn(refresh(
+                client.clone(),
+                pod.clone(),
+                t.audience.clone(),
+                seconds,
+                dir.to_owned(),
+                t.path.clone(),
+                Duration::ZERO,
+            ));
         }
     }
-}
-
-/// The life a projected token asks for (upstream's default, an hour; at least 10 minutes).
-fn lifetime_of(t: &ServiceAccountTokenProjection) -> i64 {
-    t.expiration_seconds.unwrap_or(3600).max(600)
-}
-
-/// Keeps the token of `t` in `dir` fresh, the current one living `lifetime` more.
-fn spawn_refresh(client: &kube::Client, pod: &Pod, t: &ServiceAccountTokenProjection, dir: &Path, lifetime: Duration) {
-    let (client, pod, audience) = (client.clone(), pod.clone(), t.audience.clone());
-    tokio::spawn(refresh(client, pod, audience, lifetime_of(t), dir.to_owned(), t.path.clone(), lifetime));
 }
 
 /// Requests a new token at 80% of the last one's life and writes it, until the volume's
